@@ -1,0 +1,13 @@
+"""mlmm: hybrid ML/MM molecular dynamics in OpenMM.
+
+    import mlmm
+    system = mlmm.create_mixed_system(topology, mm_system, "resname ALA", potential)
+"""
+
+from mlmm._version import __version__
+from mlmm.bridge.export import export
+from mlmm.bridge.mixed import EMBEDDINGS, create_mixed_system
+from mlmm.potentials.io import load_potential, read_metadata, save_potential
+
+__all__ = ["__version__", "EMBEDDINGS", "create_mixed_system", "export", "load_potential", "read_metadata",
+           "save_potential"]

@@ -1,0 +1,1 @@
+"""The bridge to OpenMM: create_mixed_system, transports (TorchForce, PythonForce), export, simulations."""

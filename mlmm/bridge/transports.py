@@ -1,0 +1,103 @@
+"""The two ways an embedding module reaches OpenMM: TorchForce (TorchScript) and PythonForce (eager).
+
+Both call the module with openmm-torch's convention: ``module(positions)`` or
+``module(positions, boxvectors)`` when periodic, followed by the values of the force's
+global parameters (0-d tensors) in order.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import openmm
+import openmm.unit as u
+import torch
+
+TRANSPORTS = ("torch", "python")
+LAMBDA = "lambda_interpolate"
+
+
+class PeriodicLambdaScaled(torch.nn.Module):
+    """lambda * E for a periodic module: forward(positions, boxvectors, lambda_interpolate)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, positions: torch.Tensor, boxvectors: torch.Tensor,
+                lambda_interpolate: torch.Tensor) -> torch.Tensor:
+        return lambda_interpolate.to(positions.dtype) * self.module(positions, boxvectors)
+
+
+class LambdaScaled(torch.nn.Module):
+    """lambda * E for a non-periodic module: forward(positions, lambda_interpolate)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, positions: torch.Tensor, lambda_interpolate: torch.Tensor) -> torch.Tensor:
+        return lambda_interpolate.to(positions.dtype) * self.module(positions, None)
+
+
+def scaled_by_lambda(module: torch.nn.Module, periodic: bool) -> torch.nn.Module:
+    """Wrap an embedding module so its energy is multiplied by ``lambda_interpolate``."""
+    return PeriodicLambdaScaled(module) if periodic else LambdaScaled(module)
+
+
+class EagerComputation:
+    """PythonForce callback: energy (kJ/mol) and forces (kJ/mol/nm) of an eager module.
+
+    Picklable, so systems holding it can be copied and serialized.
+    """
+
+    def __init__(self, module: torch.nn.Module, periodic: bool, parameters: Sequence[str] = ()):
+        self.module = module
+        self.periodic = periodic
+        self.parameters = list(parameters)
+
+    def __call__(self, state: openmm.State):
+        positions = torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer),
+                                 dtype=torch.float64, requires_grad=True)
+        arguments = [positions]
+        if self.periodic:
+            arguments.append(torch.tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer),
+                                          dtype=torch.float64))
+        values = state.getParameters()
+        arguments += [torch.tensor(float(values[name]), dtype=torch.float64) for name in self.parameters]
+        energy = self.module(*arguments)
+        (gradient,) = torch.autograd.grad(energy, positions)
+        return float(energy.detach()), -gradient.numpy().astype(np.float64)
+
+
+def make_force(module: torch.nn.Module, periodic: bool, transport: str,
+               parameters: Optional[dict[str, float]] = None) -> openmm.Force:
+    """Wrap ``module`` in an OpenMM force of the requested transport.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Called as described in the module docstring.
+    periodic : bool
+        Whether the force uses periodic boundary conditions (passes the box).
+    transport : str
+        "torch" (openmmtorch.TorchForce running TorchScript) or "python" (openmm.PythonForce).
+    parameters : dict, optional
+        Global parameters (name -> default value) passed to the module after the box.
+    """
+    parameters = dict(parameters or {})
+    if transport == "torch":
+        import openmmtorch
+
+        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+        force = openmmtorch.TorchForce(scripted)
+        for name, default in parameters.items():
+            force.addGlobalParameter(name, default)
+    elif transport == "python":
+        force = openmm.PythonForce(EagerComputation(module, periodic, list(parameters)), parameters)
+    else:
+        raise ValueError(f"transport={transport!r} is not one of {TRANSPORTS}; use 'torch' (TorchForce, default) "
+                         "or 'python' (openmm.PythonForce).")
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    return force

@@ -1,0 +1,1 @@
+"""Embedding schemes: ML region selection, System surgery and the torch modules OpenMM runs."""

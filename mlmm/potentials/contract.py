@@ -1,0 +1,80 @@
+"""The potential contract: what mlmm accepts as an ML potential.
+
+An ML potential is any ``torch.nn.Module`` with
+
+    forward(species: Tensor[n] int64, positions: Tensor[n, 3] in nm) -> Tensor[] energy in kJ/mol
+
+``species`` are atomic numbers. Potentials that also predict atomic charges (needed by the
+``"mechanical-ml-charges"`` embedding, spectra and the electrostatic schemes) additionally
+export, with ``@torch.jit.export``,
+
+    energy_and_charges(species, positions, total_charge: float)
+        -> Tuple[Tensor[] energy in kJ/mol, Tensor[n] charges in e summing to total_charge]
+
+Potentials may declare ``supported_elements`` (a list of atomic numbers) and ``cutoff``
+(nm); a saved mlmm model records both in its metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+CHARGES_METHOD = "energy_and_charges"
+
+
+@dataclass(frozen=True)
+class PotentialInfo:
+    """What mlmm knows about a potential before running it.
+
+    Attributes
+    ----------
+    supported_elements : list of int or None
+        Atomic numbers the potential was made for; None when the potential does not say.
+    cutoff : float or None
+        The potential's own interaction cutoff in nm, if any.
+    predicts_charges : bool
+        Whether the potential exports ``energy_and_charges``.
+    metadata : dict
+        The saved metadata (empty for in-memory modules).
+    """
+
+    supported_elements: Optional[list[int]]
+    cutoff: Optional[float]
+    predicts_charges: bool
+    metadata: dict = field(default_factory=dict)
+
+
+def predicts_charges(module: torch.nn.Module) -> bool:
+    """Return True when ``module`` exports ``energy_and_charges`` (see module docstring)."""
+    return callable(getattr(module, CHARGES_METHOD, None))
+
+
+def describe(module: torch.nn.Module, metadata: Optional[dict] = None) -> PotentialInfo:
+    """Collect a :class:`PotentialInfo` from a module's attributes and saved metadata."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"potential must be a torch.nn.Module, an mlmm model file or path; got {type(module).__name__}. "
+                        "Wrap your function in a torch.nn.Module with forward(species, positions) -> energy.")
+    metadata = dict(metadata or {})
+    elements = metadata.get("supported_elements", getattr(module, "supported_elements", None))
+    cutoff = metadata.get("cutoff_nm", getattr(module, "cutoff", None))
+    return PotentialInfo(
+        supported_elements=None if elements is None else [int(z) for z in elements],
+        cutoff=None if cutoff is None else float(cutoff),
+        predicts_charges=predicts_charges(module),
+        metadata=metadata,
+    )
+
+
+def check_elements(info: PotentialInfo, atomic_numbers: Sequence[int], atom_indices: Sequence[int]) -> None:
+    """Raise ValueError naming the first ML atom whose element the potential does not support."""
+    if info.supported_elements is None:
+        return
+    supported = set(info.supported_elements)
+    for index, z in zip(atom_indices, atomic_numbers):
+        if z not in supported:
+            raise ValueError(f"ML atom {index} has atomic number {z}, which the potential does not support "
+                             f"(supported: {sorted(supported)}). Remove it from ml_atoms or use a potential "
+                             "trained for this element.")

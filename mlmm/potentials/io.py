@@ -1,0 +1,122 @@
+"""Save and load potentials as TorchScript files carrying mlmm metadata.
+
+A model file is a TorchScript archive with one extra file, ``mlmm.json``, holding the
+metadata: format and version, supported elements, cutoff, units, mlmm version and a
+SHA-256 hash of the parameters and buffers that is checked on load.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from mlmm._version import __version__
+from mlmm.potentials.contract import predicts_charges
+
+FORMAT_NAME = "mlmm-potential"
+#: Bumped when a file written by this version cannot be read by older readers.
+FORMAT_VERSION = 1
+METADATA_FILE = "mlmm.json"
+UNITS = {"positions": "nm", "energy": "kJ/mol", "forces": "kJ/mol/nm", "charges": "e"}
+
+PathLike = Union[str, Path]
+
+
+def content_hash(module: torch.nn.Module) -> str:
+    """SHA-256 over the names, dtypes, shapes and values of all parameters and buffers."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_potential(potential: torch.nn.Module, path: PathLike, supported_elements: Sequence[int],
+                   cutoff: Optional[float] = None, name: Optional[str] = None,
+                   extra: Optional[dict[str, Any]] = None) -> Path:
+    """Compile ``potential`` with TorchScript and write it with metadata.
+
+    Parameters
+    ----------
+    potential : torch.nn.Module
+        A module following the potential contract (:mod:`mlmm.potentials.contract`).
+    path : str or Path
+        Destination file, conventionally ``*.pt``.
+    supported_elements : sequence of int
+        Atomic numbers the potential may be used for; checked by ``create_mixed_system``.
+    cutoff : float, optional
+        The potential's own cutoff in nm.
+    name : str, optional
+        A human-readable model name (defaults to the class name).
+    extra : dict, optional
+        Further JSON-serializable metadata (training data, errors, ...).
+    """
+    if not supported_elements:
+        raise ValueError("supported_elements is empty; list the atomic numbers the potential was made for, e.g. [1, 8].")
+    scripted = potential if isinstance(potential, torch.jit.ScriptModule) else torch.jit.script(potential)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "mlmm_version": __version__,
+        "name": name or type(potential).__name__,
+        "supported_elements": sorted(int(z) for z in supported_elements),
+        "cutoff_nm": None if cutoff is None else float(cutoff),
+        "units": UNITS,
+        "predicts_charges": predicts_charges(scripted),
+        "content_hash": content_hash(scripted),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "extra": extra or {},
+    }
+    path = Path(path)
+    torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata, indent=2)})
+    return path
+
+
+def read_metadata(path: PathLike) -> dict:
+    """Return the metadata of an mlmm model file without loading the model.
+
+    Raises ValueError when the file is not an mlmm model or its format is too new.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist; pass the path of a file written by mlmm.save_potential.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not an mlmm model (not a TorchScript archive); "
+                         "create one with mlmm.save_potential or `mlmm export`.")
+    with zipfile.ZipFile(path) as archive:
+        entries = [n for n in archive.namelist() if n.endswith("/extra/" + METADATA_FILE)]
+        if not entries:
+            raise ValueError(f"{str(path)!r} is a TorchScript file without mlmm metadata, so not an mlmm model; "
+                             "load the module with torch.jit.load and save it with mlmm.save_potential.")
+        metadata = json.loads(archive.read(entries[0]))
+    if metadata.get("format") != FORMAT_NAME:
+        raise ValueError(f"{str(path)!r} has format {metadata.get('format')!r}, not {FORMAT_NAME!r}.")
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{str(path)!r} was saved by mlmm {metadata.get('mlmm_version')} with model format "
+                         f"{version}, which this mlmm {__version__} (format {FORMAT_VERSION}) cannot read; "
+                         "upgrade mlmm.")
+    return metadata
+
+
+def load_potential(path: PathLike, map_location: Optional[str] = None) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load an mlmm model file; return the TorchScript module and its metadata.
+
+    The content hash is recomputed and compared with the saved one, so a truncated or
+    tampered file is refused.
+    """
+    metadata = read_metadata(path)
+    module = torch.jit.load(str(path), map_location=map_location)
+    actual = content_hash(module)
+    if actual != metadata["content_hash"]:
+        raise ValueError(f"{str(path)!r}: parameters do not match the saved content hash "
+                         f"({actual[:12]} != {metadata['content_hash'][:12]}); the file is corrupt or was modified. "
+                         "Re-export the model.")
+    return module, metadata
