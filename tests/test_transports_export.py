@@ -1,0 +1,80 @@
+"""TorchForce, PythonForce and the exported .pt give the same energies and forces."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import mlmm
+from mlmm.potentials import QEqCharges
+from conftest import SOLUTE, evaluate
+
+EMBEDDINGS = ["mechanical", "mechanical-ml-charges"]
+
+
+def _potential(embedding, ff_potential):
+    return QEqCharges(ff_potential) if embedding == "mechanical-ml-charges" else ff_potential
+
+
+@pytest.mark.parametrize("embedding", EMBEDDINGS)
+@pytest.mark.parametrize("platform", ["Reference", "CPU"])
+def test_transports_agree(embedding, platform, solvated, pme_system, ff_potential):
+    potential = _potential(embedding, ff_potential)
+    results = {}
+    for transport in ("torch", "python"):
+        system = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, potential, embedding,
+                                          transport=transport, force_group=1)
+        results[transport] = evaluate(system, solvated.positions, platform, groups={1})
+    (e_torch, f_torch), (e_python, f_python) = results["torch"], results["python"]
+    assert abs(e_torch - e_python) <= 1e-6 * abs(e_torch)
+    scale = np.abs(f_torch).max()
+    assert scale > 1.0
+    assert np.abs(f_torch - f_python).max() <= 1e-6 * scale
+
+
+PLAIN_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import openmm, openmm.app as app, openmm.unit as u
+    import openmmtorch
+    pt, xml, pdb, out = sys.argv[1:]
+    system = openmm.XmlSerializer.deserialize(open(xml).read())
+    force = openmmtorch.TorchForce(pt)
+    force.setUsesPeriodicBoundaryConditions(True)
+    force.setForceGroup(1)
+    system.addForce(force)
+    positions = app.PDBFile(pdb).positions
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    state = context.getState(getEnergy=True, getForces=True)
+    assert "mlmm" not in sys.modules
+    np.savez(out, energy=state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole),
+             forces=state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer))
+""")
+
+
+@pytest.mark.parametrize("embedding", EMBEDDINGS)
+def test_exported_file_runs_in_a_plain_openmm_script(embedding, tmp_path, solvated, pme_system, ff_potential):
+    from conftest import SYSTEM_DIR
+
+    potential = _potential(embedding, ff_potential)
+    pt, xml = tmp_path / "ml.pt", tmp_path / "mm.xml"
+    mlmm.export(pt, solvated.topology, pme_system, SOLUTE, potential, embedding, system_xml=xml)
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_SCRIPT)
+    out = tmp_path / "out.npz"
+    subprocess.run([sys.executable, str(script), str(pt), str(xml), str(SYSTEM_DIR / "alanine-dipeptide-tip3p.pdb"),
+                    str(out)], check=True, cwd=tmp_path)
+    plain = np.load(out)
+    system = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, potential, embedding)
+    energy, forces = evaluate(system, solvated.positions)
+    assert abs(float(plain["energy"]) - energy) <= 1e-9 * abs(energy)
+    np.testing.assert_allclose(plain["forces"], forces, atol=1e-9, rtol=0)
+    import torch
+
+    files = {"mlmm_force.json": ""}
+    torch.jit.load(str(pt), _extra_files=files)
+    assert json.loads(files["mlmm_force.json"])["embedding"] == embedding
