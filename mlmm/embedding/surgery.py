@@ -146,7 +146,7 @@ def ml_internal_forces(system: openmm.System, ml_atoms: Iterable[int]) -> list[o
     forces: list[openmm.Force] = []
     for force in system.getForces():
         if isinstance(force, openmm.NonbondedForce):
-            forces.append(_ml_pair_force(force, sorted(ml), system.usesPeriodicBoundaryConditions()))
+            forces.extend(_ml_pair_forces(force, sorted(ml), system.usesPeriodicBoundaryConditions()))
         elif isinstance(force, openmm.CustomNonbondedForce):
             raise ValueError("interpolate=True is not supported with a CustomNonbondedForce in the MM system; "
                              "use interpolate=False.")
@@ -193,7 +193,8 @@ def _ewald_alpha(force: openmm.NonbondedForce) -> float:
     return math.sqrt(-math.log(2.0 * force.getEwaldErrorTolerance())) / cutoff
 
 
-def _ml_pair_force(force: openmm.NonbondedForce, ml: list[int], periodic: bool) -> openmm.CustomBondForce:
+def _ml_pair_forces(force: openmm.NonbondedForce, ml: list[int], periodic: bool) -> list[openmm.CustomBondForce]:
+    """ML-ML pair energies: regular pairs under the force's method, exception pairs as plain terms."""
     exceptions = {}
     for e in range(force.getNumExceptions()):
         i, j, qq, sigma, eps = force.getExceptionParameters(e)
@@ -212,10 +213,7 @@ def _ml_pair_force(force: openmm.NonbondedForce, ml: list[int], periodic: bool) 
             else:
                 (qi, si, ei), (qj, sj, ej) = force.getParticleParameters(i), force.getParticleParameters(j)
                 regular.addBond(j, i, [qi * qj, 0.5 * (si + sj), (ei * ej).sqrt()])
-    combined = openmm.CustomCVForce("regular + excepted")
-    combined.addCollectiveVariable("regular", regular)
-    combined.addCollectiveVariable("excepted", excepted)
-    return combined
+    return [regular, excepted]
 
 
 def interpolated_mm_force(internal: list[openmm.Force], parameter: str) -> openmm.CustomCVForce:
