@@ -74,3 +74,19 @@ def test_incompatible_version_and_tampering(tmp_path, ff_potential):
     tampered = _rewrite(path, tmp_path / "tampered.pt", edit_tensors=True)
     with pytest.raises(ValueError, match="do not match the saved content hash"):
         mlmm.load_potential(tampered)
+
+
+def test_exported_force_is_not_taken_for_a_model(tmp_path, ff_potential, solvated, pme_system):
+    path = mlmm.export(tmp_path / "force.pt", solvated.topology, pme_system, SOLUTE, ff_potential)
+    with pytest.raises(ValueError, match=r"is an exported ML force \(mlmm.export\), not a model"):
+        mlmm.load_potential(path)
+
+
+def test_zero_dimensional_buffers_are_hashed(tmp_path):
+    class Scaled(ZeroPotential):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor(2.0))
+
+    path = mlmm.save_potential(Scaled(), tmp_path / "s.pt", supported_elements=[1])
+    assert mlmm.load_potential(path)[1]["content_hash"] == io.content_hash(Scaled())

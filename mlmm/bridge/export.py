@@ -18,8 +18,7 @@ import torch
 from mlmm._version import __version__
 from mlmm.bridge.mixed import PotentialLike, build_mm_part, plan_embedding
 from mlmm.embedding.selection import MLAtoms
-
-FORCE_METADATA_FILE = "mlmm_force.json"
+from mlmm.potentials.io import FORCE_METADATA_FILE
 
 
 def export(path: Union[str, Path], topology: app.Topology, mm_system: openmm.System, ml_atoms: MLAtoms,

@@ -23,6 +23,8 @@ FORMAT_NAME = "mlmm-potential"
 #: Bumped when a file written by this version cannot be read by older readers.
 FORMAT_VERSION = 1
 METADATA_FILE = "mlmm.json"
+#: Metadata file of an exported ML force (see mlmm.bridge.export).
+FORCE_METADATA_FILE = "mlmm_force.json"
 UNITS = {"positions": "nm", "energy": "kJ/mol", "forces": "kJ/mol/nm", "charges": "e"}
 
 PathLike = Union[str, Path]
@@ -34,7 +36,8 @@ def content_hash(module: torch.nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        # reshape: 0-d tensors cannot be viewed as bytes
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 
@@ -89,10 +92,13 @@ def read_metadata(path: PathLike) -> dict:
         raise ValueError(f"model file {str(path)!r} does not exist; pass the path of a file written by mlmm.save_potential.")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{str(path)!r} is not an mlmm model (not a TorchScript archive); "
-                         "create one with mlmm.save_potential or `mlmm export`.")
+                         "create one with mlmm.save_potential.")
     with zipfile.ZipFile(path) as archive:
         entries = [n for n in archive.namelist() if n.endswith("/extra/" + METADATA_FILE)]
         if not entries:
+            if any(n.endswith("/extra/" + FORCE_METADATA_FILE) for n in archive.namelist()):
+                raise ValueError(f"{str(path)!r} is an exported ML force (mlmm.export), not a model; load it "
+                                 "with openmmtorch.TorchForce, or pass the model file it was made from.")
             raise ValueError(f"{str(path)!r} is a TorchScript file without mlmm metadata, so not an mlmm model; "
                              "load the module with torch.jit.load and save it with mlmm.save_potential.")
         metadata = json.loads(archive.read(entries[0]))

@@ -1,0 +1,451 @@
+"""Run an ML/MM simulation from a :class:`mlmm.config.RunConfig`: build, minimise, integrate, report, resume.
+
+The run advances in chunks of ``report_interval`` steps. After each chunk it checks the
+energy and coordinates, saves a checkpoint, appends a trajectory frame and a CSV log row,
+in that order: an interrupted run loses nothing, and rerunning the same configuration
+(``md.steps`` and ``md.platform`` may change) continues from the checkpoint. The checkpoint
+is OpenMM's portable XML State (positions, velocities, box, step); the integrator's random
+stream is not in it, so a continued run draws new noise (seeded with ``seed + step``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as u
+
+from mlmm.bridge.mixed import create_mixed_system
+from mlmm.config import RunConfig, SystemConfig
+from mlmm.embedding.selection import resolve_ml_atoms
+from mlmm.potentials.io import read_metadata
+
+CHECKPOINT_FILE = "checkpoint.json"
+TOPOLOGY_FILE = "topology.pdb"
+LOG_COLUMNS = ("step", "time_ps", "potential_kJ_mol", "kinetic_kJ_mol", "temperature_K", "ns_per_day")
+#: Farther from the origin than this (10 micrometres; diffusion covers ~0.1 um per us) atoms have flown apart.
+MAX_COORDINATE_NM = 1.0e4
+_KJ = u.kilojoule_per_mole
+
+
+class SimulationError(RuntimeError):
+    """The simulation blew up: NaN or infinite energy or coordinates, or atoms flown apart.
+
+    Attributes
+    ----------
+    step : int
+        The step at which (or, when OpenMM stopped inside a chunk, by which) it happened.
+    trajectory : Path
+        The trajectory file; it holds the frames written before and is closed and valid.
+    """
+
+    def __init__(self, message: str, step: int, trajectory: Path):
+        super().__init__(message)
+        self.step = step
+        self.trajectory = trajectory
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_simulation` did.
+
+    Attributes
+    ----------
+    trajectory, log, checkpoint, topology : Path
+        The output files (``topology`` is a PDB of the starting structure, for DCD readers).
+    steps : int
+        Steps completed in total, including those of earlier invocations.
+    start_step : int
+        The step this invocation started from (0 for a fresh run).
+    frames : int
+        Frames in the trajectory.
+    ns_per_day : float or None
+        Speed of this invocation's dynamics; None when there was nothing left to run.
+    potential_energy : float
+        Final potential energy in kJ/mol.
+    """
+
+    trajectory: Path
+    log: Path
+    checkpoint: Path
+    topology: Path
+    steps: int
+    start_step: int
+    frames: int
+    ns_per_day: Optional[float]
+    potential_energy: float
+
+
+def build_mm_system(config: SystemConfig) -> tuple[app.PDBFile, openmm.System]:
+    """Read the PDB and create the pure force-field System described by ``config``."""
+    pdb = app.PDBFile(str(config.pdb))
+    options: dict[str, Any] = {}
+    if config.nonbonded_method != "NoCutoff":
+        options["nonbondedCutoff"] = config.cutoff_nm * u.nanometer
+    constraints = None if config.constraints == "None" else getattr(app, config.constraints)
+    system = app.ForceField(*config.forcefield).createSystem(
+        pdb.topology, nonbondedMethod=getattr(app, config.nonbonded_method), constraints=constraints,
+        rigidWater=config.rigid_water, **options)
+    return pdb, system
+
+
+def build_simulation(config: RunConfig, seed: Optional[int] = None) -> app.Simulation:
+    """The ML/MM Simulation of ``config`` at the PDB positions, one force group per force.
+
+    ``seed`` (default ``config.md.seed``) seeds the Langevin integrator; None means random.
+    """
+    pdb, mm_system = build_mm_system(config.system)
+    atoms = config.ml.atoms if isinstance(config.ml.atoms, str) else list(config.ml.atoms)
+    system = create_mixed_system(pdb.topology, mm_system, atoms, config.ml.model, config.ml.embedding,
+                                 transport=config.ml.transport, **config.ml.options)
+    if system.getNumForces() <= 32:  # separate groups give the per-force energy breakdown
+        for group, force in enumerate(system.getForces()):
+            force.setForceGroup(group)
+    md = config.md
+    integrator = openmm.LangevinMiddleIntegrator(md.temperature_K * u.kelvin, md.friction_per_ps / u.picosecond,
+                                                 md.timestep_fs * u.femtosecond)
+    seed = md.seed if seed is None else seed
+    if seed is not None:
+        integrator.setRandomNumberSeed(seed)
+    try:
+        platform = openmm.Platform.getPlatformByName(md.platform)
+    except openmm.OpenMMException:
+        available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+        raise ValueError(f"[md] platform = {md.platform!r} is not available on this machine (available: "
+                         f"{available}).") from None
+    simulation = app.Simulation(pdb.topology, system, integrator, platform)
+    simulation.context.setPositions(pdb.positions)
+    return simulation
+
+
+def energy_breakdown(simulation: app.Simulation) -> dict[str, float]:
+    """Potential energy (kJ/mol) of each force group, keyed by the names of its forces."""
+    names: dict[int, list[str]] = {}
+    for force in simulation.system.getForces():
+        if not isinstance(force, openmm.CMMotionRemover):
+            names.setdefault(force.getForceGroup(), []).append(force.getName())
+    return {" + ".join(forces): simulation.context.getState(getEnergy=True, groups={group})
+            .getPotentialEnergy().value_in_unit(_KJ) for group, forces in sorted(names.items())}
+
+
+def degrees_of_freedom(system: openmm.System) -> int:
+    """3 per massive particle, minus constraints, minus 3 when centre-of-mass motion is removed."""
+    dof = sum(3 for i in range(system.getNumParticles()) if system.getParticleMass(i) > 0 * u.dalton)
+    dof -= system.getNumConstraints()
+    if any(isinstance(force, openmm.CMMotionRemover) for force in system.getForces()):
+        dof -= 3
+    return dof
+
+
+class _DCDWriter:
+    """Appends frames to a DCD file (OpenMM's DCDFile, which updates the header with every frame).
+
+    A new file is created with its first frame, so a run that fails before leaves no empty file.
+    """
+
+    def __init__(self, path: Path, topology: app.Topology, timestep_ps: float, interval: int, append: bool):
+        self.frames = 0
+        self._file = None
+        self._open = lambda: open(path, "r+b" if append else "wb")
+        self._dcd_arguments = (topology, timestep_ps, interval, interval, append)
+        if append:
+            with open(path, "rb") as handle:
+                handle.seek(8)
+                self.frames = struct.unpack("<i", handle.read(4))[0]
+
+    def write(self, state: openmm.State) -> None:
+        if self._file is None:
+            self._file = self._open()
+            self._dcd = app.DCDFile(self._file, *self._dcd_arguments)
+        self._dcd.writeModel(state.getPositions(asNumpy=True), periodicBoxVectors=state.getPeriodicBoxVectors())
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _HDF5Writer:
+    """Appends frames (positions, time, box) to an MDTraj HDF5 file, created with its first frame."""
+
+    def __init__(self, path: Path, topology: app.Topology, append: bool):
+        try:
+            from mdtraj.formats import HDF5TrajectoryFile
+        except ImportError as error:
+            raise ValueError(f"trajectory {path.name!r} needs PyTables ({error}); install 'tables' or write a "
+                             ".dcd trajectory.") from None
+        self._open = lambda: HDF5TrajectoryFile(str(path), mode="a" if append else "w")
+        self._topology = topology
+        self._file = None
+        self.frames = 0
+        if append:
+            self._file = self._open()
+            self.frames = len(self._file) if "coordinates" in self._file.root else 0
+
+    def write(self, state: openmm.State) -> None:
+        import mdtraj
+        from mdtraj.utils import box_vectors_to_lengths_and_angles
+
+        if self._file is None:
+            self._file = self._open()
+            self._file.topology = mdtraj.Topology.from_openmm(self._topology)
+        cell: dict[str, Any] = {}
+        if self._topology.getPeriodicBoxVectors() is not None:
+            *lengths, alpha, beta, gamma = box_vectors_to_lengths_and_angles(
+                *state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
+            cell = {"cell_lengths": np.array([lengths]), "cell_angles": np.array([[alpha, beta, gamma]])}
+        self._file.write(state.getPositions(asNumpy=True).value_in_unit(u.nanometer)[None],
+                         time=np.array([state.getTime().value_in_unit(u.picosecond)]), **cell)
+        self._file.flush()
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _open_trajectory(config: RunConfig, topology: app.Topology, append: bool):
+    path = config.output.trajectory_path
+    if path.suffix.lower() == ".h5":
+        return _HDF5Writer(path, topology, append)
+    return _DCDWriter(path, topology, config.md.timestep_fs * 1e-3, config.md.report_interval, append)
+
+
+def _read_checkpoint(config: RunConfig) -> dict[str, Any]:
+    """The saved checkpoint, after checking that it belongs to ``config`` and its trajectory exists."""
+    path = config.output.directory / CHECKPOINT_FILE
+    saved = json.loads(path.read_text())
+    changed = _differences(saved["config"], config.identity())
+    if changed:
+        raise ValueError(f"{config.output.directory} holds a run of a different configuration (changed: "
+                         f"{'; '.join(changed)}); choose another [output] directory, or overwrite it (--overwrite) "
+                         "to start over.")
+    if saved["frames"] > 1 and not config.output.trajectory_path.is_file():
+        raise ValueError(f"checkpoint {path} (step {saved['step']}) has no trajectory "
+                         f"{config.output.trajectory_path}; restore the file, or overwrite (--overwrite) to start "
+                         "over.")
+    return saved
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'[table] key: old -> new' for every setting that differs."""
+    return [f"[{table}] {key}: {saved.get(table, {}).get(key)!r} -> {value!r}"
+            for table, values in current.items() for key, value in values.items()
+            if saved.get(table, {}).get(key) != value]
+
+
+def _save_checkpoint(path: Path, identity: dict[str, Any], step: int, frames: int, row: list,
+                     state: openmm.State) -> None:
+    """Write the checkpoint atomically (a partly written file never replaces a good one)."""
+    data = {"config": identity, "step": step, "frames": frames, "log_row": row,
+            "state": openmm.XmlSerializer.serialize(state)}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)
+
+
+def _repair_log(path: Path, step: int, row: list) -> None:
+    """Keep the log rows up to the checkpoint's ``step`` and restore its row if it is missing."""
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            rows = [r for r in csv.reader(handle) if r and r[0] != LOG_COLUMNS[0] and int(r[0]) <= step]
+    if not rows or int(rows[-1][0]) < step:
+        rows.append(row)
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([LOG_COLUMNS, *rows])
+
+
+def _frame(simulation: app.Simulation, periodic: bool) -> openmm.State:
+    return simulation.context.getState(getPositions=True, enforcePeriodicBox=periodic)
+
+
+def _resume(simulation: app.Simulation, config: RunConfig, saved: dict[str, Any], periodic: bool):
+    """Restore the checkpointed state; complete the trajectory and log to match it; return the writer."""
+    simulation.context.setState(openmm.XmlSerializer.deserialize(saved["state"]))
+    writer = _open_trajectory(config, simulation.topology, append=config.output.trajectory_path.is_file())
+    if writer.frames == saved["frames"] - 1:  # interrupted between checkpoint and frame
+        writer.write(_frame(simulation, periodic))
+    elif writer.frames != saved["frames"]:
+        writer.close()
+        raise ValueError(f"trajectory {config.output.trajectory_path} has {writer.frames} frames but the checkpoint "
+                         f"expects {saved['frames']}; it was changed outside mlmm. Overwrite (--overwrite) to start "
+                         "over or use another [output] directory.")
+    _repair_log(config.output.log_path, saved["step"], saved["log_row"])
+    return writer
+
+
+def _start(simulation: app.Simulation, config: RunConfig, overwrite: bool):
+    """Prepare a fresh run (``overwrite``: delete the previous one, else refuse to clobber a trajectory),
+    minimise, draw velocities; return the trajectory writer."""
+    out = config.output
+    if overwrite:
+        for path in (out.directory / CHECKPOINT_FILE, out.trajectory_path, out.log_path):
+            path.unlink(missing_ok=True)
+    elif out.trajectory_path.is_file():
+        writer = _open_trajectory(config, simulation.topology, append=True)
+        frames = writer.frames
+        writer.close()
+        if frames:
+            raise ValueError(f"{out.trajectory_path} already holds {frames} frames but there is no checkpoint to "
+                             "continue from; overwrite it (--overwrite) or choose another [output] directory.")
+    if config.md.minimize:
+        simulation.minimizeEnergy(maxIterations=config.md.minimize_max_iterations)
+    simulation.context.setVelocitiesToTemperature(config.md.temperature_K * u.kelvin, *(
+        [] if config.md.seed is None else [config.md.seed]))
+    state = simulation.context.getState(getPositions=True)
+    with open(out.directory / TOPOLOGY_FILE, "w") as handle:
+        app.PDBFile.writeFile(simulation.topology, state.getPositions(), handle)
+    with open(out.log_path, "w", newline="") as handle:
+        csv.writer(handle).writerow(LOG_COLUMNS)
+    return _open_trajectory(config, simulation.topology, append=False)
+
+
+def _progress(console: Any, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]MD"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                    TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=console, disable=not enabled)
+
+
+def _describe(simulation: app.Simulation, config: RunConfig, console: Any, resumed_from: Optional[int]) -> None:
+    from rich.table import Table
+
+    system, md = config.system, config.md
+    n_ml = len(resolve_ml_atoms(simulation.topology, config.ml.atoms))
+    cutoff = "" if system.nonbonded_method == "NoCutoff" else f" {system.cutoff_nm:g} nm"
+    console.print(f"[bold]{system.pdb.name}[/]: {simulation.topology.getNumAtoms()} atoms, {n_ml} in the ML region "
+                  f"(model {read_metadata(config.ml.model).get('name')!r}, {config.ml.embedding} embedding, "
+                  f"{config.ml.transport} transport); {system.nonbonded_method}{cutoff}, constraints "
+                  f"{system.constraints}; {md.timestep_fs:g} fs, {md.temperature_K:g} K, platform {md.platform}")
+    start = "start" if resumed_from is None else f"step {resumed_from} (resumed from {CHECKPOINT_FILE})"
+    table = Table(title=f"Potential energy at the {start}, kJ/mol", title_justify="left")
+    table.add_column("force")
+    table.add_column("energy", justify="right")
+    for name, energy in energy_breakdown(simulation).items():
+        table.add_row(name, f"{energy:.2f}")
+    console.print(table)
+
+
+def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = False,
+                   console: Any = None) -> RunResult:
+    """Run (or continue) the simulation described by ``config``.
+
+    Parameters
+    ----------
+    config : RunConfig
+        From :func:`mlmm.config.load_config`.
+    progress : bool
+        Print a system summary, the energy of each force at the start, and a progress bar.
+    overwrite : bool
+        Start over even if the output directory holds a checkpoint of this configuration.
+    console : rich.console.Console, optional
+        Where to print (default: standard output).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    SimulationError
+        When the energy or the coordinates become NaN/infinite or atoms fly apart (farther
+        than ``MAX_COORDINATE_NM`` from the origin); the trajectory is closed with the frames
+        before, and the checkpoint holds the last good state.
+    ValueError
+        For an output directory holding a different run or a trajectory without checkpoint.
+    """
+    from rich.console import Console
+
+    console = console or Console()
+    out = config.output
+    out.directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = out.directory / CHECKPOINT_FILE
+    saved = _read_checkpoint(config) if checkpoint.is_file() and not overwrite else None
+    seed = None if saved is None or config.md.seed is None else (config.md.seed + saved["step"]) % 2**31
+    simulation = build_simulation(config, seed)
+    periodic = simulation.system.usesPeriodicBoundaryConditions()
+    writer = _resume(simulation, config, saved, periodic) if saved else _start(simulation, config, overwrite)
+    start_step = simulation.currentStep
+    progress = progress and start_step < config.md.steps
+    if progress:
+        _describe(simulation, config, console, start_step if saved else None)
+    identity, dof = config.identity(), degrees_of_freedom(simulation.system)
+    interval, timestep_ps, total = config.md.report_interval, config.md.timestep_fs * 1e-3, config.md.steps
+    step, energy = start_step, math.nan
+    with contextlib.closing(writer), open(out.log_path, "a", newline="") as log, _progress(console, progress) as bar:
+        task = bar.add_task("md", total=max(total, step), completed=step, speed="")
+        began = time.perf_counter()
+        while step < total:
+            target = min((step // interval + 1) * interval, total)
+            chunk_began = time.perf_counter()
+            try:
+                simulation.step(target - step)
+                state = simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True,
+                                                    getParameters=True)
+            except openmm.OpenMMException as error:  # OpenMM's own NaN checks (e.g. CPU PME)
+                raise _blew_up(f"OpenMM stopped ({error})", target, step, out.trajectory_path, writer) from None
+            energy = state.getPotentialEnergy().value_in_unit(_KJ)
+            reason = _unphysical(energy, state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
+            if reason:
+                raise _blew_up(reason, target, step, out.trajectory_path, writer)
+            speed = _ns_per_day(target - step, timestep_ps, time.perf_counter() - chunk_began)
+            row = _log_row(target, state, dof, speed)
+            _save_checkpoint(checkpoint, identity, target, writer.frames + 1, row, state)
+            writer.write(_frame(simulation, periodic) if periodic else state)
+            csv.writer(log).writerow(row)
+            log.flush()
+            step = target
+            bar.update(task, completed=step, speed=f"{speed:.2f} ns/day")
+        elapsed = time.perf_counter() - began
+    if math.isnan(energy):
+        energy = simulation.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(_KJ)
+    ran = step - start_step
+    return RunResult(trajectory=out.trajectory_path, log=out.log_path, checkpoint=checkpoint,
+                     topology=out.directory / TOPOLOGY_FILE, steps=step, start_step=start_step, frames=writer.frames,
+                     ns_per_day=_ns_per_day(ran, timestep_ps, elapsed) if ran else None, potential_energy=energy)
+
+
+def _ns_per_day(steps: int, timestep_ps: float, seconds: float) -> float:
+    return steps * timestep_ps * 1e-3 / (seconds / 86400.0)
+
+
+def _log_row(step: int, state: openmm.State, dof: int, speed: float) -> list:
+    """A CSV log row (see LOG_COLUMNS); temperature from the kinetic energy and ``dof``."""
+    kinetic = state.getKineticEnergy().value_in_unit(_KJ)
+    temperature = 2 * kinetic / (dof * u.MOLAR_GAS_CONSTANT_R.value_in_unit(_KJ / u.kelvin))
+    return [step, round(state.getTime().value_in_unit(u.picosecond), 6), state.getPotentialEnergy().value_in_unit(_KJ),
+            kinetic, temperature, round(speed, 3)]
+
+
+def _unphysical(energy: float, positions: np.ndarray) -> str:
+    """Why the state cannot be right (NaN/inf energy or coordinates, atoms flown apart), or ''."""
+    if not math.isfinite(energy):
+        return f"the potential energy is {energy} kJ/mol"
+    largest = float(np.abs(positions).max())
+    if not largest <= MAX_COORDINATE_NM:  # also catches NaN
+        return f"a coordinate is {largest:.3g} nm from the origin (limit {MAX_COORDINATE_NM:g} nm)"
+    return ""
+
+
+def _blew_up(reason: str, step: int, last_good: int, trajectory: Path, writer) -> SimulationError:
+    """Close the trajectory (keeping its frames) and describe the failure."""
+    writer.close()
+    where = f"between step {last_good} and {step}" if reason.startswith("OpenMM") else f"at step {step}"
+    frames = f"{writer.frames} frame{'s' * (writer.frames != 1)}"
+    kept = (f"{trajectory} keeps the {frames} written before (up to step {last_good}); "
+            f"{CHECKPOINT_FILE} beside it holds the last good state" if writer.frames
+            else f"No frame was written, so there is no {trajectory.name}")
+    return SimulationError(f"the simulation blew up {where}: {reason}. {kept}. Use a smaller [md] timestep_fs, "
+                           "minimize first, or check the model in this geometry.", step, trajectory)

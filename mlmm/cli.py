@@ -1,0 +1,177 @@
+"""The ``mlmm`` command line: ``mlmm demo|run|export|info``.
+
+Errors from bad input print ``mlmm: error: <message>`` and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mlmm._version import __version__
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "systems" / "alanine-dipeptide" / "demo.toml"
+
+
+class _QuietSimtkNotice(logging.Filter):
+    """openmmtorch imports the deprecated ``simtk.openmm`` namespace, which logs a notice on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "simtk.openmm" not in record.getMessage()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlmm", description="Hybrid ML/MM molecular dynamics in OpenMM.")
+    parser.add_argument("--version", action="version", version=f"mlmm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run alanine dipeptide (ML) in TIP3P water (MM)",
+                               description=f"Run the demo configuration {DEMO_CONFIG}.")
+    run = commands.add_parser("run", help="run the simulation described by a TOML config",
+                              description="Run, or continue from its checkpoint, a simulation described by a TOML "
+                                          "config (see mlmm.config.load_config for the keys).")
+    run.add_argument("config", type=Path, help="run configuration (.toml)")
+    for sub in (demo, run):
+        sub.add_argument("--steps", type=int, help="number of MD steps in total (overrides [md] steps)")
+        sub.add_argument("--output", type=Path, help="output directory (overrides [output] directory)")
+        sub.add_argument("--overwrite", action="store_true",
+                         help="discard a previous run in the output directory instead of continuing it")
+        sub.add_argument("--quiet", action="store_true", help="no summary and no progress bar")
+
+    export = commands.add_parser("export", help="write the ML force as TorchScript for plain OpenMM scripts",
+                                 description="Write the ML force of an ML/MM set-up as a self-contained .pt that "
+                                             "openmmtorch.TorchForce loads without mlmm.")
+    export.add_argument("--pdb", type=Path, required=True, help="structure of the whole system")
+    export.add_argument("--model", type=Path, required=True, help="mlmm model file")
+    export.add_argument("--ml-atoms", required=True, help="MDTraj selection, or comma-separated atom indices")
+    export.add_argument("--embedding", default="mechanical", help="embedding scheme (default: mechanical)")
+    export.add_argument("--forcefield", nargs="+", default=None, metavar="FFXML",
+                        help="OpenMM force-field files (default: amber14-all.xml amber14/tip3p.xml)")
+    export.add_argument("--nonbonded-method", default=None,
+                        help="PME, NoCutoff, CutoffPeriodic or CutoffNonPeriodic (default: PME if the PDB has a "
+                             "box, else NoCutoff)")
+    export.add_argument("--cutoff-nm", type=float, default=1.0, help="nonbonded cutoff in nm (default: 1.0)")
+    export.add_argument("--constraints", default="HBonds", help="None, HBonds, AllBonds or HAngles (default: HBonds)")
+    export.add_argument("--output", type=Path, required=True, help="output .pt file")
+    export.add_argument("--system-xml", type=Path, help="also write the MM part of the mixed System as XML")
+
+    info = commands.add_parser("info", help="show a model file's metadata and verify it",
+                               description="Print an mlmm model's metadata and verify its content hash.")
+    info.add_argument("model", type=Path, help="mlmm model file (.pt)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``mlmm`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.getLogger().addFilter(_QuietSimtkNotice())
+    from mlmm.bridge.simulation import SimulationError
+
+    try:
+        return {"demo": _demo, "run": _run, "export": _export, "info": _info}[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
+        print(f"mlmm: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mlmm: interrupted; `mlmm run`/`mlmm demo` with the same arguments continue from the last "
+              "checkpoint.", file=sys.stderr)
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if not DEMO_CONFIG.is_file():
+        raise FileNotFoundError(f"the demo configuration {DEMO_CONFIG} is missing; the demo needs a source "
+                                "checkout of mlmm (pip install -e .).")
+    args.config = DEMO_CONFIG
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from mlmm.bridge.simulation import run_simulation
+    from mlmm.config import load_config
+
+    config = load_config(args.config).with_overrides(steps=args.steps, directory=args.output)
+    console = Console(soft_wrap=True)  # no hard line breaks inside paths when piped to a file
+    if not args.quiet:
+        console.print(f"mlmm {__version__}: {args.config} -> {config.output.directory}")
+    result = run_simulation(config, progress=not args.quiet, overwrite=args.overwrite, console=console)
+    if result.ns_per_day is None:
+        console.print(f"Nothing to run: {config.output.directory} already holds {result.steps} steps "
+                      f"(requested {config.md.steps}). Ask for more with --steps, or start over with --overwrite.")
+    else:
+        resumed = f" (continued from step {result.start_step})" if result.start_step else ""
+        console.print(f"{result.steps} steps{resumed}: {result.ns_per_day:.2f} ns/day; final potential energy "
+                      f"{result.potential_energy:.1f} kJ/mol")
+    console.print(f"Trajectory: {result.trajectory} ({result.frames} frames; topology {result.topology})")
+    console.print(f"Log: {result.log}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import openmm.app as app
+
+    import mlmm
+    from mlmm.bridge.simulation import build_mm_system
+    from mlmm.config import DEFAULT_FORCEFIELD, parse_system
+
+    if not args.pdb.is_file():
+        raise FileNotFoundError(f"--pdb {args.pdb}: no such file.")
+    method = args.nonbonded_method
+    if method is None:
+        method = "PME" if app.PDBFile(str(args.pdb)).topology.getPeriodicBoxVectors() is not None else "NoCutoff"
+    system_config = parse_system({"pdb": str(args.pdb.resolve()), "nonbonded_method": method,
+                                  "forcefield": args.forcefield or list(DEFAULT_FORCEFIELD),
+                                  "cutoff_nm": args.cutoff_nm, "constraints": args.constraints}, Path.cwd())
+    pdb, mm_system = build_mm_system(system_config)
+    path = mlmm.export(args.output, pdb.topology, mm_system, _ml_atoms(args.ml_atoms), args.model,
+                       embedding=args.embedding, system_xml=args.system_xml)
+    print(f"wrote {path}: the ML force ({args.embedding} embedding, {method}); load it with "
+          f"openmmtorch.TorchForce({str(path)!r})" + (" and setUsesPeriodicBoundaryConditions(True)"
+                                                         if mm_system.usesPeriodicBoundaryConditions() else ""))
+    if args.system_xml:
+        print(f"wrote {args.system_xml}: the MM part of the mixed System; add the TorchForce to it")
+    return 0
+
+
+def _ml_atoms(text: str):
+    """Comma-separated integers are atom indices; anything else is an MDTraj selection."""
+    parts = [p.strip() for p in text.split(",")]
+    if all(p.isdigit() for p in parts):
+        return [int(p) for p in parts]
+    return text
+
+
+def _info(args: argparse.Namespace) -> int:
+    import openmm.app as app
+
+    import mlmm
+
+    metadata = mlmm.read_metadata(args.model)
+    try:
+        mlmm.load_potential(args.model)  # recomputes the content hash; raises ValueError on a mismatch
+    except RuntimeError as error:  # torch.jit.load on a damaged archive
+        raise ValueError(f"{args.model} has mlmm metadata but torch cannot load it ({error}); the file is "
+                         "damaged. Save the model again with mlmm.save_potential.") from None
+    symbols = [app.Element.getByAtomicNumber(z).symbol for z in metadata["supported_elements"]]
+    cutoff = metadata.get("cutoff_nm")
+    units = ", ".join(f"{k} {v}" for k, v in metadata.get("units", {}).items())
+    lines = [("model", str(args.model)), ("name", metadata.get("name")),
+             ("format", f"{metadata['format']} version {metadata['format_version']}"),
+             ("mlmm version", metadata.get("mlmm_version")), ("created", metadata.get("created")),
+             ("elements", " ".join(symbols)), ("cutoff", "none" if cutoff is None else f"{cutoff} nm"),
+             ("units", units), ("predicts charges", "yes" if metadata.get("predicts_charges") else "no"),
+             ("content hash", f"{metadata['content_hash']} (verified)")]
+    lines += [(key, value) for key, value in metadata.get("extra", {}).items()]
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

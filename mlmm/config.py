@@ -1,0 +1,305 @@
+"""Run configurations: a TOML file describing one ML/MM simulation, read into validated dataclasses.
+
+Example (every key is listed in :func:`load_config`)::
+
+    [system]
+    pdb = "alanine-dipeptide-tip3p.pdb"
+    nonbonded_method = "PME"
+    cutoff_nm = 0.9
+
+    [ml]
+    atoms = "resname ACE or resname ALA or resname NME"
+    model = "ff-potential.pt"
+
+    [md]
+    steps = 2000
+    timestep_fs = 1.0
+    temperature_K = 300
+
+    [output]
+    directory = "runs/demo"
+
+Input paths (``pdb``, ``model``, local force-field files) are relative to the TOML file's
+folder; ``output.directory`` is relative to the current working directory, so runs land
+where they are launched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from mlmm.bridge.mixed import EMBEDDINGS
+from mlmm.bridge.transports import TRANSPORTS
+from mlmm.potentials.io import read_metadata
+
+NONBONDED_METHODS = ("PME", "NoCutoff", "CutoffPeriodic", "CutoffNonPeriodic")
+CONSTRAINTS = ("None", "HBonds", "AllBonds", "HAngles")
+PLATFORMS = ("CPU", "Reference", "CUDA")
+TRAJECTORY_FORMATS = (".dcd", ".h5")
+DEFAULT_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """[system]: the structure and the force field of the MM system (lengths in nm)."""
+
+    pdb: Path
+    nonbonded_method: str
+    forcefield: tuple[str, ...] = DEFAULT_FORCEFIELD
+    cutoff_nm: float = 1.0
+    constraints: str = "HBonds"
+    rigid_water: bool = True
+
+
+@dataclass(frozen=True)
+class MLConfig:
+    """[ml]: the ML region, the model file and how it is embedded."""
+
+    atoms: Union[str, tuple[int, ...]]
+    model: Path
+    embedding: str = "mechanical"
+    transport: str = "torch"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MDConfig:
+    """[md]: Langevin dynamics (LangevinMiddleIntegrator) settings in fs, K and 1/ps."""
+
+    steps: int
+    timestep_fs: float
+    temperature_K: float
+    friction_per_ps: float = 1.0
+    report_interval: int = 1000
+    platform: str = "CPU"
+    seed: Optional[int] = None
+    minimize: bool = True
+    minimize_max_iterations: int = 0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """[output]: where the trajectory (.dcd or .h5), the CSV log and the checkpoint go."""
+
+    directory: Path
+    trajectory: str = "trajectory.dcd"
+    log: str = "log.csv"
+
+    @property
+    def trajectory_path(self) -> Path:
+        return self.directory / self.trajectory
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / self.log
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run configuration; build it with :func:`load_config` or :func:`parse_config`."""
+
+    system: SystemConfig
+    ml: MLConfig
+    md: MDConfig
+    output: OutputConfig
+    source: Optional[Path] = None
+
+    def with_overrides(self, steps: Optional[int] = None, directory: Optional[Union[str, Path]] = None) -> "RunConfig":
+        """A copy with ``md.steps`` and/or ``output.directory`` replaced (command-line overrides)."""
+        md, output = self.md, self.output
+        if steps is not None:
+            md = dataclasses.replace(md, steps=_positive_int(steps, "md", "steps"))
+        if directory is not None:
+            output = dataclasses.replace(output, directory=Path(directory).resolve())
+        return dataclasses.replace(self, md=md, output=output)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a run must keep to be continued: everything but ``md.steps``,
+        ``md.platform`` and the locations. The structure counts by its file's SHA-256, the model
+        by its parameters' content hash (so re-saving the same model does not matter)."""
+        data = dataclasses.asdict(self)
+        del data["source"], data["md"]["steps"], data["md"]["platform"], data["output"]["directory"]
+        data["system"]["pdb"] = _sha256(self.system.pdb)
+        data["ml"]["model"] = read_metadata(self.ml.model)["content_hash"]
+        return _jsonable(data)
+
+
+def load_config(path: Union[str, Path]) -> RunConfig:
+    """Read and validate a run configuration TOML file.
+
+    Tables and keys (defaults in brackets; ``*`` required):
+
+    - ``[system]``: ``pdb``\\*, ``nonbonded_method``\\* (PME, NoCutoff, CutoffPeriodic,
+      CutoffNonPeriodic), ``forcefield`` [amber14-all.xml, amber14/tip3p.xml], ``cutoff_nm``
+      [1.0], ``constraints`` [HBonds; None, AllBonds, HAngles], ``rigid_water`` [true]
+    - ``[ml]``: ``atoms``\\* (MDTraj selection or list of indices), ``model``\\* (mlmm model
+      file), ``embedding`` [mechanical], ``transport`` [torch], ``[ml.options]`` (embedding
+      options, see :func:`mlmm.create_mixed_system`)
+    - ``[md]``: ``steps``\\*, ``timestep_fs``\\*, ``temperature_K``\\*, ``friction_per_ps`` [1.0],
+      ``report_interval`` [1000], ``platform`` [CPU; Reference, CUDA], ``seed`` [random],
+      ``minimize`` [true], ``minimize_max_iterations`` [0: until converged to 10 kJ/mol/nm]
+    - ``[output]``: ``directory``\\*, ``trajectory`` [trajectory.dcd; .dcd or .h5], ``log`` [log.csv]
+
+    Raises ValueError naming the table and key for missing, unknown or invalid entries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist; pass the path of a run configuration TOML file.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error}).") from None
+    try:
+        return parse_config(data, path.resolve().parent, source=path.resolve())
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def parse_config(data: dict[str, Any], base_dir: Union[str, Path], source: Optional[Path] = None) -> RunConfig:
+    """Validate a configuration already read into a dict; input paths are relative to ``base_dir``."""
+    base_dir = Path(base_dir)
+    _check_keys(data, {"system", "ml", "md", "output"}, "the top level", tables=True)
+    return RunConfig(system=parse_system(_table(data, "system"), base_dir), ml=_parse_ml(_table(data, "ml"), base_dir),
+                     md=_parse_md(_table(data, "md")), output=_parse_output(_table(data, "output")), source=source)
+
+
+def parse_system(table: dict[str, Any], base_dir: Path) -> SystemConfig:
+    """Validate a ``[system]`` table (also used by ``mlmm export`` for its options)."""
+    _check_keys(table, {f.name for f in dataclasses.fields(SystemConfig)}, "[system]")
+    forcefield = _get(table, "system", "forcefield", list, list(DEFAULT_FORCEFIELD))
+    if not forcefield or not all(isinstance(name, str) for name in forcefield):
+        raise ValueError(f"[system] forcefield = {forcefield!r} must be a non-empty list of OpenMM force-field "
+                         f"files, e.g. {list(DEFAULT_FORCEFIELD)}.")
+    cutoff = float(_get(table, "system", "cutoff_nm", (int, float), 1.0))
+    if cutoff <= 0:
+        raise ValueError(f"[system] cutoff_nm = {cutoff} must be positive (nm).")
+    return SystemConfig(
+        pdb=_existing(base_dir, _get(table, "system", "pdb", str), "system", "pdb"),
+        nonbonded_method=_choice(table, "system", "nonbonded_method", NONBONDED_METHODS),
+        forcefield=tuple(str(base_dir / name) if (base_dir / name).is_file() else name for name in forcefield),
+        cutoff_nm=cutoff,
+        constraints=_choice(table, "system", "constraints", CONSTRAINTS, "HBonds"),
+        rigid_water=_get(table, "system", "rigid_water", bool, True))
+
+
+def _parse_ml(table: dict[str, Any], base_dir: Path) -> MLConfig:
+    _check_keys(table, {f.name for f in dataclasses.fields(MLConfig)}, "[ml]")
+    atoms = _get(table, "ml", "atoms", (str, list))
+    if isinstance(atoms, list):
+        if not atoms or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in atoms):
+            raise ValueError(f"[ml] atoms = {atoms!r} must be an MDTraj selection string or a non-empty list of "
+                             "atom indices (integers >= 0).")
+        atoms = tuple(atoms)
+    elif not atoms.strip():
+        raise ValueError("[ml] atoms is an empty string; give an MDTraj selection such as 'resname ALA'.")
+    return MLConfig(atoms=atoms, model=_existing(base_dir, _get(table, "ml", "model", str), "ml", "model"),
+                    embedding=_choice(table, "ml", "embedding", EMBEDDINGS, "mechanical"),
+                    transport=_choice(table, "ml", "transport", TRANSPORTS, "torch"),
+                    options=dict(_get(table, "ml", "options", dict, {})))
+
+
+def _parse_md(table: dict[str, Any]) -> MDConfig:
+    _check_keys(table, {f.name for f in dataclasses.fields(MDConfig)}, "[md]")
+    seed = _get(table, "md", "seed", int, None)
+    if seed is not None and not 0 <= seed < 2**31:
+        raise ValueError(f"[md] seed = {seed} must lie in 0..2147483647 (leave it out for a random seed).")
+    iterations = _get(table, "md", "minimize_max_iterations", int, 0)
+    if iterations < 0:
+        raise ValueError(f"[md] minimize_max_iterations = {iterations} must be >= 0 (0: until converged).")
+    return MDConfig(
+        steps=_positive_int(_get(table, "md", "steps", int), "md", "steps"),
+        timestep_fs=_positive_float(table, "timestep_fs"),
+        temperature_K=_positive_float(table, "temperature_K"),
+        friction_per_ps=_positive_float(table, "friction_per_ps", 1.0),
+        report_interval=_positive_int(_get(table, "md", "report_interval", int, 1000), "md", "report_interval"),
+        platform=_choice(table, "md", "platform", PLATFORMS, "CPU"),
+        seed=seed,
+        minimize=_get(table, "md", "minimize", bool, True),
+        minimize_max_iterations=iterations)
+
+
+def _parse_output(table: dict[str, Any]) -> OutputConfig:
+    _check_keys(table, {f.name for f in dataclasses.fields(OutputConfig)}, "[output]")
+    trajectory = _get(table, "output", "trajectory", str, "trajectory.dcd")
+    if Path(trajectory).suffix.lower() not in TRAJECTORY_FORMATS:
+        raise ValueError(f"[output] trajectory = {trajectory!r} must end in one of {TRAJECTORY_FORMATS} "
+                         "(DCD or MDTraj HDF5).")
+    for key, name in (("trajectory", trajectory), ("log", _get(table, "output", "log", str, "log.csv"))):
+        if Path(name).name != name:
+            raise ValueError(f"[output] {key} = {name!r} must be a file name; the folder is [output] directory.")
+    return OutputConfig(directory=Path(_get(table, "output", "directory", str)).resolve(), trajectory=trajectory,
+                        log=_get(table, "output", "log", str, "log.csv"))
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    if name not in data:
+        raise ValueError(f"missing table [{name}]; see mlmm.config.load_config for its keys.")
+    if not isinstance(data[name], dict):
+        raise ValueError(f"{name} must be a table ([{name}]), got {data[name]!r}.")
+    return data[name]
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str, tables: bool = False) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        kind = "table" if tables else "key"
+        raise ValueError(f"unknown {kind}(s) {unknown} in {where}; allowed: {sorted(allowed)}. Check the spelling.")
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: Any, default: Any = _REQUIRED) -> Any:
+    if key not in table:
+        if default is _REQUIRED:
+            raise ValueError(f"missing key [{section}] {key}; see mlmm.config.load_config for what it means.")
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ValueError(f"[{section}] {key} = {value!r} has type {type(value).__name__}; expected {names}.")
+    return value
+
+
+def _choice(table: dict[str, Any], section: str, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
+    value = _get(table, section, key, str, default)
+    if value not in choices:
+        raise ValueError(f"[{section}] {key} = {value!r} is not one of {list(choices)}.")
+    return value
+
+
+def _positive_int(value: Any, section: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"[{section}] {key} = {value!r} must be a positive integer.")
+    return value
+
+
+def _positive_float(table: dict[str, Any], key: str, default: Any = _REQUIRED) -> float:
+    value = float(_get(table, "md", key, (int, float), default))
+    if not value > 0:
+        raise ValueError(f"[md] {key} = {value} must be positive.")
+    return value
+
+
+def _existing(base_dir: Path, name: str, section: str, key: str) -> Path:
+    path = (base_dir / name).resolve()
+    if not path.is_file():
+        raise ValueError(f"[{section}] {key} = {name!r} not found (looked for {path}); input paths are relative "
+                         "to the config file's folder.")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

@@ -1,0 +1,172 @@
+"""Run configs and the simulation runner: validation, NaN guard, checkpoint/resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import mdtraj
+import numpy as np
+import pytest
+import torch
+
+import mlmm
+from conftest import SYSTEM_DIR
+from mlmm.bridge import simulation as runner
+from mlmm.bridge.simulation import SimulationError, run_simulation
+from mlmm.config import load_config
+
+MODEL = SYSTEM_DIR / "ff-potential.pt"
+
+
+def write_config(tmp_path, model=MODEL, trajectory="trajectory.dcd", **md) -> "mlmm.config.RunConfig":
+    """A run of the solute alone (22 atoms, vacuum, all ML) written as TOML in ``tmp_path``."""
+    settings = {"steps": 30, "timestep_fs": 1.0, "temperature_K": 300.0, "report_interval": 10, "seed": 7,
+                "minimize": False, **md}
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    path = tmp_path / "run.toml"
+    path.write_text(f"""
+[system]
+pdb = "{SYSTEM_DIR / 'alanine-dipeptide.pdb'}"
+nonbonded_method = "NoCutoff"
+[ml]
+atoms = "all"
+model = "{model}"
+[md]
+{lines}
+[output]
+directory = "{tmp_path / 'out'}"
+trajectory = "{trajectory}"
+""")
+    return path
+
+
+def load_frames(path) -> mdtraj.Trajectory:
+    return mdtraj.load(str(path), top=str(SYSTEM_DIR / "alanine-dipeptide.pdb"))
+
+
+def log_steps(path) -> list[int]:
+    with open(path, newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda t: t.replace("steps = 30", "stepz = 30"), "stepz"),
+    (lambda t: t.replace("steps = 30", ""), "[md] steps"),
+    (lambda t: t.replace("[ml]", "[mll]"), "mll"),
+    (lambda t: t.replace('nonbonded_method = "NoCutoff"', 'nonbonded_method = "Ewald"'), "nonbonded_method"),
+    (lambda t: t.replace("timestep_fs = 1.0", "timestep_fs = -1.0"), "timestep_fs"),
+    (lambda t: t.replace("report_interval = 10", 'report_interval = "10"'), "report_interval"),
+    (lambda t: t.replace(str(MODEL), "missing.pt"), "[ml] model"),
+    (lambda t: t.replace('"trajectory.dcd"', '"trajectory.xyz"'), "trajectory"),
+])
+def test_config_errors_name_the_key(tmp_path, edit, named):
+    path = write_config(tmp_path)
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(ValueError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path)
+
+
+def test_config_defaults_and_relative_paths(tmp_path):
+    config = load_config(SYSTEM_DIR / "demo.toml")
+    assert config.system.pdb == SYSTEM_DIR / "alanine-dipeptide-tip3p.pdb"
+    assert config.ml.model == MODEL
+    assert config.md.platform == "CPU" and config.system.rigid_water
+    assert config.with_overrides(steps=5).md.steps == 5
+    with pytest.raises(ValueError, match="steps"):
+        config.with_overrides(steps=0)
+
+
+class NaNAfter(torch.nn.Module):
+    """Wraps a potential and returns NaN from the ``limit``-th call on (counts calls in a buffer)."""
+
+    def __init__(self, potential: torch.nn.Module, limit: int):
+        super().__init__()
+        self.potential = potential
+        self.limit = limit
+        self.register_buffer("calls", torch.zeros(1, dtype=torch.int64))  # 1-d: io.content_hash rejects 0-d
+
+    def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.calls.add_(1)
+        energy = self.potential(species, positions)
+        return torch.where(self.calls[0] >= self.limit, torch.full_like(energy, float("nan")), energy)
+
+
+def test_nan_guard_names_the_step_and_keeps_the_frames(tmp_path):
+    inner, _ = mlmm.load_potential(MODEL)
+    model = mlmm.save_potential(NaNAfter(inner, limit=35), tmp_path / "nan.pt", supported_elements=[1, 6, 7, 8])
+    config = load_config(write_config(tmp_path, model=model, steps=100))
+    with pytest.raises(SimulationError, match=r"step \d+") as caught:
+        run_simulation(config, progress=False)
+    error = caught.value
+    assert error.trajectory == config.output.trajectory_path and "trajectory.dcd" in str(error)
+    assert 0 < error.step < 100
+    frames = load_frames(config.output.trajectory_path)
+    assert len(frames) == error.step // 10 - 1 >= 2  # every chunk before the failing one
+    assert np.isfinite(frames.xyz).all()
+    assert log_steps(config.output.log_path) == [10 * (i + 1) for i in range(len(frames))]
+
+
+def test_absurd_timestep_stops_with_the_frames_before(tmp_path):
+    """Atoms flying apart (or OpenMM's own NaN check inside a chunk) raise SimulationError too."""
+    config = load_config(write_config(tmp_path, steps=200, timestep_fs=5.0, report_interval=1))
+    with pytest.raises(SimulationError, match=r"step \d+") as caught:
+        run_simulation(config, progress=False)
+    frames = load_frames(config.output.trajectory_path)
+    assert f"keeps the {len(frames)} frame" in str(caught.value) and caught.value.step == len(frames) + 1
+    assert np.isfinite(frames.xyz).all()
+
+
+def test_resume_appends_without_duplicates(tmp_path):
+    config = load_config(write_config(tmp_path))
+    first = run_simulation(config, progress=False)
+    assert (first.steps, first.frames, first.start_step) == (30, 3, 0)
+    before = load_frames(first.trajectory).xyz
+    second = run_simulation(config.with_overrides(steps=60), progress=False)
+    assert (second.steps, second.frames, second.start_step) == (60, 6, 30)
+    trajectory = load_frames(second.trajectory)
+    assert len(trajectory) == 6
+    np.testing.assert_array_equal(trajectory.xyz[:3], before)  # earlier frames untouched
+    moved = [np.abs(trajectory.xyz[i] - trajectory.xyz[i - 1]).max() for i in range(1, 6)]
+    assert min(moved) > 1e-4  # no frame repeated
+    assert log_steps(config.output.log_path) == [10, 20, 30, 40, 50, 60]
+    again = run_simulation(config.with_overrides(steps=60), progress=False)
+    assert again.ns_per_day is None and again.frames == 6
+
+
+def test_resume_after_interruption_between_checkpoint_and_frame(tmp_path, monkeypatch):
+    config = load_config(write_config(tmp_path, steps=40))
+    original = runner._DCDWriter.write
+
+    def interrupted(self, state):
+        if self.frames == 1:
+            raise KeyboardInterrupt
+        original(self, state)
+
+    monkeypatch.setattr(runner._DCDWriter, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(config, progress=False)
+    monkeypatch.setattr(runner._DCDWriter, "write", original)
+    assert log_steps(config.output.log_path) == [10]
+    result = run_simulation(config, progress=False)
+    assert (result.start_step, result.frames) == (20, 4)
+    assert len(load_frames(result.trajectory)) == 4
+    assert log_steps(config.output.log_path) == [10, 20, 30, 40]
+
+
+def test_other_config_in_same_directory_is_refused(tmp_path):
+    run_simulation(load_config(write_config(tmp_path, steps=10)), progress=False)
+    changed = load_config(write_config(tmp_path, steps=10, temperature_K=310.0))
+    with pytest.raises(ValueError, match="different configuration"):
+        run_simulation(changed, progress=False)
+    assert run_simulation(changed, progress=False, overwrite=True).frames == 1
+
+
+def test_hdf5_trajectory(tmp_path):
+    pytest.importorskip("tables")
+    config = load_config(write_config(tmp_path, trajectory="trajectory.h5", steps=20))
+    run_simulation(config, progress=False)
+    result = run_simulation(config.with_overrides(steps=40), progress=False)
+    trajectory = mdtraj.load(str(result.trajectory))
+    assert len(trajectory) == 4
+    np.testing.assert_allclose(trajectory.time, [0.01, 0.02, 0.03, 0.04])
