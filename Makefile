@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_mechanical.py
+	$(PY) benchmarks/mechanical_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,16 +9,26 @@ from __future__ import annotations
 import torch
 
 
-def minimum_image(delta: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Shift displacement vectors ``delta`` [..., 3] (nm) to their minimum image.
+def _lattice_shift(delta: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The lattice vector that takes ``delta`` [..., 3] to its minimum image (no autograd).
 
-    Exact for distances up to half the smallest box width, the range every cutoff in
-    mlmm is checked against.
+    OpenMM's scheme for reduced boxes, exact for distances up to half the smallest box
+    width, the range every cutoff in mlmm is checked against.
     """
-    delta = delta - box[2] * torch.round(delta[..., 2:3] / box[2, 2])
-    delta = delta - box[1] * torch.round(delta[..., 1:2] / box[1, 1])
-    delta = delta - box[0] * torch.round(delta[..., 0:1] / box[0, 0])
-    return delta
+    with torch.no_grad():
+        shifted = delta - box[2] * torch.round(delta[..., 2:3] / box[2, 2])
+        shifted = shifted - box[1] * torch.round(shifted[..., 1:2] / box[1, 1])
+        shifted = shifted - box[0] * torch.round(shifted[..., 0:1] / box[0, 0])
+        return shifted - delta
+
+
+def minimum_image(delta: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Displacement vectors ``delta`` [..., 3] (nm) shifted to their minimum image.
+
+    The shift is piecewise constant, so the gradient is the identity; computing it
+    without autograd keeps the backward pass of the MD hot path short.
+    """
+    return delta + _lattice_shift(delta, box)
 
 
 def make_whole(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
@@ -26,8 +36,7 @@ def make_whole(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
 
     Valid for regions that span less than half the smallest box width.
     """
-    reference = positions[:1]
-    return reference + minimum_image(positions - reference, box)
+    return positions + _lattice_shift(positions - positions[:1], box)
 
 
 def box_widths(box_vectors) -> list[float]:
