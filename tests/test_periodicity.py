@@ -1,6 +1,7 @@
 """Unwrapped coordinates: a solute split across the box and a triclinic box give the same physics."""
 
 import numpy as np
+import openmm.app as app
 import openmm.unit as u
 import pytest
 
@@ -53,3 +54,50 @@ def test_triclinic_truncated_octahedron(octahedron, ff_potential):
     e_split, f_split = evaluate(mixed, split)
     assert abs(e_split - e_mm) <= 1e-6 * abs(e_mm)
     np.testing.assert_allclose(f_split, f_mm, atol=1e-3, rtol=0)
+
+
+def test_ml_region_of_separate_molecules_split_across_the_box(forcefield, solvated):
+    """Each ML molecule is made whole on its own: wrapping atoms one by one changes nothing."""
+    from mlmm.potentials import ForceFieldPotential
+
+    system = forcefield.createSystem(solvated.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer,
+                                     constraints=None, rigidWater=False)
+    ml = list(range(22, 31))  # three waters up to 2.7 nm apart in the 3 nm box
+    numbers = [a.element.atomic_number for a in solvated.topology.atoms()]
+    potential = ForceFieldPotential.from_system(system, ml, [numbers[i] for i in ml])
+    mixed = mlmm.create_mixed_system(solvated.topology, system, ml, potential)
+    box = np.array([v.value_in_unit(u.nanometer) for v in system.getDefaultPeriodicBoxVectors()])
+    whole = np.asarray(solvated.positions.value_in_unit(u.nanometer))
+    whole = whole + np.diag(box) - whole[22] - 0.02  # the first ML oxygen 0.02 nm inside the box corner
+    wrapped = whole.copy()  # only ML atoms: MM bonded forces need whole MM molecules (no PBC)
+    wrapped[ml] -= np.floor(whole[ml] / np.diag(box)) * np.diag(box)
+    moved = [i for i in ml if not np.allclose(wrapped[i], whole[i])]
+    assert moved and len(moved) < len(ml)  # some ML atoms wrapped apart from their molecule
+    e_whole, f_whole = evaluate(mixed, whole)
+    e_wrapped, f_wrapped = evaluate(mixed, wrapped)
+    assert np.isfinite(e_whole) and abs(e_wrapped - e_whole) <= 1e-6 * abs(e_whole)
+    np.testing.assert_allclose(f_wrapped, f_whole, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("triclinic", [False, True])
+def test_make_whole_keeps_molecules_intact_at_half_a_box_from_the_first_atom(triclinic):
+    """A molecule straddling the half-box distance from atom 0 is not torn apart."""
+    import torch
+
+    from mlmm.embedding.pbc import make_whole
+
+    d = 3.0
+    box = np.array([[d, 0, 0], [d / 3, 2 * np.sqrt(2) * d / 3, 0], [-d / 3, np.sqrt(2) * d / 3, np.sqrt(6) * d / 3]]
+                   ) if triclinic else np.diag([d, d, d])
+    # molecule A: atoms 0-1; molecule B: atoms 2-4 (a bent triatomic) centred half a box away along a
+    a = np.array([[0.1, 0.1, 0.1], [0.2, 0.1, 0.1]])
+    centre = a[0] + 0.5 * box[0]
+    b = centre + np.array([[0.0, 0.0, 0.0], [-0.09, 0.03, 0.0], [0.09, 0.03, 0.0]])
+    positions = np.vstack([a, b])
+    positions[3] += box[1]  # unwrapped input: an atom of B one box vector away
+    roots = torch.tensor([0, 0, 2, 2, 2])
+    whole = make_whole(torch.tensor(positions), torch.tensor(box), roots).numpy()
+    bonds = [(0, 1), (2, 3), (2, 4)]
+    for i, j in bonds:
+        assert np.linalg.norm(whole[i] - whole[j]) < 0.2
+    assert np.linalg.norm(whole[2] - whole[0]) <= 0.5 * d + 1e-9

@@ -14,7 +14,7 @@ import torch
 from mlmm.embedding import surgery
 from mlmm.embedding.modules import KERNELS, MechanicalEmbeddingModule, MLChargesEmbeddingModule
 from mlmm.embedding.pbc import box_widths
-from mlmm.embedding.selection import MLAtoms, resolve_ml_atoms, validate_ml_region
+from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
 from mlmm.potentials.contract import PotentialInfo, check_elements, describe
 from mlmm.potentials.io import load_potential
 from mlmm.bridge.transports import LAMBDA, make_force, scaled_by_lambda
@@ -84,7 +84,8 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
     check_elements(info, atomic_numbers, ml)
     periodic = mm_system.usesPeriodicBoundaryConditions()
     if embedding == "mechanical":
-        embedding_module: torch.nn.Module = MechanicalEmbeddingModule(module, ml, atomic_numbers)
+        embedding_module: torch.nn.Module = MechanicalEmbeddingModule(module, ml, atomic_numbers,
+                                                                      molecule_roots(topology, ml))
     else:
         if not info.predicts_charges:
             raise ValueError("embedding='mechanical-ml-charges' needs a potential that predicts charges (exports "
@@ -129,7 +130,7 @@ def _ml_charges_module(topology: app.Topology, mm_system: openmm.System, ml: lis
             mm_group.append(len(groups))
         groups.append(anchor)
     return MLChargesEmbeddingModule(
-        potential, ml, atomic_numbers, mm_indices, mm_charges, mm_group, groups,
+        potential, ml, atomic_numbers, molecule_roots(topology, ml), mm_indices, mm_charges, mm_group, groups,
         total_charge=to_float(total_charge, u.elementary_charge, "total_charge"), cutoff=cutoff_nm,
         switch_distance=switch_nm, kernel=kernel,
         dielectric=DEFAULT_DIELECTRIC if dielectric is None else float(dielectric))

@@ -37,12 +37,16 @@ class MechanicalEmbeddingModule(torch.nn.Module):
         Indices of the ML atoms among all particles.
     atomic_numbers : sequence of int
         Their atomic numbers.
+    molecule_roots : sequence of int
+        For each ML atom, the position (within ``ml_indices``) of the first ML atom of its
+        molecule; used to make the region whole in periodic systems.
     """
 
-    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers):
+    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots):
         super().__init__()
         self.potential = potential
         self.register_buffer("ml_indices", torch.as_tensor(list(ml_indices), dtype=torch.long))
+        self.register_buffer("molecule_roots", torch.as_tensor(list(molecule_roots), dtype=torch.long))
         self.register_buffer("species", torch.as_tensor(list(atomic_numbers), dtype=torch.long))
         # An empty tensor carrying the model's dtype (and following .to(device)).
         self.register_buffer("model_dtype_probe", torch.zeros(0, dtype=_model_dtype(potential)))
@@ -51,7 +55,7 @@ class MechanicalEmbeddingModule(torch.nn.Module):
         """ML atom positions in nm, made whole when a box is given."""
         x = positions.index_select(0, self.ml_indices)
         if boxvectors is not None:
-            x = make_whole(x, boxvectors.to(x.dtype))
+            x = make_whole(x, boxvectors.to(x.dtype), self.molecule_roots)
         return x
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -88,10 +92,10 @@ class MLChargesEmbeddingModule(MechanicalEmbeddingModule):
         Reaction-field dielectric constant.
     """
 
-    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, mm_indices, mm_charges,
+    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, mm_indices, mm_charges,
                  mm_group, anchor_indices, total_charge: float, cutoff: float, switch_distance: float,
                  kernel: str, dielectric: float):
-        super().__init__(potential, ml_indices, atomic_numbers)
+        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots)
         if kernel not in KERNELS:
             raise ValueError(f"kernel={kernel!r} is not one of {KERNELS}.")
         self.register_buffer("mm_indices", torch.as_tensor(list(mm_indices), dtype=torch.long))

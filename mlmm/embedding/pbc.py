@@ -31,12 +31,18 @@ def minimum_image(delta: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return delta + _lattice_shift(delta, box)
 
 
-def make_whole(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Image every atom next to the first one, so a region split across the box is whole.
+def make_whole(positions: torch.Tensor, box: torch.Tensor, roots: torch.Tensor) -> torch.Tensor:
+    """Make every molecule of a region whole and place the molecules next to the first atom.
 
-    Valid for regions that span less than half the smallest box width.
+    ``roots[i]`` is the index (within ``positions``) of the first atom of atom i's molecule.
+    Each atom is imaged next to its root, and each molecule's root next to atom 0, so a
+    region split across the box becomes a cluster. Valid for molecules spanning less than
+    half the smallest box width; the shifts are lattice vectors, computed without autograd.
     """
-    return positions + _lattice_shift(positions - positions[:1], box)
+    with torch.no_grad():
+        root_positions = positions.index_select(0, roots)
+        shift = _lattice_shift(positions - root_positions, box) + _lattice_shift(root_positions - positions[:1], box)
+    return positions + shift
 
 
 def box_widths(box_vectors) -> list[float]:

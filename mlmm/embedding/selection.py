@@ -84,5 +84,24 @@ def validate_ml_region(topology: app.Topology, system: openmm.System, ml: Sequen
     return numbers
 
 
+def molecule_roots(topology: app.Topology, ml: Sequence[int]) -> list[int]:
+    """For each ML atom, the position in ``ml`` of the first ML atom of its molecule (bonded component)."""
+    position = {atom: k for k, atom in enumerate(ml)}
+    parent = list(range(len(ml)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for bond in topology.bonds():
+        a, b = position.get(bond[0].index), position.get(bond[1].index)
+        if a is not None and b is not None:
+            ra, rb = find(a), find(b)
+            parent[max(ra, rb)] = min(ra, rb)
+    return [find(k) for k in range(len(ml))]
+
+
 def _describe(atom: app.topology.Atom) -> str:
     return f"{atom.residue.name}{atom.residue.id}:{atom.name}"
