@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/mechanical_overhead.py
+	$(PY) benchmarks/bench_mechanical.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

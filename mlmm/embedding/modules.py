@@ -46,7 +46,9 @@ class MechanicalEmbeddingModule(torch.nn.Module):
         super().__init__()
         self.potential = potential
         self.register_buffer("ml_indices", torch.as_tensor(list(ml_indices), dtype=torch.long))
-        self.register_buffer("molecule_roots", torch.as_tensor(list(molecule_roots), dtype=torch.long))
+        roots = list(molecule_roots)
+        single_molecule = all(root == 0 for root in roots)  # then make_whole needs one pass, not two
+        self.register_buffer("molecule_roots", torch.as_tensor([] if single_molecule else roots, dtype=torch.long))
         self.register_buffer("species", torch.as_tensor(list(atomic_numbers), dtype=torch.long))
         # An empty tensor carrying the model's dtype (and following .to(device)).
         self.register_buffer("model_dtype_probe", torch.zeros(0, dtype=_model_dtype(potential)))

@@ -34,14 +34,19 @@ def minimum_image(delta: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
 def make_whole(positions: torch.Tensor, box: torch.Tensor, roots: torch.Tensor) -> torch.Tensor:
     """Make every molecule of a region whole and place the molecules next to the first atom.
 
-    ``roots[i]`` is the index (within ``positions``) of the first atom of atom i's molecule.
+    ``roots[i]`` is the index (within ``positions``) of the first atom of atom i's molecule;
+    an empty ``roots`` means the region is one molecule.
     Each atom is imaged next to its root, and each molecule's root next to atom 0, so a
     region split across the box becomes a cluster. Valid for molecules spanning less than
     half the smallest box width; the shifts are lattice vectors, computed without autograd.
     """
     with torch.no_grad():
-        root_positions = positions.index_select(0, roots)
-        shift = _lattice_shift(positions - root_positions, box) + _lattice_shift(root_positions - positions[:1], box)
+        if roots.shape[0] == 0:  # one molecule: its root is atom 0
+            shift = _lattice_shift(positions - positions[:1], box)
+        else:
+            root_positions = positions.index_select(0, roots)
+            shift = _lattice_shift(positions - root_positions, box) + _lattice_shift(
+                root_positions - positions[:1], box)
     return positions + shift
 
 
