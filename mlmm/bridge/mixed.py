@@ -12,7 +12,7 @@ import openmm.unit as u
 import torch
 
 from mlmm.embedding import surgery
-from mlmm.embedding.modules import KERNELS, MechanicalEmbeddingModule, MLChargesEmbeddingModule
+from mlmm.embedding.modules import MechanicalEmbeddingModule, MLChargesEmbeddingModule
 from mlmm.embedding.pbc import box_widths
 from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
 from mlmm.potentials.contract import PotentialInfo, check_elements, describe
@@ -100,18 +100,20 @@ def _ml_charges_module(topology: app.Topology, mm_system: openmm.System, ml: lis
                        total_charge: Optional[float] = None, kernel: str = "reaction-field",
                        dielectric: Optional[float] = None) -> MLChargesEmbeddingModule:
     charges = _force_field_charges(mm_system)
-    cutoff_nm = to_nm(cutoff, "cutoff") if cutoff is not None else (surgery.nonbonded_cutoff(mm_system) or DEFAULT_CUTOFF_NM)
+    if cutoff is not None:
+        cutoff_nm = to_nm(cutoff, "cutoff")
+    else:
+        cutoff_nm = surgery.nonbonded_cutoff(mm_system) or DEFAULT_CUTOFF_NM
     switch_nm = (to_nm(switch_distance, "switch_distance") if switch_distance is not None
                  else cutoff_nm - DEFAULT_SWITCH_WIDTH_NM)
     if not 0.0 < switch_nm < cutoff_nm:
         raise ValueError(f"switch_distance={switch_nm} nm must lie between 0 and cutoff={cutoff_nm} nm.")
     if periodic:
-        half_width = 0.5 * min(box_widths([v.value_in_unit(u.nanometer) for v in mm_system.getDefaultPeriodicBoxVectors()]))
+        box = [v.value_in_unit(u.nanometer) for v in mm_system.getDefaultPeriodicBoxVectors()]
+        half_width = 0.5 * min(box_widths(box))
         if cutoff_nm > half_width:
             raise ValueError(f"cutoff={cutoff_nm} nm is larger than half the smallest box width ({half_width:.4f} nm); "
                              "use a smaller cutoff or a larger box.")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel={kernel!r} is not one of {KERNELS}.")
     if total_charge is None:
         total_charge = round(sum(charges[i] for i in ml))
     ml_set = set(ml)

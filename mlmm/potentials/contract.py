@@ -55,7 +55,8 @@ def predicts_charges(module: torch.nn.Module) -> bool:
 def describe(module: torch.nn.Module, metadata: Optional[dict] = None) -> PotentialInfo:
     """Collect a :class:`PotentialInfo` from a module's attributes and saved metadata."""
     if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"potential must be a torch.nn.Module, an mlmm model file or path; got {type(module).__name__}. "
+        raise TypeError(f"potential must be a torch.nn.Module, an mlmm model file or path; "
+                        f"got {type(module).__name__}. "
                         "Wrap your function in a torch.nn.Module with forward(species, positions) -> energy.")
     metadata = dict(metadata or {})
     elements = metadata.get("supported_elements", getattr(module, "supported_elements", None))

@@ -61,7 +61,8 @@ class ForceFieldPotential(torch.nn.Module):
         self.register_buffer("torsions", torsions.long().reshape(-1, 4))
         self.register_buffer("torsion_params", torsion_params.double().reshape(-1, 3))  # n, phase [rad], k [kJ/mol]
         self.register_buffer("pairs", pairs.long().reshape(-1, 2))
-        self.register_buffer("pair_params", pair_params.double().reshape(-1, 3))  # q_i q_j [e^2], sigma [nm], eps [kJ/mol]
+        # q_i q_j [e^2], sigma [nm], epsilon [kJ/mol]
+        self.register_buffer("pair_params", pair_params.double().reshape(-1, 3))
 
     def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = positions.to(self.bond_params.dtype)

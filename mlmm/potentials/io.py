@@ -62,7 +62,8 @@ def save_potential(potential: torch.nn.Module, path: PathLike, supported_element
         Further JSON-serializable metadata (training data, errors, ...).
     """
     if not supported_elements:
-        raise ValueError("supported_elements is empty; list the atomic numbers the potential was made for, e.g. [1, 8].")
+        raise ValueError("supported_elements is empty; list the atomic numbers the potential was made for, "
+                         "e.g. [1, 8].")
     scripted = potential if isinstance(potential, torch.jit.ScriptModule) else torch.jit.script(potential)
     metadata = {
         "format": FORMAT_NAME,
@@ -89,7 +90,8 @@ def read_metadata(path: PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist; pass the path of a file written by mlmm.save_potential.")
+        raise ValueError(f"model file {str(path)!r} does not exist; pass the path of a file written by "
+                         "mlmm.save_potential.")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{str(path)!r} is not an mlmm model (not a TorchScript archive); "
                          "create one with mlmm.save_potential.")
