@@ -13,7 +13,7 @@ import torch
 
 from mlmm.embedding import surgery
 from mlmm.embedding.modules import MechanicalEmbeddingModule, MLChargesEmbeddingModule
-from mlmm.embedding.pbc import box_widths
+from mlmm.potentials.neighbors import cell_widths
 from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
 from mlmm.potentials.contract import PotentialInfo, check_elements, describe
 from mlmm.potentials.io import load_potential
@@ -110,7 +110,7 @@ def _ml_charges_module(topology: app.Topology, mm_system: openmm.System, ml: lis
         raise ValueError(f"switch_distance={switch_nm} nm must lie between 0 and cutoff={cutoff_nm} nm.")
     if periodic:
         box = [v.value_in_unit(u.nanometer) for v in mm_system.getDefaultPeriodicBoxVectors()]
-        half_width = 0.5 * min(box_widths(box))
+        half_width = 0.5 * min(cell_widths(box))
         if cutoff_nm > half_width:
             raise ValueError(f"cutoff={cutoff_nm} nm is larger than half the smallest box width ({half_width:.4f} nm); "
                              "use a smaller cutoff or a larger box.")

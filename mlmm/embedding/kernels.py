@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from mlmm.potentials.layers import smooth_switch
 
-def smooth_switch(distance: torch.Tensor, switch_distance: float, cutoff: float) -> torch.Tensor:
-    """C2 switch: 1 below ``switch_distance``, 0 from ``cutoff`` on (both in nm).
-
-    S(x) = 1 - 10x^3 + 15x^4 - 6x^5 with x = (d - r_s)/(r_c - r_s), the polynomial OpenMM
-    uses for its Lennard-Jones switch; value, slope and curvature vanish at the cutoff.
-    """
-    x = torch.clamp((distance - switch_distance) / (cutoff - switch_distance), 0.0, 1.0)
-    return 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)
+__all__ = ["reaction_field", "shifted_force", "smooth_switch"]
 
 
 def reaction_field(r: torch.Tensor, cutoff: float, dielectric: float) -> torch.Tensor:

@@ -1,9 +1,18 @@
-"""ML potentials: the contract, save/load with metadata, and reference potentials."""
+"""ML potentials: the contract, network families, committees, save/load with metadata."""
 
+from mlmm.potentials.base import NeuralPotential
+from mlmm.potentials.committee import select_member, stack_members
 from mlmm.potentials.contract import PotentialInfo, describe, predicts_charges
 from mlmm.potentials.forcefield import ForceFieldPotential
+from mlmm.potentials.hdnnp import HDNNP
 from mlmm.potentials.io import load_potential, read_metadata, save_potential
+from mlmm.potentials.physnet import PhysNet
 from mlmm.potentials.qeq import QEqCharges
+from mlmm.potentials.schnet import SchNet
+from mlmm.potentials.validation import predict, validate_inputs
 
-__all__ = ["ForceFieldPotential", "PotentialInfo", "QEqCharges", "describe", "load_potential", "predicts_charges",
-           "read_metadata", "save_potential"]
+FAMILIES = {"physnet": PhysNet, "schnet": SchNet, "hdnnp": HDNNP}
+
+__all__ = ["FAMILIES", "ForceFieldPotential", "HDNNP", "NeuralPotential", "PhysNet", "PotentialInfo", "QEqCharges",
+           "SchNet", "describe", "load_potential", "predict", "predicts_charges", "read_metadata", "save_potential",
+           "select_member", "stack_members", "validate_inputs"]

@@ -41,7 +41,7 @@ def content_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def save_potential(potential: torch.nn.Module, path: PathLike, supported_elements: Sequence[int],
+def save_potential(potential: torch.nn.Module, path: PathLike, supported_elements: Optional[Sequence[int]] = None,
                    cutoff: Optional[float] = None, name: Optional[str] = None,
                    extra: Optional[dict[str, Any]] = None) -> Path:
     """Compile ``potential`` with TorchScript and write it with metadata.
@@ -52,15 +52,23 @@ def save_potential(potential: torch.nn.Module, path: PathLike, supported_element
         A module following the potential contract (:mod:`mlmm.potentials.contract`).
     path : str or Path
         Destination file, conventionally ``*.pt``.
-    supported_elements : sequence of int
+    supported_elements : sequence of int, optional
         Atomic numbers the potential may be used for; checked by ``create_mixed_system``.
+        Defaults to the module's ``supported_elements`` attribute (mlmm networks have one).
     cutoff : float, optional
-        The potential's own cutoff in nm.
+        The potential's own cutoff in nm; defaults to the module's ``cutoff`` attribute.
     name : str, optional
         A human-readable model name (defaults to the class name).
     extra : dict, optional
         Further JSON-serializable metadata (training data, errors, ...).
+
+    The architecture of mlmm networks (family, hyperparameters, committee size) is
+    recorded too.
     """
+    if supported_elements is None:
+        supported_elements = getattr(potential, "supported_elements", None)
+    if cutoff is None:
+        cutoff = getattr(potential, "cutoff", None)
     if not supported_elements:
         raise ValueError("supported_elements is empty; list the atomic numbers the potential was made for, "
                          "e.g. [1, 8].")
@@ -78,6 +86,9 @@ def save_potential(potential: torch.nn.Module, path: PathLike, supported_element
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "extra": extra or {},
     }
+    if hasattr(potential, "hyperparameters"):  # an mlmm network
+        metadata["architecture"] = {"family": potential.family, "n_members": potential.n_members,
+                                    **potential.hyperparameters}
     path = Path(path)
     torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata, indent=2)})
     return path

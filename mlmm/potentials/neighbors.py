@@ -1,0 +1,125 @@
+"""Minimum-image geometry and a fixed-capacity neighbour list in torch.
+
+OpenMM box vectors are in reduced form: a = (ax, 0, 0), b = (bx, by, 0), c = (cx, cy, cz)
+with ax >= 2|bx|, ax >= 2|cx|, by >= 2|cy|. Rows of ``cell`` are a, b, c in nm. The
+minimum-image scheme is exact for cutoffs up to half the smallest box width, which
+:func:`check_cell` enforces on the Python side.
+
+The neighbour list is dense in the atom index and of fixed width K per atom, shaped
+[n, K]: pair features cost O(n K) memory instead of O(n^2), aggregation over neighbours
+is a sum over the last axis, and shapes depend only on n, so the list can be captured in
+CUDA graphs. Candidate pairs are ranked on a no-grad n x n distance matrix (4 numbers per
+pair); only the kept pairs enter autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+
+def lattice_shift(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """The lattice vector that takes ``delta`` [..., 3] (nm) to its minimum image (no autograd)."""
+    with torch.no_grad():
+        shifted = delta - cell[2] * torch.round(delta[..., 2:3] / cell[2, 2])
+        shifted = shifted - cell[1] * torch.round(shifted[..., 1:2] / cell[1, 1])
+        shifted = shifted - cell[0] * torch.round(shifted[..., 0:1] / cell[0, 0])
+        return shifted - delta
+
+
+def minimum_image(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """Displacements ``delta`` [..., 3] (nm) shifted to their minimum image.
+
+    The shift is piecewise constant, so the gradient is the identity; computing it
+    without autograd keeps the backward pass short.
+    """
+    return delta + lattice_shift(delta, cell)
+
+
+def cell_widths(cell) -> list[float]:
+    """Perpendicular widths (nm) of a reduced triclinic cell given as three 3-vectors."""
+    return [float(cell[0][0]), float(cell[1][1]), float(cell[2][2])]
+
+
+def check_cell(cell: torch.Tensor, cutoff: float) -> None:
+    """Raise ValueError unless ``cell`` is a reduced triclinic cell [3, 3] (nm) wide enough for ``cutoff``."""
+    if tuple(cell.shape) != (3, 3):
+        raise ValueError(f"cell must have shape (3, 3) (rows a, b, c in nm), got {tuple(cell.shape)}")
+    if not bool(torch.isfinite(cell).all()):
+        raise ValueError("cell contains NaN or infinite values")
+    a, b, c = cell.detach().double().tolist()
+    if a[1] != 0 or a[2] != 0 or b[2] != 0:
+        raise ValueError(f"cell must be in OpenMM's reduced form (a = (ax,0,0), b = (bx,by,0)); got {cell.tolist()}")
+    if min(a[0], b[1], c[2]) <= 0 or a[0] < 2 * abs(b[0]) or a[0] < 2 * abs(c[0]) or b[1] < 2 * abs(c[1]):
+        raise ValueError(f"cell is not a reduced triclinic box (see openmm.app.internal.unitcell): {cell.tolist()}")
+    if cutoff > 0.5 * min(cell_widths(cell)):
+        raise ValueError(f"the model cutoff {cutoff} nm exceeds half the smallest cell width "
+                         f"{0.5 * min(cell_widths(cell)):.4f} nm; use a larger box")
+
+
+def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
+                  cell: Optional[torch.Tensor] = None
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Up to ``max_neighbors`` nearest neighbours of each atom within ``cutoff`` (nm).
+
+    The list is chosen without autograd; :func:`pair_vectors` then builds the
+    differentiable pair vectors from it.
+
+    Parameters
+    ----------
+    positions : Tensor [n, 3]
+        Positions in nm; need not be wrapped into the cell.
+    cutoff : float
+        Pair cutoff in nm (``inf`` for all pairs).
+    max_neighbors : int
+        Capacity K of the list; the list is [n, min(K, n - 1)] and holds all pairs when
+        K >= n - 1.
+    cell : Tensor [3, 3], optional
+        Reduced triclinic box (rows a, b, c, nm) for minimum-image pairs.
+
+    Returns
+    -------
+    neighbors : Tensor [n, K] int64
+        Index j of each listed neighbour of atom i.
+    mask : Tensor [n, K] bool
+        True where r_ij < cutoff (padding entries are False).
+    shifts : Tensor [n, K, 3]
+        Lattice vectors (nm) that take r_j - r_i to its minimum image (zero without a cell).
+    overflow : Tensor [] bool
+        True when some atom has more than K neighbours within the cutoff (pairs were lost).
+    """
+    n = positions.shape[0]
+    width = min(max_neighbors, n - 1)
+    with torch.no_grad():
+        delta = positions.unsqueeze(0) - positions.unsqueeze(1)  # [i, j] = r_j - r_i
+        shift = lattice_shift(delta, cell) if cell is not None else torch.zeros_like(delta)
+        delta = delta + shift
+        d2 = (delta * delta).sum(-1)
+        inside = d2 < cutoff * cutoff
+        inside.fill_diagonal_(False)
+        overflow = inside.sum(1).max() > width
+        if width == n - 1:  # all pairs: j = k + (k >= i) skips the diagonal
+            k = torch.arange(width, device=positions.device).unsqueeze(0)
+            rows = torch.arange(n, device=positions.device).unsqueeze(1)
+            neighbors = k + (k >= rows).long()
+        else:
+            ranked = torch.where(inside, d2, torch.full_like(d2, float("inf")))
+            neighbors = torch.topk(ranked, width, dim=1, largest=False, sorted=False).indices
+        mask = torch.gather(inside, 1, neighbors)
+        shifts = torch.gather(shift, 1, neighbors.unsqueeze(-1).expand(n, width, 3))
+    return neighbors, mask, shifts, overflow
+
+
+def pair_vectors(positions: torch.Tensor, neighbors: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Differentiable pair vectors r_j - r_i + shift_ij (nm).
+
+    ``positions`` is [..., n, 3] (a leading member axis lets every committee member get its
+    own autograd leaf); ``neighbors`` [n, K] and ``shifts`` [n, K, 3] come from
+    :func:`neighbor_list`. Returns [..., n, K, 3].
+    """
+    n, width = neighbors.shape[0], neighbors.shape[1]
+    gathered = positions.index_select(-2, neighbors.reshape(-1))
+    shape = list(positions.shape[:-2])
+    shape.extend([n, width, 3])
+    return gathered.reshape(shape) - positions.unsqueeze(-2) + shifts

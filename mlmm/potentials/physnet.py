@@ -1,0 +1,157 @@
+"""PhysNet-style message-passing potential: atomic energies, charges and dipole from one network.
+
+Unke & Meuwly, J. Chem. Theory Comput. 15, 3678 (2019); equations in PHYSICS.md section 1.
+Each of ``n_modules`` modules refines the atomic features by message passing over
+neighbours within the cutoff and adds its (E_i, q_i) output. Charges are corrected to the
+total charge Q, q_i <- q_i - (sum_j q_j - Q)/n, and enter a damped Coulomb term
+
+    E = sum_i E_i + (k_e/2) sum_{i != j} q_i q_j chi(r_ij) [+ E_D2],
+    chi(r) = phi(2r) / sqrt(r^2 + a^2) + (1 - phi(2r)) / r,
+
+with phi the polynomial cutoff at r_c (so chi is 1/r from r_c/2 on) and a = 0.1 nm
+(PhysNet's 1 Angstrom). With a ``coulomb_cutoff`` r_lr (needed for periodic cells) chi is
+shifted, chi(r) - 1/r_lr + (r - r_lr)/r_lr^2, so energy and forces vanish at r_lr.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from mlmm.potentials.base import DEFAULT_MAX_NEIGHBORS, NeuralPotential
+from mlmm.potentials.dispersion import D2Dispersion
+from mlmm.potentials.layers import (ExpNormalBasis, MemberLinear, MemberResidual, gather_neighbors,
+                                    polynomial_cutoff, shifted_softplus, smooth_switch)
+from mlmm.potentials.neighbors import neighbor_list, pair_vectors
+from mlmm.units import COULOMB_CONSTANT
+
+#: Damping length a of chi(r) in nm.
+COULOMB_DAMPING = 0.1
+
+class PhysNetModule(torch.nn.Module):
+    """One interaction + atomic refinement + output module; returns new features and (E_i, q_i)."""
+
+    def __init__(self, n_members: int, n_features: int, n_basis: int, n_residual: int):
+        super().__init__()
+        self.filter = MemberLinear(n_members, n_basis, n_features, bias=False)
+        self.self_dense = MemberLinear(n_members, n_features, n_features)
+        self.neighbor_dense = MemberLinear(n_members, n_features, n_features)
+        self.interaction = torch.nn.ModuleList([MemberResidual(n_members, n_features) for _ in range(n_residual)])
+        self.update = MemberLinear(n_members, n_features, n_features)
+        self.gate = torch.nn.Parameter(torch.ones(n_members, 1, n_features))
+        self.atomic = torch.nn.ModuleList([MemberResidual(n_members, n_features) for _ in range(n_residual)])
+        self.output_residual = torch.nn.ModuleList([MemberResidual(n_members, n_features)
+                                                    for _ in range(n_residual)])
+        self.output = MemberLinear(n_members, n_features, 2)
+        torch.nn.init.zeros_(self.output.weight)  # PhysNet starts from zero outputs
+
+    def forward(self, x: torch.Tensor, basis: torch.Tensor, neighbors: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        activated = shifted_softplus(x)
+        from_neighbors = gather_neighbors(shifted_softplus(self.neighbor_dense(activated)), neighbors)
+        message = shifted_softplus(self.self_dense(activated)) + (self.filter(basis) * from_neighbors).sum(2)
+        for block in self.interaction:
+            message = block(message)
+        x = self.gate * x + self.update(shifted_softplus(message))
+        for block in self.atomic:
+            x = block(x)
+        out = x
+        for block in self.output_residual:
+            out = block(out)
+        return x, self.output(shifted_softplus(out))
+
+
+class PhysNet(NeuralPotential):
+    """PhysNet-style potential predicting energy (kJ/mol), charges (e) and dipole (e nm).
+
+    Parameters
+    ----------
+    elements : sequence of str or int
+        Elements the model is built for.
+    cutoff : float
+        Message-passing cutoff r_c in nm.
+    n_features, n_basis, n_modules, n_residual : int
+        Feature width, radial basis size, number of modules and residual blocks per stage.
+        The defaults are sized for solutes of about ten atoms.
+    coulomb_cutoff : float, optional
+        Cutoff of the Coulomb and dispersion terms in nm (>= cutoff); None means all pairs,
+        which is allowed for non-periodic input only.
+    dispersion_s6 : float, optional
+        Add Grimme D2 dispersion with this s6 (see :mod:`mlmm.potentials.dispersion`).
+    total_charge : float
+        Total charge (e) used by ``forward``; ``evaluate`` and ``energy_and_charges`` take it
+        as an argument.
+    n_members, max_neighbors
+        See :class:`~mlmm.potentials.base.NeuralPotential`.
+    """
+
+    family = "physnet"
+
+    def __init__(self, elements: Sequence, cutoff: float = 0.5, n_features: int = 64, n_basis: int = 32,
+                 n_modules: int = 2, n_residual: int = 1, coulomb_cutoff: Optional[float] = None,
+                 dispersion_s6: Optional[float] = None, total_charge: float = 0.0, n_members: int = 1,
+                 max_neighbors: int = DEFAULT_MAX_NEIGHBORS):
+        super().__init__(elements, cutoff, n_members, max_neighbors)
+        if coulomb_cutoff is not None and coulomb_cutoff < cutoff:
+            raise ValueError(f"coulomb_cutoff ({coulomb_cutoff} nm) must not be shorter than cutoff ({cutoff} nm)")
+        self.hyperparameters = dict(cutoff=cutoff, n_features=n_features, n_basis=n_basis, n_modules=n_modules,
+                                    n_residual=n_residual, coulomb_cutoff=coulomb_cutoff,
+                                    dispersion_s6=dispersion_s6)
+        self.default_total_charge = float(total_charge)
+        self.coulomb_cutoff = math.inf if coulomb_cutoff is None else float(coulomb_cutoff)
+        self.coulomb_constant = COULOMB_CONSTANT
+        self.coulomb_damping = COULOMB_DAMPING
+        self.embedding = torch.nn.Parameter(
+            torch.empty(n_members, self.n_elements, n_features).uniform_(-math.sqrt(3.0), math.sqrt(3.0)))
+        self.basis = ExpNormalBasis(n_basis, cutoff)
+        self.blocks = torch.nn.ModuleList([PhysNetModule(n_members, n_features, n_basis, n_residual)
+                                           for _ in range(n_modules)])
+        self.use_dispersion = dispersion_s6 is not None
+        self.dispersion = D2Dispersion(self.supported_elements, dispersion_s6 if self.use_dispersion else 0.0)
+
+    def damped_coulomb_kernel(self, r: torch.Tensor) -> torch.Tensor:
+        """chi(r) in nm^-1 (shifted at the Coulomb cutoff when there is one)."""
+        phi = polynomial_cutoff(2.0 * r, self.cutoff)
+        chi = phi * torch.rsqrt(r * r + self.coulomb_damping ** 2) + (1.0 - phi) / r
+        if math.isfinite(self.coulomb_cutoff):
+            rc = self.coulomb_cutoff
+            chi = torch.where(r < rc, chi - 1.0 / rc + (r - rc) / (rc * rc), torch.zeros_like(chi))
+        return chi
+
+    def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor,
+                       cell: Optional[torch.Tensor], total_charge: float) -> Dict[str, torch.Tensor]:
+        n = positions.shape[1]
+        neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
+        basis = self.basis(torch.linalg.norm(vectors, dim=-1))
+        x = self.embedding.index_select(1, element_index)
+        outputs = torch.zeros_like(x[:, :, :2])
+        for block in self.blocks:
+            x, out = block(x, basis, neighbors)
+            outputs = outputs + out
+        atomic_energies = self.scaled_energies(outputs[:, :, 0], element_index)
+        raw_charges = outputs[:, :, 1]
+        charges = raw_charges - (raw_charges.sum(-1, keepdim=True) - total_charge) / n
+
+        # Long-range pairs (all pairs without a Coulomb cutoff); each pair is listed twice.
+        lr_neighbors, lr_mask, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell)
+        r = torch.linalg.norm(pair_vectors(positions, lr_neighbors, lr_shifts), dim=-1)
+        q_j = charges.index_select(1, lr_neighbors.reshape(-1)).reshape(r.shape)
+        pair = self.coulomb_constant * charges.unsqueeze(-1) * q_j * self.damped_coulomb_kernel(r)
+        if self.use_dispersion:
+            dispersion = self.dispersion(element_index, lr_neighbors, r)
+            if math.isfinite(self.coulomb_cutoff):
+                dispersion = dispersion * smooth_switch(r, 0.8 * self.coulomb_cutoff, self.coulomb_cutoff)
+            pair = pair + dispersion
+        atomic_energies = atomic_energies + 0.5 * (pair * lr_mask).sum(-1)
+        energy = self.guard_overflow(atomic_energies.sum(-1), overflow)
+        dipole = (charges.unsqueeze(-1) * positions).sum(1)
+        return {"energy": energy, "atomic_energies": atomic_energies, "charges": charges, "dipole": dipole}
+
+    @torch.jit.export
+    def energy_and_charges(self, species: torch.Tensor, positions: torch.Tensor,
+                           total_charge: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Committee-mean energy (kJ/mol) and charges (e, summing to ``total_charge``)."""
+        outputs = self.evaluate(species, positions, None, total_charge)
+        return outputs["energy"].mean(0), outputs["charges"].mean(0)
