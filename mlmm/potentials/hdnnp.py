@@ -115,14 +115,25 @@ class HDNNP(NeuralPotential):
         self.layers = torch.nn.ModuleList([ElementLinear(n_members, self.n_elements, a, b)
                                            for a, b in zip(widths[:-1], widths[1:])])
 
+    @torch.jit.export
+    def descriptors(self, species: torch.Tensor, positions: torch.Tensor,
+                    cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Unscaled wACSF descriptors [n, n_descriptors] of each atom (for fitting the input scaling)."""
+        element_index, x, box = self.prepare(species, positions, cell)
+        neighbors, _, vectors, _ = self.short_range_pairs(x.unsqueeze(0), box)
+        return self.descriptor(element_index, neighbors, vectors)[0]
+
     def set_input_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the descriptor mean and standard deviation (e.g. over a training set)."""
+        """Store the descriptor mean and standard deviation (e.g. over a training set).
+
+        Standard deviations below 1e-6 (descriptors constant in the data) are stored as 1.
+        """
         if tuple(mean.shape) != tuple(self.descriptor_mean.shape) or tuple(std.shape) != tuple(mean.shape):
             raise ValueError(f"mean and std must have shape {tuple(self.descriptor_mean.shape)}")
-        if bool((std <= 0).any()):
-            raise ValueError("descriptor standard deviations must be positive")
+        if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all()) or bool((std < 0).any()):
+            raise ValueError("descriptor means and standard deviations must be finite, deviations >= 0")
         self.descriptor_mean.copy_(mean)
-        self.descriptor_std.copy_(std)
+        self.descriptor_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
 
     def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor,
                        cell: Optional[torch.Tensor], total_charge: float) -> Dict[str, torch.Tensor]:

@@ -57,16 +57,16 @@ def validate_inputs(model: torch.nn.Module, species: torch.Tensor, positions: to
         raise ValueError(f"positions of atom {bad} are not finite: {positions[bad].tolist()}")
     x = positions.detach().double()
     if cell is not None:
-        for cutoff in (getattr(model, "cutoff", 0.0), getattr(model, "coulomb_cutoff", 0.0)):
-            if not math.isfinite(cutoff):
-                raise ValueError("this model has no Coulomb cutoff, which periodic cells need; build it with "
-                                 "coulomb_cutoff (nm) set")
-            check_cell(cell, cutoff)
+        cutoffs = (getattr(model, "cutoff", 0.0), getattr(model, "coulomb_cutoff", 0.0))
+        if not all(math.isfinite(c) for c in cutoffs):
+            raise ValueError("this model has no Coulomb cutoff, which periodic cells need; build it with "
+                             "coulomb_cutoff (nm) set")
+        check_cell(cell, max(cutoffs))
     if x.shape[0] > 1:
         delta = x.unsqueeze(0) - x.unsqueeze(1)
         if cell is not None:
             delta = minimum_image(delta, cell.detach().double())
-        distance = torch.linalg.norm(delta, dim=-1) + torch.eye(x.shape[0], dtype=x.dtype) * math.inf
+        distance = torch.linalg.norm(delta, dim=-1).fill_diagonal_(math.inf)
         closest = float(distance.min())
         if closest < MIN_DISTANCE:
             i, j = divmod(int(torch.argmin(distance)), x.shape[0])

@@ -1,0 +1,88 @@
+"""Committees: one batched model whose members match separate models; sigma is zero for identical
+members and grows away from the training data."""
+
+import pytest
+import torch
+
+import mlmm
+from mlmm.potentials import HDNNP, PhysNet, select_member, stack_members
+from conftest import SOLUTE, evaluate
+from test_networks import POSITIONS, SPECIES, make_model
+
+
+def test_stacked_committee_equals_its_members():
+    members = [make_model("schnet", seed=s) for s in range(3)]
+    committee = stack_members(members)
+    energies = committee.evaluate(SPECIES, POSITIONS)["energy"]
+    expected = torch.stack([m(SPECIES, POSITIONS) for m in members])
+    torch.testing.assert_close(energies, expected, rtol=1e-12, atol=1e-10)
+    assert torch.equal(select_member(committee, 1)(SPECIES, POSITIONS), expected[1])
+    energy, sigma_e, sigma_f = torch.jit.script(committee).energy_and_uncertainty(SPECIES, POSITIONS)
+    assert energy.item() == pytest.approx(expected.mean().item(), rel=1e-12)
+    assert sigma_e.item() == pytest.approx(expected.std().item(), rel=1e-9)
+    forces = []
+    for member in members:
+        x = POSITIONS.clone().requires_grad_(True)
+        forces.append(-torch.autograd.grad(member(SPECIES, x), x)[0])
+    expected_sigma_f = torch.stack(forces).var(0).sum(-1).sqrt()
+    torch.testing.assert_close(sigma_f, expected_sigma_f, rtol=1e-9, atol=1e-9)
+
+
+def test_identical_members_have_zero_sigma():
+    member = make_model("physnet")
+    _, sigma_e, sigma_f = stack_members([member, member, member]).energy_and_uncertainty(SPECIES, POSITIONS)
+    assert sigma_e.item() == 0.0 and sigma_f.abs().max().item() == 0.0
+
+
+def test_incompatible_members_are_refused():
+    with pytest.raises(ValueError, match="differs in architecture"):
+        stack_members([make_model("schnet"), make_model("hdnnp")])
+    shifted = make_model("schnet")
+    shifted.set_energy_scaling({"H": -1300.0})
+    with pytest.raises(ValueError, match="energy_shift"):
+        stack_members([make_model("schnet"), shifted])
+
+
+def test_sigma_grows_away_from_training_data():
+    """Fit a 4-member committee to a Morse H2 curve on r in [0.065, 0.095] nm; its spread is
+    larger outside that range than inside."""
+    torch.manual_seed(0)
+    committee = HDNNP(["H"], n_radial=8, angular_etas=(4.0,), hidden=(16,), n_members=4).double()
+    species = torch.tensor([1, 1])
+
+    def dimer(r):
+        return torch.stack([torch.zeros(3, dtype=torch.float64), torch.tensor([r, 0.0, 0.0], dtype=torch.float64)])
+
+    def morse(r):
+        return 458.0 * (1 - torch.exp(-19.0 * (r - 0.0741))) ** 2
+
+    committee.set_energy_scaling({"H": 0.0}, scale=50.0)  # outputs of order 1 for a ~100 kJ/mol range
+    train = torch.linspace(0.065, 0.095, 12, dtype=torch.float64)
+    descriptors = torch.cat([committee.descriptors(species, dimer(r)) for r in train])
+    committee.set_input_scaling(descriptors.mean(0), descriptors.std(0))
+    optimizer = torch.optim.Adam(committee.parameters(), lr=1e-2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = sum(((committee.evaluate(species, dimer(r))["energy"] - morse(r)) ** 2).mean() for r in train)
+        loss.backward()
+        optimizer.step()
+    inside = [committee.energy_and_uncertainty(species, dimer(r))[1].item() for r in (0.07, 0.08, 0.09)]
+    outside = [committee.energy_and_uncertainty(species, dimer(r))[1].item() for r in (0.14, 0.2)]
+    errors = [abs(committee(species, dimer(r)) - morse(torch.tensor(r))).item() for r in (0.07, 0.08, 0.09)]
+    assert max(errors) < 5.0  # the fit worked (kJ/mol, on a 460 kJ/mol well)
+    assert min(outside) > 3 * max(inside)
+
+
+def test_network_as_create_mixed_system_potential(tmp_path, solvated, pme_system):
+    """A saved PhysNet committee as the potential of a mechanical embedding: the ML force group's
+    energy equals the model evaluated directly on the solute."""
+    model = make_model("physnet", n_members=2)
+    path = mlmm.save_potential(model, tmp_path / "physnet.pt")
+    _, metadata = mlmm.load_potential(path)
+    assert metadata["supported_elements"] == [1, 6, 7, 8] and metadata["cutoff_nm"] == 0.5
+    assert metadata["architecture"]["family"] == "physnet" and metadata["architecture"]["n_members"] == 2
+    mixed = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, str(path), force_group=5)
+    energy, _ = evaluate(mixed, solvated.positions, groups={5})
+    species = torch.tensor([a.element.atomic_number for a in list(solvated.topology.atoms())[:22]])
+    x = torch.tensor([[v.x, v.y, v.z] for v in solvated.positions[:22]], dtype=torch.float64)
+    assert energy == pytest.approx(model(species, x).item(), rel=1e-9)
