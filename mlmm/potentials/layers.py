@@ -122,7 +122,7 @@ class MemberLinear(torch.nn.Module):
 
 
 class MemberResidual(torch.nn.Module):
-    """x + W2 ssp(W1 ssp(x)): PhysNet's pre-activation residual block, per member."""
+    """x + W2 silu(W1 silu(x)): PhysNet's pre-activation residual block, per member."""
 
     def __init__(self, n_members: int, n_features: int):
         super().__init__()
@@ -130,7 +130,7 @@ class MemberResidual(torch.nn.Module):
         self.second = MemberLinear(n_members, n_features, n_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.second(shifted_softplus(self.first(shifted_softplus(x))))
+        return x + self.second(torch.nn.functional.silu(self.first(torch.nn.functional.silu(x))))
 
 
 class ElementLinear(torch.nn.Module):

@@ -14,6 +14,7 @@ pair); only the kept pairs enter autograd.
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -58,6 +59,12 @@ def check_cell(cell: torch.Tensor, cutoff: float) -> None:
                          f"{0.5 * min(cell_widths(cell)):.4f} nm; use a larger box")
 
 
+def _all_other_atoms(n: int, device: torch.device) -> torch.Tensor:
+    """[n, n - 1] indices of all atoms but i in row i: j = k + (k >= i) skips the diagonal."""
+    k = torch.arange(n - 1, device=device).unsqueeze(0)
+    return k + (k >= torch.arange(n, device=device).unsqueeze(1)).long()
+
+
 def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
                   cell: Optional[torch.Tensor] = None
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -91,23 +98,27 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
     """
     n = positions.shape[0]
     width = min(max_neighbors, n - 1)
-    with torch.no_grad():
-        delta = positions.unsqueeze(0) - positions.unsqueeze(1)  # [i, j] = r_j - r_i
-        shift = lattice_shift(delta, cell) if cell is not None else torch.zeros_like(delta)
-        delta = delta + shift
-        d2 = (delta * delta).sum(-1)
-        inside = d2 < cutoff * cutoff
-        inside.fill_diagonal_(False)
-        overflow = inside.sum(1).max() > width
-        if width == n - 1:  # all pairs: j = k + (k >= i) skips the diagonal
-            k = torch.arange(width, device=positions.device).unsqueeze(0)
-            rows = torch.arange(n, device=positions.device).unsqueeze(1)
-            neighbors = k + (k >= rows).long()
-        else:
-            ranked = torch.where(inside, d2, torch.full_like(d2, float("inf")))
-            neighbors = torch.topk(ranked, width, dim=1, largest=False, sorted=False).indices
-        mask = torch.gather(inside, 1, neighbors)
-        shifts = torch.gather(shift, 1, neighbors.unsqueeze(-1).expand(n, width, 3))
+    if width == n - 1 and cell is None and math.isinf(cutoff):  # every pair, no geometry needed
+        neighbors = _all_other_atoms(n, positions.device)
+        mask = torch.ones(n, width, dtype=torch.bool, device=positions.device)
+        shifts = torch.zeros(n, width, 3, dtype=positions.dtype, device=positions.device)
+        overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
+    else:
+        with torch.no_grad():
+            delta = positions.unsqueeze(0) - positions.unsqueeze(1)  # [i, j] = r_j - r_i
+            shift = lattice_shift(delta, cell) if cell is not None else torch.zeros_like(delta)
+            delta = delta + shift
+            d2 = (delta * delta).sum(-1)
+            inside = d2 < cutoff * cutoff
+            inside.fill_diagonal_(False)
+            overflow = inside.sum(1).max() > width
+            if width == n - 1:
+                neighbors = _all_other_atoms(n, positions.device)
+            else:
+                ranked = d2.clone().fill_diagonal_(float("inf"))  # never list an atom as its own neighbour
+                neighbors = torch.topk(ranked, width, dim=1, largest=False, sorted=False).indices
+            mask = torch.gather(inside, 1, neighbors)
+            shifts = torch.gather(shift, 1, neighbors.unsqueeze(-1).expand(n, width, 3))
     return neighbors, mask, shifts, overflow
 
 

@@ -11,6 +11,9 @@ total charge Q, q_i <- q_i - (sum_j q_j - Q)/n, and enter a damped Coulomb term
 with phi the polynomial cutoff at r_c (so chi is 1/r from r_c/2 on) and a = 0.1 nm
 (PhysNet's 1 Angstrom). With a ``coulomb_cutoff`` r_lr (needed for periodic cells) chi is
 shifted, chi(r) - 1/r_lr + (r - r_lr)/r_lr^2, so energy and forces vanish at r_lr.
+
+The activation is SiLU rather than PhysNet's shifted softplus: also smooth and zero at
+zero, but one operation instead of two, which is 10 % of the time of a 10-atom call.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+from torch.nn.functional import silu
 
 from mlmm.potentials.base import DEFAULT_MAX_NEIGHBORS, NeuralPotential
 from mlmm.potentials.dispersion import D2Dispersion
 from mlmm.potentials.layers import (ExpNormalBasis, MemberLinear, MemberResidual, gather_neighbors,
-                                    polynomial_cutoff, shifted_softplus, smooth_switch)
+                                    polynomial_cutoff, smooth_switch)
 from mlmm.potentials.neighbors import neighbor_list, pair_vectors
 from mlmm.units import COULOMB_CONSTANT
 
@@ -33,34 +37,35 @@ COULOMB_DAMPING = 0.1
 class PhysNetModule(torch.nn.Module):
     """One interaction + atomic refinement + output module; returns new features and (E_i, q_i)."""
 
-    def __init__(self, n_members: int, n_features: int, n_basis: int, n_residual: int):
+    def __init__(self, n_members: int, n_features: int, n_basis: int, n_residual: Tuple[int, int, int]):
         super().__init__()
+        n_interaction, n_atomic, n_output = n_residual
         self.filter = MemberLinear(n_members, n_basis, n_features, bias=False)
         self.self_dense = MemberLinear(n_members, n_features, n_features)
         self.neighbor_dense = MemberLinear(n_members, n_features, n_features)
-        self.interaction = torch.nn.ModuleList([MemberResidual(n_members, n_features) for _ in range(n_residual)])
+        self.interaction = torch.nn.ModuleList([MemberResidual(n_members, n_features) for _ in range(n_interaction)])
         self.update = MemberLinear(n_members, n_features, n_features)
         self.gate = torch.nn.Parameter(torch.ones(n_members, 1, n_features))
-        self.atomic = torch.nn.ModuleList([MemberResidual(n_members, n_features) for _ in range(n_residual)])
+        self.atomic = torch.nn.ModuleList([MemberResidual(n_members, n_features) for _ in range(n_atomic)])
         self.output_residual = torch.nn.ModuleList([MemberResidual(n_members, n_features)
-                                                    for _ in range(n_residual)])
+                                                    for _ in range(n_output)])
         self.output = MemberLinear(n_members, n_features, 2)
         torch.nn.init.zeros_(self.output.weight)  # PhysNet starts from zero outputs
 
     def forward(self, x: torch.Tensor, basis: torch.Tensor, neighbors: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        activated = shifted_softplus(x)
-        from_neighbors = gather_neighbors(shifted_softplus(self.neighbor_dense(activated)), neighbors)
-        message = shifted_softplus(self.self_dense(activated)) + (self.filter(basis) * from_neighbors).sum(2)
+        activated = silu(x)
+        from_neighbors = gather_neighbors(silu(self.neighbor_dense(activated)), neighbors)
+        message = silu(self.self_dense(activated)) + (self.filter(basis) * from_neighbors).sum(2)
         for block in self.interaction:
             message = block(message)
-        x = self.gate * x + self.update(shifted_softplus(message))
+        x = self.gate * x + self.update(silu(message))
         for block in self.atomic:
             x = block(x)
         out = x
         for block in self.output_residual:
             out = block(out)
-        return x, self.output(shifted_softplus(out))
+        return x, self.output(silu(out))
 
 
 class PhysNet(NeuralPotential):
@@ -72,9 +77,11 @@ class PhysNet(NeuralPotential):
         Elements the model is built for.
     cutoff : float
         Message-passing cutoff r_c in nm.
-    n_features, n_basis, n_modules, n_residual : int
-        Feature width, radial basis size, number of modules and residual blocks per stage.
-        The defaults are sized for solutes of about ten atoms.
+    n_features, n_basis, n_modules : int
+        Feature width, radial basis size and number of modules.
+    n_residual : tuple of 3 int
+        Residual blocks in each module's interaction, atomic and output stages (PhysNet's
+        paper uses 3, 2, 1). The defaults are sized for solutes of about ten atoms.
     coulomb_cutoff : float, optional
         Cutoff of the Coulomb and dispersion terms in nm (>= cutoff); None means all pairs,
         which is allowed for non-periodic input only.
@@ -90,14 +97,17 @@ class PhysNet(NeuralPotential):
     family = "physnet"
 
     def __init__(self, elements: Sequence, cutoff: float = 0.5, n_features: int = 64, n_basis: int = 32,
-                 n_modules: int = 2, n_residual: int = 1, coulomb_cutoff: Optional[float] = None,
+                 n_modules: int = 2, n_residual: Sequence[int] = (1, 0, 0), coulomb_cutoff: Optional[float] = None,
                  dispersion_s6: Optional[float] = None, total_charge: float = 0.0, n_members: int = 1,
                  max_neighbors: int = DEFAULT_MAX_NEIGHBORS):
         super().__init__(elements, cutoff, n_members, max_neighbors)
         if coulomb_cutoff is not None and coulomb_cutoff < cutoff:
             raise ValueError(f"coulomb_cutoff ({coulomb_cutoff} nm) must not be shorter than cutoff ({cutoff} nm)")
+        if len(n_residual) != 3 or min(n_residual) < 0:
+            raise ValueError(f"n_residual must be three non-negative counts (interaction, atomic, output), "
+                             f"got {n_residual}")
         self.hyperparameters = dict(cutoff=cutoff, n_features=n_features, n_basis=n_basis, n_modules=n_modules,
-                                    n_residual=n_residual, coulomb_cutoff=coulomb_cutoff,
+                                    n_residual=list(n_residual), coulomb_cutoff=coulomb_cutoff,
                                     dispersion_s6=dispersion_s6)
         self.default_total_charge = float(total_charge)
         self.coulomb_cutoff = math.inf if coulomb_cutoff is None else float(coulomb_cutoff)
@@ -106,7 +116,7 @@ class PhysNet(NeuralPotential):
         self.embedding = torch.nn.Parameter(
             torch.empty(n_members, self.n_elements, n_features).uniform_(-math.sqrt(3.0), math.sqrt(3.0)))
         self.basis = ExpNormalBasis(n_basis, cutoff)
-        self.blocks = torch.nn.ModuleList([PhysNetModule(n_members, n_features, n_basis, n_residual)
+        self.blocks = torch.nn.ModuleList([PhysNetModule(n_members, n_features, n_basis, tuple(n_residual))
                                            for _ in range(n_modules)])
         self.use_dispersion = dispersion_s6 is not None
         self.dispersion = D2Dispersion(self.supported_elements, dispersion_s6 if self.use_dispersion else 0.0)
@@ -123,8 +133,18 @@ class PhysNet(NeuralPotential):
     def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor,
                        cell: Optional[torch.Tensor], total_charge: float) -> Dict[str, torch.Tensor]:
         n = positions.shape[1]
-        neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
-        basis = self.basis(torch.linalg.norm(vectors, dim=-1))
+        # All pairs (within the Coulomb cutoff, if any) for the Coulomb and dispersion terms;
+        # each pair is listed twice. When that list fits the neighbour capacity it also serves
+        # message passing (the basis vanishes beyond the cutoff), saving a second list.
+        lr_neighbors, lr_mask, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell)
+        r = torch.linalg.norm(pair_vectors(positions, lr_neighbors, lr_shifts), dim=-1)
+        if n - 1 <= self.max_neighbors:
+            neighbors, r_short = lr_neighbors, r
+            overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
+        else:
+            neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
+            r_short = torch.linalg.norm(vectors, dim=-1)
+        basis = self.basis(r_short)
         x = self.embedding.index_select(1, element_index)
         outputs = torch.zeros_like(x[:, :, :2])
         for block in self.blocks:
@@ -134,9 +154,6 @@ class PhysNet(NeuralPotential):
         raw_charges = outputs[:, :, 1]
         charges = raw_charges - (raw_charges.sum(-1, keepdim=True) - total_charge) / n
 
-        # Long-range pairs (all pairs without a Coulomb cutoff); each pair is listed twice.
-        lr_neighbors, lr_mask, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell)
-        r = torch.linalg.norm(pair_vectors(positions, lr_neighbors, lr_shifts), dim=-1)
         q_j = charges.index_select(1, lr_neighbors.reshape(-1)).reshape(r.shape)
         pair = self.coulomb_constant * charges.unsqueeze(-1) * q_j * self.damped_coulomb_kernel(r)
         if self.use_dispersion:
