@@ -75,14 +75,15 @@ def test_sigma_grows_away_from_training_data():
     assert min(outside) > 3 * max(inside)
 
 
-def test_network_as_create_mixed_system_potential(tmp_path, solvated, pme_system):
-    """A saved PhysNet committee as the potential of a mechanical embedding: the ML force group's
-    energy equals the model evaluated directly on the solute."""
-    model = make_model("physnet", n_members=2)
-    path = mlmm.save_potential(model, tmp_path / "physnet.pt")
+@pytest.mark.parametrize("family", ["physnet", "schnet", "hdnnp"])
+def test_network_as_create_mixed_system_potential(family, tmp_path, solvated, pme_system):
+    """A saved two-member committee as the potential of a mechanical embedding (PME, Reference):
+    the ML force group's energy equals the model evaluated directly on the solute."""
+    model = make_model(family, n_members=2)
+    path = mlmm.save_potential(model, tmp_path / f"{family}.pt")
     _, metadata = mlmm.load_potential(path)
     assert metadata["supported_elements"] == [1, 6, 7, 8] and metadata["cutoff_nm"] == 0.5
-    assert metadata["architecture"]["family"] == "physnet" and metadata["architecture"]["n_members"] == 2
+    assert metadata["architecture"]["family"] == family and metadata["architecture"]["n_members"] == 2
     mixed = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, str(path), force_group=5)
     energy, _ = evaluate(mixed, solvated.positions, groups={5})
     species = torch.tensor([a.element.atomic_number for a in list(solvated.topology.atoms())[:22]])
