@@ -166,6 +166,9 @@ def _info(args: argparse.Namespace) -> int:
              ("elements", " ".join(symbols)), ("cutoff", "none" if cutoff is None else f"{cutoff} nm"),
              ("units", units), ("predicts charges", "yes" if metadata.get("predicts_charges") else "no"),
              ("content hash", f"{metadata['content_hash']} (verified)")]
+    architecture = metadata.get("architecture")
+    if architecture:
+        lines.append(("architecture", ", ".join(f"{k} {v}" for k, v in architecture.items())))
     lines += [(key, value) for key, value in metadata.get("extra", {}).items()]
     width = max(len(key) for key, _ in lines)
     for key, value in lines:

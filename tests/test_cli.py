@@ -9,6 +9,7 @@ import mdtraj
 import openmm
 import torch
 
+import mlmm
 from conftest import SYSTEM_DIR
 from mlmm.cli import main
 
@@ -28,6 +29,14 @@ def test_info_prints_elements_and_verified_hash(capsys):
     assert "alanine-dipeptide-ff-qeq" in out
     assert "H C N O" in out
     assert "(verified)" in out and len(out.split("content hash")[1].split()[0]) == 64
+
+
+def test_info_prints_the_architecture_of_a_network(tmp_path, capsys):
+    from mlmm.potentials import SchNet
+    path = mlmm.save_potential(SchNet(["H", "O"], n_members=3), tmp_path / "schnet.pt")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "family schnet, n_members 3, cutoff 0.5" in out and "elements          H O" in out
 
 
 def test_info_on_a_non_model_file_exits_1_without_traceback(tmp_path):
