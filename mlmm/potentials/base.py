@@ -116,8 +116,9 @@ class NeuralPotential(torch.nn.Module):
         """Raise (CPU) or poison the energy with NaN (GPU, no host sync) when the list overflowed."""
         if not energy.is_cuda:
             if bool(overflow):
-                raise RuntimeError(f"an atom has more than max_neighbors={self.max_neighbors} neighbours "
-                                   f"within {self.cutoff} nm; rebuild the model with a larger max_neighbors")
+                raise RuntimeError(f"an atom has more neighbours within a cutoff than the neighbour list holds "
+                                   f"(max_neighbors={self.max_neighbors} within {self.cutoff} nm; HDNNP also has "
+                                   "max_angular_neighbors); rebuild the model with a larger capacity")
             return energy
         return torch.where(overflow, torch.full_like(energy, float("nan")), energy)
 
