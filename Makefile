@@ -20,7 +20,9 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_mechanical.py
+	$(PY) benchmarks/bench_potentials.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -35,11 +35,9 @@ Prints one JSON object and writes DIR/mechanical.json and DIR/mechanical.md
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -55,6 +53,7 @@ import mlmm
 from mlmm.bridge.mixed import EmbeddingPlan, build_mm_part, plan_embedding
 from mlmm.bridge.transports import make_force
 from mlmm.potentials import ForceFieldPotential
+from timing import machine, time_calls, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_DIR = ROOT / "systems" / "alanine-dipeptide"
@@ -193,41 +192,6 @@ def time_steps(context: openmm.Context, integrator: openmm.Integrator, steps: in
     integrator.step(steps)
     context.getState(getEnergy=True)
     return 1e3 * (time.perf_counter() - start) / steps
-
-
-def time_calls(call: Callable[[], None], calls: int) -> dict:
-    """Median and mean ms per call over ``calls`` individually timed calls (after 20 untimed)."""
-    for _ in range(20):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return {"median": 1e3 * statistics.median(times), "mean": 1e3 * statistics.fmean(times)}
-
-
-def machine() -> dict:
-    """Where the numbers were measured."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        pass
-    uname = platform.uname()
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"processor": platform.processor() or uname.machine, "cpu_model": model, "cpu_count": os.cpu_count(),
-            "cpus_available": affinity, "uname": f"{uname.system} {uname.release} {uname.machine}",
-            "python": platform.python_version()}
-
-
-def versions() -> dict:
-    """Versions of the packages that set the speed (openmmtorch: its installed distribution)."""
-    dists = importlib.metadata.packages_distributions().get("openmmtorch", [])
-    return {"openmm": openmm.__version__, "torch": torch.__version__,
-            "openmmtorch": ", ".join(f"{d} {importlib.metadata.version(d)}" for d in dists) or None,
-            "mlmm": mlmm.__version__, "numpy": np.__version__}
 
 
 def summarize(raw: dict, diagnostics: bool) -> dict:

@@ -4,10 +4,9 @@ import openmm
 import openmm.app as app
 import openmm.unit as u
 import pytest
-import torch
 
 import mlmm
-from mlmm.potentials import ForceFieldPotential, QEqCharges
+from mlmm.potentials import QEqCharges
 from conftest import SOLUTE, ZeroPotential
 
 

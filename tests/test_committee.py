@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mlmm
-from mlmm.potentials import HDNNP, PhysNet, select_member, stack_members
+from mlmm.potentials import HDNNP, select_member, stack_members
 from conftest import SOLUTE, evaluate
 from test_networks import POSITIONS, SPECIES, make_model
 
@@ -89,3 +89,7 @@ def test_network_as_create_mixed_system_potential(family, tmp_path, solvated, pm
     species = torch.tensor([a.element.atomic_number for a in list(solvated.topology.atoms())[:22]])
     x = torch.tensor([[v.x, v.y, v.z] for v in solvated.positions[:22]], dtype=torch.float64)
     assert energy == pytest.approx(model(species, x).item(), rel=1e-9)
+    # TorchForce gets a copy without parameter gradients; the caller's model stays trainable.
+    from_module = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, model, force_group=5)
+    assert evaluate(from_module, solvated.positions, groups={5})[0] == pytest.approx(energy, rel=1e-12)
+    assert all(p.requires_grad for p in model.parameters())

@@ -17,6 +17,7 @@ import torch
 
 from mlmm._version import __version__
 from mlmm.bridge.mixed import PotentialLike, build_mm_part, plan_embedding
+from mlmm.bridge.transports import inference_script
 from mlmm.embedding.selection import MLAtoms
 from mlmm.potentials.io import FORCE_METADATA_FILE
 
@@ -38,7 +39,7 @@ def export(path: Union[str, Path], topology: app.Topology, mm_system: openmm.Sys
     Other arguments as for :func:`mlmm.create_mixed_system`.
     """
     plan = plan_embedding(topology, mm_system, ml_atoms, potential, embedding, **options)
-    scripted = torch.jit.script(plan.module)
+    scripted = inference_script(plan.module)
     metadata = {"mlmm_version": __version__, "embedding": embedding, "periodic": plan.periodic,
                 "ml_atoms": plan.ml_atoms, "num_particles": mm_system.getNumParticles(),
                 "potential": plan.info.metadata}

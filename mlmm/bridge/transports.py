@@ -7,6 +7,7 @@ global parameters (0-d tensors) in order.
 
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 import numpy as np
@@ -71,6 +72,19 @@ class EagerComputation:
         return float(energy.detach()), -gradient.numpy().astype(np.float64)
 
 
+def inference_script(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    """A TorchScript copy of ``module`` whose parameters do not require gradients.
+
+    TorchForce computes forces with ``energy.backward()``, which would also accumulate
+    parameter gradients that MD never uses; the copy leaves the caller's module trainable.
+    """
+    with torch.no_grad():  # copies of a ScriptModule's parameters would otherwise not be leaves
+        copied = copy.deepcopy(module)
+    for parameter in copied.parameters():
+        parameter.requires_grad_(False)
+    return copied if isinstance(copied, torch.jit.ScriptModule) else torch.jit.script(copied)
+
+
 def make_force(module: torch.nn.Module, periodic: bool, transport: str,
                parameters: Optional[dict[str, float]] = None) -> openmm.Force:
     """Wrap ``module`` in an OpenMM force of the requested transport.
@@ -90,8 +104,7 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
     if transport == "torch":
         import openmmtorch
 
-        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
-        force = openmmtorch.TorchForce(scripted)
+        force = openmmtorch.TorchForce(inference_script(module))
         for name, default in parameters.items():
             force.addGlobalParameter(name, default)
     elif transport == "python":
