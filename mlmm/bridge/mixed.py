@@ -13,10 +13,10 @@ import torch
 
 from mlmm.embedding import surgery
 from mlmm.embedding.modules import MechanicalEmbeddingModule, MLChargesEmbeddingModule
-from mlmm.potentials.neighbors import cell_widths
 from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
 from mlmm.potentials.contract import PotentialInfo, check_elements, describe
 from mlmm.potentials.io import load_potential
+from mlmm.potentials.neighbors import cell_widths
 from mlmm.bridge.transports import LAMBDA, make_force, scaled_by_lambda
 from mlmm.units import to_float, to_nm
 

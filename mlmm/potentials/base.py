@@ -59,6 +59,8 @@ class NeuralPotential(torch.nn.Module):
             raise ValueError(f"cutoff must be positive (nm), got {cutoff}")
         if n_members < 1:
             raise ValueError(f"n_members must be at least 1, got {n_members}")
+        if max_neighbors < 1:
+            raise ValueError(f"max_neighbors must be at least 1, got {max_neighbors}")
         self.supported_elements: List[int] = numbers
         self.cutoff = float(cutoff)
         self.n_members = int(n_members)
@@ -73,6 +75,7 @@ class NeuralPotential(torch.nn.Module):
 
     @property
     def n_elements(self) -> int:
+        """Number of elements the model is built for."""
         return len(self.supported_elements)
 
     def set_energy_scaling(self, shifts: Mapping, scale: float | Mapping = 1.0) -> None:
