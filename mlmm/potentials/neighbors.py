@@ -106,19 +106,24 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
     else:
         with torch.no_grad():
             delta = positions.unsqueeze(0) - positions.unsqueeze(1)  # [i, j] = r_j - r_i
-            shift = lattice_shift(delta, cell) if cell is not None else torch.zeros_like(delta)
-            delta = delta + shift
+            shift = lattice_shift(delta, cell) if cell is not None else None
+            if shift is not None:
+                delta = delta + shift
             d2 = (delta * delta).sum(-1)
             inside = d2 < cutoff * cutoff
             inside.fill_diagonal_(False)
-            overflow = inside.sum(1).max() > width
-            if width == n - 1:
+            if width == n - 1:  # every other atom is listed: nothing can be lost
                 neighbors = _all_other_atoms(n, positions.device)
+                overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
             else:
                 ranked = d2.clone().fill_diagonal_(float("inf"))  # never list an atom as its own neighbour
                 neighbors = torch.topk(ranked, width, dim=1, largest=False, sorted=False).indices
+                overflow = inside.sum(1).max() > width
             mask = torch.gather(inside, 1, neighbors)
-            shifts = torch.gather(shift, 1, neighbors.unsqueeze(-1).expand(n, width, 3))
+            if shift is None:
+                shifts = torch.zeros(n, width, 3, dtype=positions.dtype, device=positions.device)
+            else:
+                shifts = torch.gather(shift, 1, neighbors.unsqueeze(-1).expand(n, width, 3))
     return neighbors, mask, shifts, overflow
 
 
