@@ -43,3 +43,16 @@ def to_float(value: Any, unit: u.Unit, name: str) -> float:
 def to_nm(value: Any, name: str) -> float:
     """Return a length as a float in nanometers (see :func:`to_float`)."""
     return to_float(value, u.nanometer, name)
+
+
+# Conversions at the edge of reference calculators (CODATA 2018, as OpenMM).
+#: Hartree in kJ/mol.
+HARTREE_TO_KJ_PER_MOL = 2625.4996394798254
+#: Bohr radius in nm.
+BOHR_TO_NM = 0.0529177210903
+#: Angstrom in nm.
+ANGSTROM_TO_NM = 0.1
+#: eV in kJ/mol (ASE's extxyz files use eV and Angstrom).
+EV_TO_KJ_PER_MOL = 96.48533212331002
+#: Boltzmann constant times Avogadro's number in kJ/mol/K (OpenMM's MOLAR_GAS_CONSTANT_R).
+MOLAR_GAS_CONSTANT = 8.31446261815324e-3

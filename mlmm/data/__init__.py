@@ -1,0 +1,1 @@
+"""Reference data: the dataset schema (HDF5, extxyz), sampling, reference calculators, labelling."""

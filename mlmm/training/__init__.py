@@ -1,0 +1,1 @@
+"""Training network potentials: losses, trainer, transfer and delta learning, active learning."""
