@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path, required=True, help="output .pt file")
     export.add_argument("--system-xml", type=Path, help="also write the MM part of the mixed System as XML")
 
+    train = commands.add_parser("train", help="train a network potential from a TOML config",
+                                description="Train (or resume) a network potential; see mlmm.training.config for "
+                                            "the keys. Writes model.pt, metrics.json, log.csv and a learning curve.")
+    train.add_argument("config", type=Path, help="training configuration (.toml)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    label = commands.add_parser("label", help="label a dataset's frames with xTB or PySCF",
+                                description="Compute reference energies, forces, charges and dipoles for the "
+                                            "frames of a dataset file, in parallel; rerunning resumes.")
+    label.add_argument("input", type=Path, help="dataset file with the frames (.h5)")
+    label.add_argument("output", type=Path, help="labelled dataset file to write or resume (.h5)")
+    label.add_argument("--program", choices=["xtb", "pyscf"], default="xtb")
+    label.add_argument("--method", help="xtb: GFN2-xTB (default); pyscf: hf, mp2 or a DFT functional (b3lyp)")
+    label.add_argument("--basis", help="pyscf basis set (default 6-31g*)")
+    label.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    label.add_argument("--retry-failed", action="store_true", help="recompute frames that failed before")
+    label.add_argument("--quiet", action="store_true", help="no progress bar")
+
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
     info.add_argument("model", type=Path, help="mlmm model file (.pt)")
@@ -71,13 +89,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mlmm.bridge.simulation import SimulationError
 
     try:
-        return {"demo": _demo, "run": _run, "export": _export, "info": _info}[args.command](args)
+        handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label}
+        return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("mlmm: interrupted; `mlmm run`/`mlmm demo` with the same arguments continue from the last "
-              "checkpoint.", file=sys.stderr)
+        print("mlmm: interrupted; the same command continues from the last checkpoint (`run`, `demo`, `train`) "
+              "or the last labelled frame (`label`).", file=sys.stderr)
         return 130
 
 
@@ -144,6 +163,40 @@ def _ml_atoms(text: str):
     if all(p.isdigit() for p in parts):
         return [int(p) for p in parts]
     return text
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mlmm.training.config import load_training_config
+    from mlmm.training.trainer import train
+
+    config = load_training_config(args.config)
+    metrics = train(config, progress=not args.quiet)
+    for subset in ("train", "validation", "test"):
+        row = metrics.get(subset) or {}
+        if row:
+            print(f"{subset:10s} {row['n_frames']:6d} frames  energy MAE {row['energy_mae']:.3f} RMSE "
+                  f"{row['energy_rmse']:.3f} kJ/mol  forces MAE {row['forces_mae']:.2f} RMSE "
+                  f"{row['forces_rmse']:.2f} kJ/mol/nm")
+    print(f"model written to {config.output / 'model.pt'}")
+    return 0
+
+
+def _label(args: argparse.Namespace) -> int:
+    from mlmm.data.calculators import make_calculator
+    from mlmm.data.dataset import FAILED, load_dataset
+    from mlmm.data.labelling import label
+
+    spec = {"program": args.program}
+    if args.method:
+        spec["method"] = args.method
+    if args.basis:
+        spec["basis"] = args.basis
+    result = label(load_dataset(args.input), args.output, make_calculator(spec), n_workers=args.workers,
+                   retry_failed=args.retry_failed, progress=not args.quiet)
+    failed = int((result.status == FAILED).sum())
+    print(f"{int(result.labelled_mask().sum())} of {result.n_frames} frames labelled, {failed} failed; "
+          f"written to {args.output}")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

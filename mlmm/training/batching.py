@@ -1,0 +1,83 @@
+"""Evaluate a network on a batch of frames in one call, using the committee axis.
+
+mlmm networks carry a member axis M on every parameter and evaluate positions [M, n, 3].
+For B frames of one molecule the parameters are repeated B times along that axis
+(an expand, so gradients sum back onto the M originals) and the frames become "members":
+one batched forward for M x B evaluations. This is exact when the neighbour lists do not
+depend on the geometry, which holds without a cell and when every list holds all pairs
+(n - 1 atoms fit each list's capacity); the radial functions vanish beyond each cutoff.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from mlmm.potentials.base import NeuralPotential
+
+
+def frames_batchable(model: NeuralPotential, n_atoms: int) -> bool:
+    """True when every neighbour list of ``model`` holds all pairs of an ``n_atoms`` molecule."""
+    capacities = [model.max_neighbors, getattr(model, "max_angular_neighbors", model.max_neighbors)]
+    return n_atoms - 1 <= min(capacities)
+
+
+class _MemberOutputs(torch.nn.Module):
+    """Calls ``member_outputs`` so that :func:`torch.func.functional_call` can swap parameters."""
+
+    def __init__(self, model: NeuralPotential):
+        super().__init__()
+        self.model = model
+
+    def forward(self, element_index, positions, total_charge: float):
+        return self.model.member_outputs(element_index, positions, None, total_charge)
+
+
+def frame_outputs(model: NeuralPotential, species: torch.Tensor, positions: torch.Tensor,
+                  total_charge: float = 0.0, forces: bool = True, create_graph: bool = True
+                  ) -> Dict[str, torch.Tensor]:
+    """Outputs of every committee member for every frame.
+
+    Parameters
+    ----------
+    model : NeuralPotential
+        An mlmm network (eager, not scripted).
+    species : Tensor [n] int64
+        Atomic numbers, shared by all frames.
+    positions : Tensor [B, n, 3]
+        Frames in nm (no periodic cell).
+    total_charge : float
+        Total charge (e) of every frame.
+    forces : bool
+        Also return forces (kJ/mol/nm) by autograd.
+    create_graph : bool
+        Keep the graph of the forces, so a loss on them can be differentiated (training).
+
+    Returns
+    -------
+    dict of Tensor
+        ``energy`` [M, B] (kJ/mol), ``forces`` [M, B, n, 3] and, for charge models,
+        ``charges`` [M, B, n] (e) and ``dipole`` [M, B, 3] (e nm).
+    """
+    n_frames, n_atoms = positions.shape[0], positions.shape[1]
+    if not frames_batchable(model, n_atoms):
+        raise ValueError(f"a {n_atoms}-atom molecule does not fit the model's neighbour lists as all pairs "
+                         f"(max_neighbors={model.max_neighbors}); batched training needs max_neighbors >= "
+                         f"{n_atoms - 1}")
+    m = model.n_members
+    element_index, x, _ = model.prepare(species, positions, None)
+    x = x.detach().unsqueeze(0).expand(m, n_frames, n_atoms, 3).reshape(m * n_frames, n_atoms, 3)
+    if forces:
+        x = x.clone().requires_grad_(True)
+    parameters = {f"model.{name}": p.unsqueeze(1).expand(p.shape[0], n_frames, *p.shape[1:]).reshape(
+        m * n_frames, *p.shape[1:]) for name, p in model.named_parameters()}
+    outputs = torch.func.functional_call(_MemberOutputs(model), parameters, (element_index, x, float(total_charge)))
+    result = {"energy": outputs["energy"].reshape(m, n_frames)}
+    for key in ("charges", "dipole"):
+        if key in outputs:
+            result[key] = outputs[key].reshape(m, n_frames, *outputs[key].shape[1:])
+    if forces:
+        gradient = torch.autograd.grad(outputs["energy"].sum(), x, create_graph=create_graph)[0]
+        result["forces"] = -gradient.reshape(m, n_frames, n_atoms, 3)
+    return result

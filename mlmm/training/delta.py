@@ -1,0 +1,40 @@
+"""Delta learning: the network learns the difference between a high and a low level of theory.
+
+The target is E_high - E_low (and F_high - F_low) on the same frames; in production the
+low level (an MM force field or xTB) is added back, e.g. with
+:class:`mlmm.potentials.ForceFieldPotential` plus the network in one summed potential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mlmm.data.dataset import Dataset
+
+
+def subtract_low_level(high: Dataset, low: Dataset, tolerance: float = 1e-6) -> Dataset:
+    """A dataset whose energies and forces are high minus low, for frames present in both.
+
+    Frames are matched by geometry (positions equal within ``tolerance`` nm), so both
+    datasets may hold different subsets (for instance after failed labels) in any order.
+    Charges and dipoles are kept from the high level.
+    """
+    if not np.array_equal(high.species, low.species):
+        raise ValueError("the high- and low-level datasets describe different molecules (species differ)")
+    if low.energies is None or low.forces is None:
+        raise ValueError("the low-level dataset has no energies and forces")
+    keys = {np.round(x / tolerance).astype(np.int64).tobytes(): k for k, x in enumerate(low.positions)}
+    matches = [(k, keys.get(np.round(x / tolerance).astype(np.int64).tobytes()))
+               for k, x in enumerate(high.positions)]
+    pairs = [(k, j) for k, j in matches if j is not None]
+    if not pairs:
+        raise ValueError("no frame of the high-level dataset is in the low-level dataset")
+    kept = np.array([k for k, _ in pairs])
+    partner = np.array([j for _, j in pairs])
+    delta = high.subset(kept)
+    provenance = dict(delta.provenance, delta_learning={"low_level": low.provenance.get("level_of_theory"),
+                                                        "frames_without_low_level": len(matches) - len(pairs)})
+    return dataclasses.replace(delta, energies=delta.energies - low.energies[partner],
+                               forces=delta.forces - low.forces[partner], provenance=provenance)

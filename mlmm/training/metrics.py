@@ -1,0 +1,71 @@
+"""Losses and error metrics of a network against reference labels (OpenMM units)."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from mlmm.data.dataset import Dataset
+from mlmm.training.batching import frame_outputs
+
+
+def frame_tensors(dataset: Dataset, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    """The dataset's positions and labels as tensors (absent labels are left out)."""
+    tensors = {"species": torch.as_tensor(dataset.species)}
+    for name in ("positions", "energies", "forces", "dipoles", "charges"):
+        value = getattr(dataset, name)
+        if value is not None:
+            tensors[name] = torch.as_tensor(value, dtype=torch.float64 if name == "energies" else dtype)
+    return tensors
+
+
+def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float]
+         ) -> torch.Tensor:
+    """Weighted mean squared errors, summed over committee members.
+
+    ``weights``: energy ((kJ/mol)^-2), force (nm^2 (kJ/mol)^-2, per component), dipole
+    ((e nm)^-2, per component) and charge (e^-2, per atom). A term is used when its
+    weight is positive and the batch has that label.
+    """
+    terms = (outputs["energy"].double() - batch["energies"]).pow(2).mean(-1) * weights["energy"]
+    if weights["force"] > 0:
+        terms = terms + (outputs["forces"] - batch["forces"]).pow(2).mean((-3, -2, -1)) * weights["force"]
+    if weights["dipole"] > 0 and "dipole" in outputs and "dipoles" in batch:
+        terms = terms + (outputs["dipole"] - batch["dipoles"]).pow(2).mean((-2, -1)) * weights["dipole"]
+    if weights["charge"] > 0 and "charges" in outputs and "charges" in batch:
+        terms = terms + (outputs["charges"] - batch["charges"]).pow(2).mean((-2, -1)) * weights["charge"]
+    return terms.sum()
+
+
+def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, np.ndarray]:
+    """Committee-mean energies [F], forces [F, n, 3], and dipoles/charges when the model has them,
+    plus the per-atom committee force spread ``sigma_forces`` [F, n] (kJ/mol/nm) for committees."""
+    dtype = model.energy_shift.dtype
+    species = torch.as_tensor(dataset.species)
+    collected: Dict[str, list] = {}
+    for start in range(0, dataset.n_frames, batch_size):
+        positions = torch.as_tensor(dataset.positions[start:start + batch_size], dtype=dtype)
+        outputs = frame_outputs(model, species, positions, float(dataset.total_charge), create_graph=False)
+        for key, value in outputs.items():
+            collected.setdefault(key, []).append(value.mean(0).detach().double().numpy())
+        if model.n_members > 1:
+            spread = outputs["forces"].detach().double().var(0).sum(-1).sqrt()
+            collected.setdefault("sigma_forces", []).append(spread.numpy())
+    return {key: np.concatenate(values) for key, values in collected.items()}
+
+
+def errors(model, dataset: Dataset, batch_size: int = 64, predicted: Optional[dict] = None) -> Dict[str, float]:
+    """MAE and RMSE of energies (kJ/mol), forces (kJ/mol/nm, per component) and dipoles (e nm)."""
+    predicted = predicted if predicted is not None else predict_frames(model, dataset, batch_size)
+    result = {"n_frames": int(dataset.n_frames)}
+    pairs = {"energy": ("energy", dataset.energies), "forces": ("forces", dataset.forces),
+             "dipole": ("dipole", dataset.dipoles)}
+    for name, (key, reference) in pairs.items():
+        if reference is None or key not in predicted:
+            continue
+        difference = predicted[key] - reference
+        result[f"{name}_mae"] = float(np.abs(difference).mean())
+        result[f"{name}_rmse"] = float(np.sqrt((difference ** 2).mean()))
+    return result

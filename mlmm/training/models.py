@@ -1,0 +1,103 @@
+"""Build, rebuild and prepare networks for training: construction from a config, energy scaling, transfer.
+
+A trained model file records the constructor arguments it was built with
+(``extra["model"]``), so :func:`rebuild` gives back the eager (trainable) network that
+fine-tuning and committee training start from.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from mlmm.data.dataset import Dataset
+from mlmm.potentials import FAMILIES, HDNNP, NeuralPotential, load_potential
+
+
+def build(family: str, elements, options: Dict) -> NeuralPotential:
+    """A freshly initialised network of ``family`` for ``elements`` with constructor ``options``."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(FAMILIES)}")
+    if not elements:
+        raise ValueError("[model] elements is empty; list the elements of the ML region, e.g. ['H', 'O']")
+    try:
+        return FAMILIES[family](list(elements), **options)
+    except TypeError as error:
+        raise ValueError(f"[model] options do not fit {family}: {error}") from None
+
+
+def rebuild(path) -> NeuralPotential:
+    """The eager network stored in an mlmm model file written by the trainer."""
+    scripted, metadata = load_potential(path)
+    recipe = metadata.get("extra", {}).get("model")
+    if recipe is None:
+        raise ValueError(f"{path} does not record how its network was built (no extra['model']); only models "
+                         "written by mlmm's trainer can be fine-tuned")
+    model = build(recipe["family"], recipe["elements"], recipe["options"])
+    model.load_state_dict(scripted.state_dict())
+    return model.to(next(iter(scripted.state_dict().values())).dtype)
+
+
+def composition(species: np.ndarray, elements: List[int]) -> np.ndarray:
+    """Counts of each of ``elements`` in ``species``."""
+    return np.array([(species == z).sum() for z in elements], dtype=float)
+
+
+def fit_energy_scaling(model: NeuralPotential, dataset: Dataset) -> None:
+    """Per-element shifts from a least-squares fit of the energies on the composition; scale from the rest.
+
+    With one composition (one molecule) the minimum-norm solution spreads the mean energy
+    over the atoms. The scale is the per-atom spread of the remaining energies, so the
+    network's outputs start at order one.
+    """
+    counts = composition(dataset.species, model.supported_elements)
+    counts = np.broadcast_to(counts, (dataset.n_frames, len(counts)))
+    shifts = np.linalg.lstsq(counts, dataset.energies, rcond=None)[0]
+    residual = dataset.energies - counts @ shifts
+    scale = max(float(residual.std()) / np.sqrt(dataset.n_atoms), 1.0)
+    model.set_energy_scaling(dict(zip(model.supported_elements, shifts)), scale)
+
+
+def shift_energy_offset(model: NeuralPotential, dataset: Dataset, predicted: np.ndarray) -> None:
+    """Move the energy zero of a pretrained model to a new reference (e.g. xTB -> DFT).
+
+    Adds the mean of (reference - predicted) energy, spread evenly over the atoms, to the
+    shifts of the elements present; energy differences and forces are unchanged.
+    """
+    offset = float(np.mean(dataset.energies - predicted)) / dataset.n_atoms
+    present = {int(z) for z in dataset.species}
+    with torch.no_grad():
+        for z in present:
+            model.energy_shift[model.supported_elements.index(z)] += offset
+
+
+def set_input_scaling(model: NeuralPotential, dataset: Dataset) -> None:
+    """HDNNP only: standardise its descriptors on the training frames."""
+    if not isinstance(model, HDNNP):
+        return
+    species = torch.as_tensor(dataset.species)
+    with torch.no_grad():
+        descriptors = torch.cat([model.descriptors(species, torch.as_tensor(x, dtype=model.energy_shift.dtype))
+                                 for x in dataset.positions[:200]])
+    model.set_input_scaling(descriptors.mean(0), descriptors.std(0))
+
+
+def parameter_groups(model: NeuralPotential, learning_rate: float, freeze: List[str],
+                     learning_rate_scale: Dict[str, float]) -> List[dict]:
+    """Optimizer groups for transfer learning: frozen prefixes get no gradient, others a scaled rate."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in list(freeze) + list(learning_rate_scale):
+        if not any(name.startswith(prefix) for name in names):
+            raise ValueError(f"no parameter name starts with {prefix!r}; names are like {names[:6]}")
+    groups: Dict[float, list] = {}
+    for name, parameter in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in freeze):
+            parameter.requires_grad_(False)
+            continue
+        scale = next((s for prefix, s in learning_rate_scale.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(scale, []).append(parameter)
+    if not groups:
+        raise ValueError("every parameter is frozen; nothing would be trained")
+    return [{"params": params, "lr": learning_rate * scale, "scale": scale} for scale, params in groups.items()]

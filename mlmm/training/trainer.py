@@ -1,0 +1,265 @@
+"""Train a network potential from a :class:`~mlmm.training.config.TrainingConfig`.
+
+What one run writes into the output directory:
+
+- ``split.json``: the train/validation/test frame indices (also stored in the model);
+- ``checkpoint.pt``: everything needed to resume, rewritten atomically after every epoch;
+- ``log.csv``: one row per epoch (learning rate, training loss, validation MAEs);
+- ``model.pt``: the best weights by validation loss (EMA weights), in float64, with the
+  configuration, split, dataset provenance and test errors in its metadata;
+- ``metrics.json``: test-set errors (all frames and per frame source);
+- ``learning_curve.png``.
+
+Running the same configuration again resumes from the checkpoint; a finished run is not
+repeated. Validation uses the exponential moving average (EMA) of the weights; the
+learning rate drops on a validation plateau and training stops early when validation
+has not improved for ``early_stopping_patience`` epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from mlmm.data.dataset import Dataset, concatenate, load_dataset
+from mlmm.potentials import save_potential
+from mlmm.training import models
+from mlmm.training.batching import frame_outputs
+from mlmm.training.config import TrainingConfig
+from mlmm.training.delta import subtract_low_level
+from mlmm.training.metrics import errors, frame_tensors, loss, predict_frames
+
+LOG_COLUMNS = ["epoch", "seconds", "learning_rate", "train_loss", "validation_loss", "validation_energy_mae",
+               "validation_forces_mae"]
+
+
+def load_training_data(config: TrainingConfig) -> Dataset:
+    """The labelled frames of the configured datasets (minus the low level for delta learning)."""
+    datasets = [load_dataset(p).labelled() for p in config.data.datasets]
+    if config.data.delta_from:
+        datasets = [subtract_low_level(d, load_dataset(p).labelled())
+                    for d, p in zip(datasets, config.data.delta_from)]
+    data = concatenate(datasets)
+    if data.energies is None or data.forces is None:
+        raise ValueError("training needs energies and forces in every dataset")
+    return data
+
+
+def split_frames(n_frames: int, fractions, seed: int, max_train: Optional[int] = None) -> Dict[str, list]:
+    """Random disjoint train/validation/test indices; ``max_train`` caps the training share only."""
+    order = np.random.default_rng(seed).permutation(n_frames)
+    n_train = int(round(fractions[0] * n_frames))
+    n_validation = int(round(fractions[1] * n_frames))
+    if n_train < 1 or (fractions[1] > 0 and n_validation < 1):
+        raise ValueError(f"{n_frames} frames are too few for the split {list(fractions)}")
+    split = {"train": order[:n_train], "validation": order[n_train:n_train + n_validation],
+             "test": order[n_train + n_validation:]}
+    if max_train is not None:
+        split["train"] = split["train"][:max_train]
+    return {key: sorted(int(i) for i in value) for key, value in split.items()}
+
+
+class Trainer:
+    """One training run (see the module docstring); :meth:`run` returns the test errors."""
+
+    def __init__(self, config: TrainingConfig, progress: bool = True):
+        self.config = config
+        self.settings = config.training
+        self.progress = progress
+        self.output = Path(config.output)
+        self.dtype = torch.float64 if self.settings.dtype == "float64" else torch.float32
+        self.weights = {"energy": self.settings.energy_weight, "force": self.settings.force_weight,
+                        "dipole": self.settings.dipole_weight, "charge": self.settings.charge_weight}
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        torch.manual_seed(self.settings.seed)
+        self.data = load_training_data(self.config)
+        self.split = split_frames(self.data.n_frames, self.config.data.split, self.config.data.seed,
+                                  self.config.data.max_frames)
+        self.subsets = {key: self.data.subset(value) for key, value in self.split.items()}
+        train = self.subsets["train"]
+        if self.config.transfer is not None:
+            self.model = models.rebuild(self.config.transfer.initial_model).to(self.dtype)
+            predicted = predict_frames(self.model, train)["energy"]
+            models.shift_energy_offset(self.model, train, predicted)
+            transfer = self.config.transfer
+            groups = models.parameter_groups(self.model, self.settings.learning_rate, transfer.freeze,
+                                             transfer.learning_rate_scale)
+        else:
+            spec = self.config.model
+            self.model = models.build(spec.family, spec.elements, spec.options).to(self.dtype)
+            models.fit_energy_scaling(self.model, train)
+            models.set_input_scaling(self.model, train)
+            groups = models.parameter_groups(self.model, self.settings.learning_rate, [], {})
+        self.optimizer = torch.optim.Adam(groups, lr=self.settings.learning_rate,
+                                          weight_decay=self.settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=self.settings.lr_factor, patience=self.settings.lr_patience,
+            min_lr=self.settings.min_learning_rate)
+        self.ema = copy.deepcopy(self.model)
+        self.best_state = copy.deepcopy(self.ema.state_dict())
+        self.tensors = {key: frame_tensors(subset, self.dtype) for key, subset in self.subsets.items()}
+        self.generator = torch.Generator().manual_seed(self.settings.seed)
+        self.epoch, self.best_loss, self.bad_epochs, self.history, self.elapsed = 0, float("inf"), 0, [], 0.0
+
+    def _model_recipe(self) -> dict:
+        if self.config.transfer is not None:
+            from mlmm.potentials import read_metadata
+            return read_metadata(self.config.transfer.initial_model)["extra"]["model"]
+        spec = self.config.model
+        return {"family": spec.family, "elements": list(spec.elements), "options": dict(spec.options)}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.output / "checkpoint.pt"
+
+    def _save_checkpoint(self, finished: bool = False) -> None:
+        state = {"fingerprint": self.config.fingerprint(), "epoch": self.epoch, "finished": finished,
+                 "model": self.model.state_dict(), "ema": self.ema.state_dict(), "best_state": self.best_state,
+                 "best_loss": self.best_loss, "bad_epochs": self.bad_epochs, "history": self.history,
+                 "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+                 "split": self.split}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def _resume(self) -> bool:
+        """Load the checkpoint if there is one; return whether the run had finished."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        if state["fingerprint"] != self.config.fingerprint():
+            raise ValueError(f"{self.checkpoint_path} belongs to a different configuration; use another output "
+                             "directory or delete the checkpoint to start over")
+        if state["split"] != self.split:
+            raise ValueError(f"{self.checkpoint_path} was made with a different train/validation/test split "
+                             "(did the datasets change?); delete it to start over")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        for key in ("epoch", "best_state", "best_loss", "bad_epochs", "history", "elapsed"):
+            setattr(self, key, state[key])
+        return bool(state["finished"])
+
+    # -- training ------------------------------------------------------------------------------
+    def _train_epoch(self) -> float:
+        train = self.tensors["train"]
+        order = torch.randperm(len(train["positions"]), generator=self.generator)
+        total, batches = 0.0, 0
+        for batch_indices in order.split(self.settings.batch_size):
+            batch = {key: value[batch_indices] for key, value in train.items() if key != "species"}
+            outputs = frame_outputs(self.model, train["species"], batch["positions"], float(self.data.total_charge))
+            value = loss(outputs, batch, self.weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            self.optimizer.step()
+            self._update_ema()
+            total, batches = total + float(value.detach()), batches + 1
+        return total / batches
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.settings.ema_decay
+        for average, current in zip(self.ema.parameters(), self.model.parameters()):
+            if not current.requires_grad:  # frozen: d*x + (1-d)*x need not round back to x
+                continue
+            average.mul_(decay).add_(current, alpha=1.0 - decay)
+
+    def _validate(self) -> Dict[str, float]:
+        subset = self.subsets["validation"] if self.subsets["validation"].n_frames else self.subsets["train"]
+        tensors = self.tensors["validation"] if self.subsets["validation"].n_frames else self.tensors["train"]
+        predicted = predict_frames(self.ema, subset, batch_size=256)
+        outputs = {key: torch.as_tensor(value).unsqueeze(0) for key, value in predicted.items()}
+        batch = {key: value.double() for key, value in tensors.items() if key != "species"}
+        value = float(loss({k: v.double() for k, v in outputs.items()}, batch, self.weights))
+        metrics = errors(self.ema, subset, predicted=predicted)
+        return {"validation_loss": value, "validation_energy_mae": metrics["energy_mae"],
+                "validation_forces_mae": metrics["forces_mae"]}
+
+    def run(self) -> Dict:
+        """Train (or resume), then write the model, metrics, log and learning curve; return the metrics."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(self.settings.threads)
+        self._prepare()
+        (self.output / "split.json").write_text(json.dumps(self.split))
+        finished = self._resume()
+        if not finished:
+            self._loop()
+            self._save_checkpoint(finished=True)
+        return self._finish()
+
+    def _loop(self) -> None:
+        from rich.progress import Progress
+
+        start = time.perf_counter() - self.elapsed
+        with Progress(disable=not self.progress) as bar:
+            task = bar.add_task("training", total=self.settings.epochs, completed=self.epoch)
+            while self.epoch < self.settings.epochs:
+                train_loss = self._train_epoch()
+                row = {"epoch": self.epoch + 1, "train_loss": train_loss, **self._validate(),
+                       "learning_rate": self.optimizer.param_groups[0]["lr"]}
+                self.scheduler.step(row["validation_loss"])
+                if row["validation_loss"] < self.best_loss:
+                    self.best_loss, self.bad_epochs = row["validation_loss"], 0
+                    self.best_state = copy.deepcopy(self.ema.state_dict())
+                else:
+                    self.bad_epochs += 1
+                self.epoch += 1
+                self.elapsed = time.perf_counter() - start
+                row["seconds"] = self.elapsed
+                self.history.append(row)
+                self._save_checkpoint()
+                self._write_log()
+                bar.update(task, completed=self.epoch, description=(
+                    f"training: val E MAE {row['validation_energy_mae']:.3g} kJ/mol, "
+                    f"F MAE {row['validation_forces_mae']:.3g} kJ/mol/nm"))
+                if self.bad_epochs >= self.settings.early_stopping_patience:
+                    break
+                if self.settings.max_minutes is not None and self.elapsed > 60 * self.settings.max_minutes:
+                    break
+
+    def _write_log(self) -> None:
+        with open(self.output / "log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, LOG_COLUMNS)
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow({key: row[key] for key in LOG_COLUMNS})
+
+    def _finish(self) -> Dict:
+        from mlmm.training.plots import plot_learning_curve
+
+        self.model.load_state_dict(self.best_state)
+        final = self.model.double()
+        metrics = {"test": errors(final, self.subsets["test"]) if self.subsets["test"].n_frames else {},
+                   "validation": errors(final, self.subsets["validation"]) if self.subsets["validation"].n_frames
+                   else {},
+                   "train": errors(final, self.subsets["train"]), "epochs": self.epoch,
+                   "training_seconds": round(self.elapsed, 1)}
+        test = self.subsets["test"]
+        if test.n_frames and test.frame_source is not None:
+            metrics["test_by_source"] = {source: errors(final, test.subset(test.frame_source == source))
+                                         for source in sorted(set(test.frame_source))}
+        (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        provenance = [load_dataset(p).provenance for p in self.config.data.datasets]
+        save_potential(final, self.output / "model.pt", extra={
+            "model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
+            "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from})
+        plot_learning_curve(self.history, self.output / "learning_curve.png")
+        return metrics
+
+
+def train(config: TrainingConfig, progress: bool = True) -> Dict:
+    """Run (or resume) the training described by ``config``; return its metrics."""
+    return Trainer(config, progress).run()

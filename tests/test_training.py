@@ -1,0 +1,161 @@
+"""Training: batched frames, a tiny fit, exact resume after interruption, transfer and delta learning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mlmm.data.dataset import Dataset
+from mlmm.potentials import HDNNP, PhysNet, SchNet, load_potential, read_metadata
+from mlmm.training import models
+from mlmm.training.batching import frame_outputs
+from mlmm.training.config import make_config
+from mlmm.training.delta import subtract_low_level
+from mlmm.training.trainer import Trainer, train
+
+
+def harmonic_water(positions: torch.Tensor) -> torch.Tensor:
+    """Analytic reference: harmonic O-H stretches (0.0957 nm) and H-O-H bend (104.5 deg), kJ/mol."""
+    oh1, oh2 = positions[..., 1, :] - positions[..., 0, :], positions[..., 2, :] - positions[..., 0, :]
+    r1, r2 = oh1.norm(dim=-1), oh2.norm(dim=-1)
+    angle = torch.acos((oh1 * oh2).sum(-1) / (r1 * r2))
+    return 2.0e5 * ((r1 - 0.0957) ** 2 + (r2 - 0.0957) ** 2) + 150.0 * (angle - 1.8238) ** 2 - 2.0e5
+
+
+def water_dataset(n_frames: int, seed: int = 0, noise: float = 0.004) -> Dataset:
+    rng = np.random.default_rng(seed)
+    equilibrium = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.0240, 0.0926, 0.0]])
+    positions = torch.tensor(equilibrium + rng.normal(0, noise, (n_frames, 3, 3)), requires_grad=True)
+    energies = harmonic_water(positions)
+    forces = -torch.autograd.grad(energies.sum(), positions)[0]
+    return Dataset(species=[8, 1, 1], positions=positions.detach().numpy(), energies=energies.detach().numpy(),
+                   forces=forces.numpy(), frame_source=["random"] * n_frames,
+                   provenance={"level_of_theory": "harmonic test model"})
+
+
+def config_for(tmp_path, epochs: int = 40, **training):
+    water_dataset(160).save(tmp_path / "water.h5")
+    raw = {"data": {"datasets": ["water.h5"], "split": [0.7, 0.15, 0.15], "seed": 3},
+           "model": {"family": "physnet", "elements": ["H", "O"], "options": {"n_features": 16, "n_basis": 8}},
+           "training": {"epochs": epochs, "batch_size": 16, "learning_rate": 1e-2, "ema_decay": 0.9,
+                        "threads": 1, **training},
+           "output": {"directory": "run"}}
+    return make_config(raw, tmp_path)
+
+
+@pytest.mark.parametrize("family", [PhysNet, SchNet, HDNNP])
+def test_batched_frames_equal_one_frame_at_a_time(family):
+    torch.manual_seed(0)
+    model = family(["H", "C", "O"], n_members=2).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.2)  # non-zero output layers, so every path is exercised
+    species = torch.tensor([6, 8, 8, 1, 1, 6, 8, 8, 1, 1])
+    positions = torch.randn(3, 10, 3, dtype=torch.float64) * 0.15
+    batched = frame_outputs(model, species, positions)
+    for b in range(3):
+        x = positions[b].clone().requires_grad_(True)
+        energies = model.evaluate(species, x)["energy"]
+        forces = torch.stack([-torch.autograd.grad(energies[m], x, retain_graph=True)[0] for m in range(2)])
+        torch.testing.assert_close(batched["energy"][:, b], energies.detach(), rtol=1e-12, atol=1e-9)
+        torch.testing.assert_close(batched["forces"][:, b], forces, rtol=1e-10, atol=1e-8)
+
+
+def test_a_tiny_training_run_learns_the_reference_and_writes_its_outputs(tmp_path):
+    config = config_for(tmp_path, epochs=60)
+    metrics = train(config, progress=False)
+    run = tmp_path / "run"
+    for name in ("model.pt", "metrics.json", "log.csv", "learning_curve.png", "split.json", "checkpoint.pt"):
+        assert (run / name).exists(), name
+    history = list(open(run / "log.csv"))[1:]
+    first_forces_mae = float(history[0].split(",")[-1])
+    # the fit must be much better than after one epoch and than predicting zero forces
+    data = water_dataset(160)
+    zero_force_mae = np.abs(data.forces).mean()
+    assert metrics["test"]["forces_mae"] < 0.25 * min(first_forces_mae, zero_force_mae)
+    assert metrics["test"]["energy_mae"] < 0.25 * np.abs(data.energies - data.energies.mean()).mean()
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split["train"] + split["validation"] + split["test"]) == list(range(160))
+    module, metadata = load_potential(run / "model.pt")
+    assert metadata["extra"]["split"] == split and metadata["extra"]["metrics"]["test"] == metrics["test"]
+    x = torch.tensor(data.positions[split["test"][0]])
+    assert float(module(torch.tensor([8, 1, 1]), x).detach()) == pytest.approx(data.energies[split["test"][0]],
+                                                                        abs=20 * metrics["test"]["energy_mae"])
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    config = config_for(tmp_path, epochs=6)
+    reference = train(config, progress=False)
+    reference_log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+
+    original = Trainer._train_epoch
+
+    def interrupt_at_epoch_4(self):
+        if self.epoch == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupt_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 1 + 3
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    resumed = train(config, progress=False)
+    assert resumed["test"] == reference["test"]  # bitwise: optimizer, EMA, RNG and schedule were restored
+    resumed_log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[2:] for row in resumed_log] == [row.split(",")[2:] for row in reference_log]
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    train(config_for(tmp_path, epochs=2), progress=False)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(config_for(tmp_path, epochs=3), progress=False)
+
+
+def test_transfer_learning_keeps_frozen_layers_and_rescales_rates(tmp_path):
+    train(config_for(tmp_path, epochs=3), progress=False)
+    pretrained = models.rebuild(tmp_path / "run" / "model.pt")
+    shifted = water_dataset(60, seed=5)
+    shifted.energies = shifted.energies + 1234.0  # another level of theory: another energy zero
+    shifted.save(tmp_path / "high.h5")
+    raw = {"data": {"datasets": ["high.h5"], "split": [0.6, 0.2, 0.2]},
+           "training": {"epochs": 3, "batch_size": 8, "threads": 1},
+           "transfer": {"initial_model": "run/model.pt", "freeze": ["embedding", "blocks.0"],
+                        "learning_rate_scale": {"blocks.1.filter": 0.1}},
+           "output": {"directory": "fine"}}
+    metrics = train(make_config(raw, tmp_path), progress=False)
+    tuned = models.rebuild(tmp_path / "fine" / "model.pt")
+    before, after = dict(pretrained.named_parameters()), dict(tuned.named_parameters())
+    for name in before:
+        changed = not torch.equal(before[name], after[name])
+        assert changed != (name.startswith("embedding") or name.startswith("blocks.0")), name
+    assert metrics["test"]["energy_mae"] < 50.0  # the 1234 kJ/mol offset was absorbed by the energy shifts
+    assert read_metadata(tmp_path / "fine" / "model.pt")["extra"]["model"]["family"] == "physnet"
+    groups = models.parameter_groups(models.rebuild(tmp_path / "run" / "model.pt"), 1e-3, [],
+                                     {"blocks.1.filter": 0.1})
+    assert sorted(g["lr"] for g in groups) == pytest.approx([1e-4, 1e-3])
+    with pytest.raises(ValueError, match="no parameter name starts with 'nonsense'"):
+        models.parameter_groups(pretrained, 1e-3, ["nonsense"], {})
+
+
+def test_delta_learning_targets_are_high_minus_low_on_matched_frames():
+    high = water_dataset(10)
+    low = water_dataset(10).subset([7, 2, 5])
+    low.energies, low.forces = low.energies * 0.5, low.forces * 0.5
+    delta = subtract_low_level(high, low)
+    assert delta.n_frames == 3
+    np.testing.assert_allclose(np.sort(delta.energies), np.sort(0.5 * high.energies[[2, 5, 7]]))
+    np.testing.assert_allclose(delta.forces, 0.5 * high.forces[[2, 5, 7]])
+
+
+def test_bad_configurations_are_named():
+    with pytest.raises(ValueError, match=r"unknown keys in \[training\]: \['epoch'\]"):
+        make_config({"data": {"datasets": ["x.h5"]}, "training": {"epoch": 3}})
+    with pytest.raises(ValueError, match="split must be three"):
+        make_config({"data": {"datasets": ["x.h5"], "split": [0.5, 0.5]}})
+    with pytest.raises(ValueError, match="unknown model family 'painn'"):
+        models.build("painn", ["H"], {})
