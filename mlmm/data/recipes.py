@@ -1,0 +1,66 @@
+"""Recipes that combine the samplers into unlabelled datasets of a gas-phase molecule."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Optional, Sequence
+
+import numpy as np
+
+from mlmm.data.dataset import Dataset, concatenate
+from mlmm.data.sampling import (ForceFn, hessian, langevin_md, normal_mode_sampling, normal_modes, optimize,
+                                remove_near_duplicates)
+
+
+def molecule_from_pdb(path, selection: Optional[str] = None):
+    """Atomic numbers [n], masses [n] (amu) and positions [n, 3] (nm) of (a selection of) a PDB file."""
+    import mdtraj
+
+    trajectory = mdtraj.load_pdb(str(path))
+    atoms = trajectory.topology.select(selection) if selection else np.arange(trajectory.n_atoms)
+    species = np.array([trajectory.topology.atom(i).element.atomic_number for i in atoms])
+    masses = np.array([trajectory.topology.atom(i).element.mass for i in atoms])
+    return species, masses, trajectory.xyz[0, atoms].astype(np.float64)
+
+
+def frames(species, positions: np.ndarray, source: str, provenance: dict,
+           coordinate=None, total_charge: int = 0, multiplicity: int = 1) -> Dataset:
+    """An unlabelled dataset of ``positions`` [F, n, 3], tagged with ``source`` and, if given,
+    the reaction coordinate ``coordinate(positions) -> (value, gradient)`` of every frame."""
+    values = None if coordinate is None else np.array([coordinate(x)[0] for x in positions])
+    return Dataset(species=species, positions=positions, frame_source=[source] * len(positions),
+                   reaction_coordinate=values, total_charge=total_charge, multiplicity=multiplicity,
+                   provenance=dict(provenance))
+
+
+def gas_phase_frames(species, masses, positions, force_fn: ForceFn, nms_temperatures: Sequence[float],
+                     nms_samples: int, md_temperature: float, md_steps: int, md_save_every: int, seed: int,
+                     coordinate=None, method: str = "") -> Dataset:
+    """Normal-mode samples at each of ``nms_temperatures`` plus Langevin MD frames at ``md_temperature``.
+
+    The molecule is optimised first with ``force_fn`` (which also drives the MD); ``method``
+    names it in the provenance.
+    """
+    minimum = optimize(positions, force_fn, fmax=0.5)
+    wavenumbers, force_constants, modes = normal_modes(hessian(minimum, force_fn), masses, minimum)
+    provenance = {"sampling": "normal modes (Smith et al.) and Langevin MD", "sampling_method": method,
+                  "harmonic_wavenumbers_cm-1": [round(float(w), 1) for w in wavenumbers], "seed": seed,
+                  "created": datetime.date.today().isoformat()}
+    parts = []
+    for k, temperature in enumerate(nms_temperatures):
+        sampled = normal_mode_sampling(minimum, modes, force_constants, temperature, nms_samples, seed + k)
+        parts.append(frames(species, sampled, f"normal-modes-{temperature:g}K", provenance, coordinate))
+    trajectory = langevin_md(minimum, masses, force_fn, md_temperature, md_steps, save_every=md_save_every,
+                             seed=seed + 100)
+    parts.append(frames(species, trajectory["positions"], f"md-{md_temperature:g}K", provenance, coordinate))
+    data = concatenate(parts)
+    data.provenance.update(nms_temperatures_K=list(nms_temperatures), md_temperature_K=md_temperature)
+    return data
+
+
+def deduplicated(data: Dataset, threshold: float = 1e-4) -> Dataset:
+    """``data`` without near-duplicate frames (RMS distance difference below ``threshold`` nm)."""
+    kept = remove_near_duplicates(data.positions, threshold)
+    result = data.subset(kept)
+    result.provenance["near_duplicates_removed"] = int(data.n_frames - len(kept))
+    return result
