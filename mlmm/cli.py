@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     label.add_argument("--retry-failed", action="store_true", help="recompute frames that failed before")
     label.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    evaluate = commands.add_parser("evaluate", help="errors of a trained model on a labelled dataset",
+                                   description="Print energy, force and dipole MAE and RMSE of an mlmm network "
+                                               "model on the labelled frames of a dataset file.")
+    evaluate.add_argument("model", type=Path, help="model file written by `mlmm train`")
+    evaluate.add_argument("dataset", type=Path, help="labelled dataset file (.h5)")
+
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
     info.add_argument("model", type=Path, help="mlmm model file (.pt)")
@@ -89,7 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mlmm.bridge.simulation import SimulationError
 
     try:
-        handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label}
+        handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label,
+                    "evaluate": _evaluate}
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
@@ -178,6 +185,16 @@ def _train(args: argparse.Namespace) -> int:
                   f"{row['energy_rmse']:.3f} kJ/mol  forces MAE {row['forces_mae']:.2f} RMSE "
                   f"{row['forces_rmse']:.2f} kJ/mol/nm")
     print(f"model written to {config.output / 'model.pt'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mlmm.data.dataset import load_dataset
+    from mlmm.training.metrics import errors
+    from mlmm.training.models import rebuild
+
+    row = errors(rebuild(args.model).double(), load_dataset(args.dataset).labelled())
+    print(" ".join(f"{key} {value:.4g}" for key, value in row.items()))
     return 0
 
 

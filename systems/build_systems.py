@@ -38,7 +38,8 @@ def build(residues, name: str, forcefield_files) -> None:
             coordinates.append(xyz)
         for a, b in BONDS[resname]:
             topology.addBond(created[a], created[b])
-    # tiny out-of-plane noise: no bond exactly along an axis or plane (see tests/test_calculators.py)
+    # tiny noise: a generic geometry, no bond exactly along an axis (xtb-python 22.1 gives wrong
+    # gradients there; XTBCalculator also guards against it, see mlmm/data/calculators.py)
     start = np.array(coordinates) + np.random.default_rng(0).normal(0.0, 0.001, (len(coordinates), 3))
     optimized = optimize(start, calculator_forces(XTBCalculator(), np.array(species)), fmax=0.5)
     folder = HERE / name

@@ -85,3 +85,25 @@ def test_export_with_a_bad_selection_exits_1(tmp_path, capsys):
     assert main(["export", "--pdb", str(SYSTEM_DIR / "alanine-dipeptide.pdb"), "--model", str(MODEL),
                  "--ml-atoms", "resname XYZ", "--output", str(tmp_path / "x.pt")]) == 1
     assert "resname XYZ" in capsys.readouterr().err
+
+
+def test_label_train_and_evaluate_from_the_command_line(tmp_path, capsys):
+    import numpy as np
+    from mlmm.data.dataset import Dataset, load_dataset
+
+    rng = np.random.default_rng(0)
+    water = np.array([[0.0, 0.0, 0.0], [0.0956, 0.0050, 0.0], [-0.0240, 0.0926, 0.0]])
+    Dataset(species=[8, 1, 1], positions=water + rng.normal(0, 0.003, (24, 3, 3))).save(tmp_path / "frames.h5")
+    assert main(["label", str(tmp_path / "frames.h5"), str(tmp_path / "xtb.h5"), "--workers", "0", "--quiet"]) == 0
+    assert "24 of 24 frames labelled, 0 failed" in capsys.readouterr().out
+    assert load_dataset(tmp_path / "xtb.h5").provenance["level_of_theory"] == "GFN2-xTB"
+    (tmp_path / "train.toml").write_text(
+        '[data]\ndatasets = ["xtb.h5"]\nsplit = [0.5, 0.25, 0.25]\n'
+        '[model]\nelements = ["H", "O"]\noptions = { n_features = 8, n_basis = 8 }\n'
+        '[training]\nepochs = 2\nthreads = 1\n[output]\ndirectory = "run"\n')
+    assert main(["train", str(tmp_path / "train.toml"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "test" in out and "energy MAE" in out and "model written to" in out
+    assert main(["evaluate", str(tmp_path / "run" / "model.pt"), str(tmp_path / "xtb.h5")]) == 0
+    assert "n_frames 24 energy_mae" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "missing.toml")]) == 1
