@@ -239,7 +239,14 @@ def _info(args: argparse.Namespace) -> int:
     architecture = metadata.get("architecture")
     if architecture:
         lines.append(("architecture", ", ".join(f"{k} {v}" for k, v in architecture.items())))
-    lines += [(key, value) for key, value in metadata.get("extra", {}).items()]
+    extra = metadata.get("extra", {})
+    if "split" in extra:  # a trained model: summarise what the trainer stored
+        extra = dict(extra, split=", ".join(f"{k} {len(v)} frames" for k, v in extra["split"].items()))
+        test = extra.get("metrics", {}).get("test") or {}
+        extra["metrics"] = ", ".join(f"test {k} {v:.4g}" for k, v in test.items()) or "no test set"
+        extra["datasets"] = "; ".join(f"{d.get('level_of_theory')} ({d.get('description', '')})"
+                                      for d in extra.get("datasets", []))
+    lines += [(key, value) for key, value in extra.items()]
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")

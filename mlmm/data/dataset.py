@@ -137,7 +137,7 @@ class Dataset:
             value = getattr(self, name)
             if value is not None and value.shape != (self.n_frames,):
                 raise DatasetError(f"field {name!r} has shape {value.shape}, expected ({self.n_frames},)")
-        bad = np.flatnonzero(~np.isfinite(self.positions).reshape(self.n_frames, -1).all(1))
+        bad = np.flatnonzero(~np.isfinite(self.positions).all(axis=(1, 2)))
         if bad.size:
             raise DatasetError(f"frame {bad[0]}: field 'positions' holds NaN or infinity")
         labelled = self.labelled_mask()
@@ -145,7 +145,7 @@ class Dataset:
             value = getattr(self, name)
             if value is None:
                 continue
-            finite = np.isfinite(value).reshape(self.n_frames, -1)
+            finite = np.isfinite(value).reshape(self.n_frames, int(np.prod(value.shape[1:])))
             if name == "mm_forces":
                 finite = finite | ~np.repeat(self.mm_mask, 3, axis=1)
             bad = np.flatnonzero(labelled & ~finite.all(1))
@@ -162,8 +162,7 @@ class Dataset:
     def subset(self, indices) -> "Dataset":
         """A new dataset with the given frames (index array or bool mask), same provenance."""
         indices = np.asarray(indices)
-        if indices.dtype == bool:
-            indices = np.flatnonzero(indices)
+        indices = np.flatnonzero(indices) if indices.dtype == bool else indices.astype(np.int64)
         changes = {name: getattr(self, name)[indices] for name in self.frame_fields()}
         return dataclasses.replace(self, **changes, provenance=dict(self.provenance))
 

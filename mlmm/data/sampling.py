@@ -153,11 +153,13 @@ def normal_mode_sampling(positions: np.ndarray, modes: np.ndarray, force_constan
 
 def langevin_md(positions: np.ndarray, masses: Sequence[float], force_fn: ForceFn, temperature: float,
                 n_steps: int, timestep: float = 0.0005, friction: float = 1.0, save_every: int = 10,
-                seed: int = 0, bias: Optional[ForceFn] = None) -> dict:
+                seed: int = 0, bias: Optional[ForceFn] = None, stop_on_failure: bool = False) -> dict:
     """BAOAB Langevin dynamics; returns saved ``positions`` [frames, n, 3] and unbiased ``energies``.
 
     ``timestep`` in ps, ``friction`` in 1/ps. ``bias`` adds (energy, forces) to the dynamics
-    only. Raises RuntimeError if the energy or positions become non-finite.
+    only. If the energy or positions become non-finite, RuntimeError is raised, or with
+    ``stop_on_failure`` the frames saved so far are returned with ``failed_at_step`` set
+    (exploring with a model that is still poor, where failures are information).
     """
     masses = np.asarray(masses, dtype=np.float64)[:, None]
     if temperature <= 0 or timestep <= 0 or (masses <= 0).any():
@@ -185,12 +187,16 @@ def langevin_md(positions: np.ndarray, masses: Sequence[float], force_fn: ForceF
         energy, f = total_forces(x)
         v += 0.5 * timestep * f / masses
         if not (np.isfinite(energy) and np.isfinite(x).all()):
+            if stop_on_failure:
+                return {"positions": np.array(frames).reshape(-1, *x.shape), "energies": np.array(energies),
+                        "failed_at_step": step}
             raise RuntimeError(f"the dynamics blew up at step {step} (non-finite energy or positions); "
                                "reduce the timestep or the temperature")
         if step % save_every == 0:
             frames.append(x.copy())
             energies.append(energy)
-    return {"positions": np.array(frames), "energies": np.array(energies)}
+    return {"positions": np.array(frames).reshape(-1, *x.shape), "energies": np.array(energies),
+            "failed_at_step": None}
 
 
 class DistanceDifference:

@@ -1,0 +1,240 @@
+"""Solvent snapshots for embedding data: the ML region and the whole MM residues around it, from MM MD.
+
+Positions in nm, charges in e. Periodic boxes are OpenMM's (reduced, possibly triclinic)
+box vectors as rows [3, 3]; coordinates need not be wrapped.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from mlmm.potentials.neighbors import check_cell
+
+__all__ = ["mm_environment", "solvent_snapshots"]
+
+# the 27 lattice translations n_a a + n_b b + n_c c with n in {-1, 0, 1}, as coefficients
+_NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T.astype(float)
+
+
+def _check_box(box, cutoff: float) -> np.ndarray:
+    """The box [3, 3] (rows a, b, c; nm) after :func:`mlmm.potentials.neighbors.check_cell`."""
+    box = np.asarray(box, dtype=np.float64)
+    check_cell(torch.as_tensor(box), cutoff)
+    return box
+
+
+def _minimum_image(delta: np.ndarray, box: Optional[np.ndarray]) -> np.ndarray:
+    """Displacements [..., 3] (nm) shifted to their shortest periodic image, for any length.
+
+    Unlike :func:`mlmm.potentials.neighbors.minimum_image` (exact for the short pair vectors
+    of a model cutoff), this also images vectors of arbitrary length exactly, as a snapshot's
+    distance screen over whole residues needs: fractional coordinates are rounded to the
+    nearest lattice point, then the 27 neighbouring lattice translations are tried.
+    """
+    if box is None:
+        return delta
+    fractional = delta @ np.linalg.inv(box)
+    reduced = (fractional - np.round(fractional)) @ box
+    candidates = reduced[..., None, :] + _NEIGHBOURS @ box  # [..., 27, 3]
+    best = np.argmin((candidates ** 2).sum(-1), axis=-1)
+    return np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
+
+
+def _whole(positions: np.ndarray, box: Optional[np.ndarray], bonds: Sequence[Tuple[int, int]]) -> np.ndarray:
+    """Make a group whole: walk its bonds, imaging each atom next to the atom it is bonded to.
+
+    Atoms not reached through bonds from atom 0 (another molecule of the group) are imaged,
+    with their own bonded partners, next to atom 0. ``bonds`` index into ``positions``.
+    """
+    if box is None:
+        return positions.copy()
+    n = len(positions)
+    neighbours: list = [[] for _ in range(n)]
+    for i, j in bonds:
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    out = positions.copy()
+    placed = np.zeros(n, dtype=bool)
+    for root in range(n):
+        if placed[root]:
+            continue
+        if root:
+            out[root] = out[0] + _minimum_image(positions[root] - out[0], box)
+        placed[root] = True
+        stack = [root]
+        while stack:
+            i = stack.pop()
+            for j in neighbours[i]:
+                if not placed[j]:
+                    out[j] = out[i] + _minimum_image(positions[j] - positions[i], box)
+                    placed[j] = True
+                    stack.append(j)
+    return out
+
+
+def mm_environment(positions: np.ndarray, box: Optional[np.ndarray], ml_atoms: Sequence[int],
+                   residues: Sequence[Sequence[int]], cutoff: float,
+                   ml_bonds: Sequence[Tuple[int, int]] = ()) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ML region made whole and the whole MM residues within ``cutoff`` of it, imaged next to it.
+
+    A residue is selected when any of its atoms lies within ``cutoff`` of any ML atom by
+    minimum image. It is returned whole and shifted by one lattice vector so that its atom
+    closest to the ML region sits at that minimum-image position, the others imaged next to
+    that atom (residues must span less than half the box).
+
+    Parameters
+    ----------
+    positions : ndarray [N, 3]
+        All atoms (nm), wrapped or not.
+    box : ndarray [3, 3] or None
+        Periodic box vectors as rows (nm); None for a non-periodic system.
+    ml_atoms : sequence of int
+        Indices of the ML atoms.
+    residues : sequence of sequences of int
+        Atom indices of every MM residue (molecule) to consider; none may contain ML atoms.
+    cutoff : float
+        Selection cutoff (nm), at most half the smallest box width.
+    ml_bonds : sequence of (int, int)
+        Bonds within the ML region as pairs of system atom indices, used to make it whole
+        (without them every ML atom is imaged next to the first one).
+
+    Returns
+    -------
+    ml_positions : ndarray [n_ml, 3]
+        The whole ML region (nm), in the order of ``ml_atoms``.
+    mm_atoms : ndarray of int64 [m]
+        System indices of the selected MM atoms, residue by residue in the order of ``residues``.
+    mm_positions : ndarray [m, 3]
+        Their positions (nm) next to the ML region.
+    """
+    x = np.asarray(positions, dtype=np.float64)
+    ml = np.asarray(ml_atoms, dtype=np.int64)
+    if not (np.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"cutoff must be a positive distance in nm, got {cutoff}")
+    box = None if box is None else _check_box(box, cutoff)
+    local = {int(a): k for k, a in enumerate(ml)}
+    try:
+        bonds = [(local[int(i)], local[int(j)]) for i, j in ml_bonds]
+    except KeyError:
+        raise ValueError("ml_bonds must join ML atoms only") from None
+    ml_x = _whole(x[ml], box, bonds)
+    if not len(residues):
+        return ml_x, np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+    members = np.concatenate([np.asarray(r, dtype=np.int64) for r in residues])
+    owner = np.repeat(np.arange(len(residues)), [len(r) for r in residues])
+    # prefilter by the distance to the ML centroid: an atom farther than cutoff + radius is out
+    centre = ml_x.mean(0)
+    radius = np.linalg.norm(ml_x - centre, axis=1).max()
+    to_centre = np.linalg.norm(_minimum_image(x[members] - centre, box), axis=1)
+    candidates = np.flatnonzero(to_centre <= cutoff + radius + 1e-9)
+    best_distance = np.full(len(candidates), np.inf)
+    best_position = np.zeros((len(candidates), 3))
+    chunk = max(64, 400_000 // len(ml))  # bounded memory: [n_ml, chunk, 27, 3] doubles
+    for start in range(0, len(candidates), chunk):
+        part = candidates[start:start + chunk]
+        images = ml_x[:, None, :] + _minimum_image(x[members[part]][None, :, :] - ml_x[:, None, :], box)
+        distance = np.linalg.norm(images - ml_x[:, None, :], axis=-1)  # [n_ml, c]
+        closest = distance.argmin(0)
+        best_distance[start:start + len(part)] = distance[closest, np.arange(len(part))]
+        best_position[start:start + len(part)] = images[closest, np.arange(len(part))]
+    inside = best_distance <= cutoff
+    selected = np.unique(owner[candidates[inside]])
+    atoms, placed = [], []
+    for r in selected:
+        mine = np.flatnonzero(owner[candidates] == r)
+        anchor = mine[best_distance[mine].argmin()]
+        anchor_atom, anchor_position = members[candidates[anchor]], best_position[anchor]
+        residue = np.asarray(residues[r], dtype=np.int64)
+        atoms.append(residue)
+        placed.append(anchor_position + _minimum_image(x[residue] - x[anchor_atom], box))
+    return ml_x, np.concatenate(atoms), np.concatenate(placed).reshape(-1, 3)
+
+
+def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, interval: int) -> dict:
+    """Snapshots of the ML region and its MM environment from MM MD (data for embedding schemes).
+
+    Runs ``interval`` steps of ``simulation`` before each of ``n_snapshots`` snapshots. The MM
+    environment of a snapshot is every residue (for solvent: every molecule) with any atom
+    within ``cutoff`` of any ML atom by minimum image for the (possibly triclinic) box, taken
+    whole and imaged next to the whole ML region (see :func:`mm_environment`), so no net charge
+    is cut. Charges are those of the system's NonbondedForce (parameter offsets are not applied).
+
+    Parameters
+    ----------
+    simulation : openmm.app.Simulation
+        MM simulation of solute and solvent, already equilibrated; it is advanced in place.
+    ml_atoms : sequence of int or str
+        ML atom indices or an MDTraj selection string; whole residues only.
+    cutoff : float or openmm.unit.Quantity
+        Selection cutoff (nm).
+    n_snapshots, interval : int
+        Number of snapshots, and MD steps before each.
+
+    Returns
+    -------
+    dict
+        ``positions`` [S, n_ml, 3] nm (ML region, whole), ``species`` [n_ml] atomic numbers,
+        ``ml_atoms`` [n_ml] system indices, ``mm_positions`` [S, m_max, 3] nm, ``mm_charges``
+        [S, m_max] e, ``mm_mask`` [S, m_max] bool (True for real MM atoms; padding has zero
+        positions and charges), ``mm_atoms`` [S, m_max] int64 system indices (-1 for padding),
+        ``box`` [S, 3, 3] nm (None if not periodic), ``steps`` [S], ``times`` [S] ps.
+    """
+    import openmm
+    import openmm.unit as u
+
+    from mlmm.embedding.selection import resolve_ml_atoms
+    from mlmm.units import to_nm
+
+    cutoff = to_nm(cutoff, "cutoff")
+    if int(n_snapshots) < 1 or int(interval) < 1:
+        raise ValueError(f"n_snapshots and interval must be at least 1, got {n_snapshots} and {interval}")
+    topology, system = simulation.topology, simulation.system
+    ml = resolve_ml_atoms(topology, ml_atoms)
+    nonbonded = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    if len(nonbonded) != 1:
+        raise ValueError(f"the system has {len(nonbonded)} NonbondedForces; solvent_snapshots takes the MM "
+                         "charges from exactly one")
+    charges = np.array([nonbonded[0].getParticleParameters(i)[0].value_in_unit(u.elementary_charge)
+                        for i in range(system.getNumParticles())])
+    ml_set = set(ml)
+    residues = []
+    for residue in topology.residues():
+        indices = [atom.index for atom in residue.atoms()]
+        inside = [i in ml_set for i in indices]
+        if any(inside) and not all(inside):
+            raise ValueError(f"residue {residue.name} {residue.id} is split between the ML region and MM "
+                             f"(atoms {indices}); the ML region must consist of whole residues")
+        if not any(inside):
+            residues.append(indices)
+    ml_bonds = [(a.index, b.index) for a, b in topology.bonds() if a.index in ml_set and b.index in ml_set]
+    species = np.array([0 if atom.element is None else atom.element.atomic_number
+                        for atom in topology.atoms() if atom.index in ml_set], dtype=np.int64)
+    periodic = system.usesPeriodicBoundaryConditions()
+    ml_frames, mm_atoms, mm_frames, boxes, steps, times = [], [], [], [], [], []
+    for _ in range(int(n_snapshots)):
+        simulation.step(int(interval))
+        state = simulation.context.getState(getPositions=True)
+        x = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer) if periodic else None
+        ml_x, atoms, mm_x = mm_environment(x, box, ml, residues, cutoff, ml_bonds)
+        ml_frames.append(ml_x)
+        mm_atoms.append(atoms)
+        mm_frames.append(mm_x)
+        boxes.append(box)
+        steps.append(simulation.currentStep)
+        times.append(state.getTime().value_in_unit(u.picosecond))
+    m_max = max(len(a) for a in mm_atoms)
+    s = len(mm_atoms)
+    result = {"positions": np.array(ml_frames), "species": species, "ml_atoms": np.array(ml, dtype=np.int64),
+              "mm_positions": np.zeros((s, m_max, 3)), "mm_charges": np.zeros((s, m_max)),
+              "mm_mask": np.zeros((s, m_max), dtype=bool), "mm_atoms": np.full((s, m_max), -1, dtype=np.int64),
+              "box": np.array(boxes) if periodic else None, "steps": np.array(steps), "times": np.array(times)}
+    for k, (atoms, mm_x) in enumerate(zip(mm_atoms, mm_frames)):
+        result["mm_positions"][k, :len(atoms)] = mm_x
+        result["mm_charges"][k, :len(atoms)] = charges[atoms]
+        result["mm_mask"][k, :len(atoms)] = True
+        result["mm_atoms"][k, :len(atoms)] = atoms
+    return result
