@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from mlmm._version import __version__
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "systems" / "alanine-dipeptide" / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "systems" / "formic-acid-dimer" / "demo.toml"
 
 
 class _QuietSimtkNotice(logging.Filter):
@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlmm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run alanine dipeptide (ML) in TIP3P water (MM)",
+    demo = commands.add_parser("demo", help="run the formic acid dimer (trained ML model) in TIP3P water (MM)",
                                description=f"Run the demo configuration {DEMO_CONFIG}.")
     run = commands.add_parser("run", help="run the simulation described by a TOML config",
                               description="Run, or continue from its checkpoint, a simulation described by a TOML "

@@ -11,6 +11,7 @@ import torch
 from mlmm.data.dataset import Dataset
 from mlmm.potentials import HDNNP, PhysNet, SchNet, load_potential, read_metadata
 from mlmm.training import models
+from mlmm.training.active import active_learning
 from mlmm.training.batching import frame_outputs
 from mlmm.training.config import make_config
 from mlmm.training.delta import subtract_low_level
@@ -159,3 +160,41 @@ def test_bad_configurations_are_named():
         make_config({"data": {"datasets": ["x.h5"], "split": [0.5, 0.5]}})
     with pytest.raises(ValueError, match="unknown model family 'painn'"):
         models.build("painn", ["H"], {})
+
+
+class HarmonicWaterCalculator:
+    """The analytic water model as a reference calculator (what active learning labels with)."""
+
+    program, level_of_theory, program_version, provides_mm_forces = "test", "harmonic test model", "1", False
+
+    def settings(self) -> dict:
+        return {}
+
+    def compute(self, species, positions, total_charge=0, multiplicity=1, mm_positions=None, mm_charges=None):
+        x = torch.tensor(positions, requires_grad=True)
+        energy = harmonic_water(x)
+        forces = -torch.autograd.grad(energy, x)[0]
+        return {"energy": float(energy.detach()), "forces": forces.numpy(), "charges": np.zeros(3), "dipole": np.zeros(3)}
+
+
+def test_active_learning_adds_flagged_frames_until_few_are_flagged(tmp_path):
+    water_dataset(30, seed=1, noise=0.002).save(tmp_path / "initial.h5")  # narrow start
+    raw = {"data": {"datasets": ["initial.h5"], "split": [0.8, 0.2, 0.0]},
+           "model": {"family": "physnet", "elements": ["H", "O"],
+                     "options": {"n_features": 16, "n_basis": 8, "n_members": 3}},
+           "training": {"epochs": 40, "batch_size": 8, "learning_rate": 1e-2, "ema_decay": 0.9, "threads": 1},
+           "output": {"directory": "al"}}
+
+    def explore(committee, iteration):  # wider than the initial data, as hot MD would be
+        return water_dataset(60, seed=100 + iteration, noise=0.006).subset(np.arange(60))
+
+    reports = active_learning(make_config(raw, tmp_path), explore, HarmonicWaterCalculator(), threshold=150.0,
+                              target_fraction=0.1, max_iterations=3, max_new_frames=40, n_workers=0,
+                              progress=False)
+    assert reports[0]["flagged_fraction"] > 0.5  # the narrow committee disagrees on wider geometries
+    assert reports[1]["flagged_fraction"] < 0.5 * reports[0]["flagged_fraction"]  # the labels it asked for helped
+    for before, after in zip(reports, reports[1:]):
+        assert after["training_frames"] > before["training_frames"]  # 80 % of the labelled frames train
+    assert len(reports) == 3 or reports[-1]["flagged_fraction"] < 0.1
+    for k, report in enumerate(reports):
+        assert json.loads((tmp_path / "al" / f"iteration-{k}" / "report.json").read_text()) == report

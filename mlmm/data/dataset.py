@@ -242,8 +242,19 @@ def _read(f: h5py.File) -> Dataset:
                    provenance=json.loads(f.attrs.get("provenance", "{}")))
 
 
+#: Per-frame fields that may be absent from some of the datasets joined by :func:`concatenate`:
+#: optional labels are then dropped; bookkeeping fields get these defaults.
+_OPTIONAL_LABELS = ("charges", "dipoles", "mm_forces", "reaction_coordinate")
+_DEFAULTS = {"frame_source": "unknown", "status": LABELLED, "label_error": ""}
+
+
 def concatenate(datasets: Sequence[Dataset]) -> Dataset:
-    """Join datasets of the same ML region (species, charge, multiplicity); MM environments are re-padded."""
+    """Join datasets of the same ML region (species, charge, multiplicity); MM environments are re-padded.
+
+    Optional labels (charges, dipoles, MM forces, reaction coordinate) that only some datasets
+    have are dropped (named in the provenance under ``dropped_fields``); frames without a
+    source or status get "unknown" and "labelled". Other fields must be in all or none.
+    """
     if not datasets:
         raise ValueError("concatenate needs at least one dataset")
     first = datasets[0]
@@ -252,19 +263,24 @@ def concatenate(datasets: Sequence[Dataset]) -> Dataset:
                 or other.multiplicity != first.multiplicity:
             raise ValueError(f"dataset {i} describes a different ML region (species, total charge or "
                              "multiplicity) than dataset 0")
-    fields = {}
+    fields, dropped = {}, []
     for name in list(FIELDS) + ["frame_source", "status", "label_error"]:
         present = [getattr(d, name) is not None for d in datasets]
         if not any(present):
             continue
-        if not all(present):
+        if not all(present) and name in _OPTIONAL_LABELS:
+            dropped.append(name)
+            continue
+        if not all(present) and name not in _DEFAULTS:
             raise ValueError(f"field {name!r} is present in some datasets and missing in others")
-        parts = [getattr(d, name) for d in datasets]
+        parts = [getattr(d, name) if getattr(d, name) is not None else np.full(d.n_frames, _DEFAULTS[name])
+                 for d in datasets]
         if name.startswith("mm_"):
             width = max(p.shape[1] for p in parts)
             fill = False if name == "mm_mask" else 0.0
             parts = [np.pad(p, [(0, 0), (0, width - p.shape[1])] + [(0, 0)] * (p.ndim - 2),
                             constant_values=fill) for p in parts]
         fields[name] = np.concatenate(parts)
+    provenance = dict(first.provenance, dropped_fields=dropped) if dropped else dict(first.provenance)
     return Dataset(species=first.species, **fields, total_charge=first.total_charge,
-                   multiplicity=first.multiplicity, provenance=dict(first.provenance))
+                   multiplicity=first.multiplicity, provenance=provenance)
