@@ -211,7 +211,7 @@ def load_dataset(path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:  # readable while a labelling run appends to it
         try:
             return _read(f)
         except DatasetError as error:
