@@ -3,8 +3,9 @@
 Frames: normal-mode samples at four temperatures, Langevin MD at 400 K, and umbrella-biased
 Langevin MD in 15 windows along the proton-transfer coordinate
 xi = mean over both protons of d(O_donor-H) - d(H-O_acceptor), from -0.07 nm (reactant)
-through 0 (transition-state region) to +0.07 nm (product). All driven and labelled by
-GFN2-xTB. Writes systems/formic-acid-dimer/data/dimer-gfn2.h5. Run from the repository root:
+through 0 (transition-state region) to +0.07 nm (product), plus 5 stiffer windows within
++-0.02 nm of the transition state, where the barrier pushes frames out of the wide windows.
+All driven and labelled by GFN2-xTB. Writes systems/formic-acid-dimer/data/dimer-gfn2.h5. Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/make_dataset.py
 Rerunning resumes an interrupted labelling.
 """
@@ -25,6 +26,8 @@ SEED = 11
 PROTON_TRANSFER = DistanceDifference([(2, 4, 6), (7, 9, 1)])
 WINDOWS = np.round(np.linspace(-0.07, 0.07, 15), 3)  # nm
 UMBRELLA_K = 30000.0  # kJ/mol/nm^2: window width sqrt(RT/k) = 0.01 nm at 400 K, the window spacing
+TS_WINDOWS = np.round(np.linspace(-0.02, 0.02, 5), 3)  # nm
+TS_K = 150000.0  # kJ/mol/nm^2: width 0.0047 nm, stiffer than the barrier's negative curvature
 
 
 def main():
@@ -37,10 +40,14 @@ def main():
     start = optimize(positions, force_fn, fmax=0.5)
     umbrella = umbrella_sampling(start, masses, force_fn, PROTON_TRANSFER, WINDOWS, UMBRELLA_K, temperature=400,
                                  n_steps=1200, equilibration_steps=200, save_every=20, seed=SEED + 200)
+    transition = umbrella_sampling(start, masses, force_fn, PROTON_TRANSFER, TS_WINDOWS, TS_K, temperature=400,
+                                   n_steps=1200, equilibration_steps=200, save_every=20, seed=SEED + 300)
     provenance = dict(unbiased.provenance, umbrella_windows_nm=WINDOWS.tolist(), umbrella_k_kj_mol_nm2=UMBRELLA_K,
+                      transition_windows_nm=TS_WINDOWS.tolist(), transition_k_kj_mol_nm2=TS_K,
                       umbrella_temperature_K=400)
     biased = frames(species, umbrella["positions"], "umbrella-400K", provenance, PROTON_TRANSFER)
-    data = deduplicated(concatenate([unbiased, biased]))
+    stiff = frames(species, transition["positions"], "umbrella-transition-400K", provenance, PROTON_TRANSFER)
+    data = deduplicated(concatenate([unbiased, biased, stiff]))
     data.provenance = dict(provenance, near_duplicates_removed=data.provenance["near_duplicates_removed"],
                            description="cyclic formic acid dimer in the gas phase, reactant to product of the "
                                        "concerted double proton transfer",
