@@ -81,6 +81,7 @@ class MDConfig:
     seed: Optional[int] = None
     minimize: bool = True
     minimize_max_iterations: int = 0
+    minimize_ml_region: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,10 @@ def load_config(path: Union[str, Path]) -> RunConfig:
       options, see :func:`mlmm.create_mixed_system`)
     - ``[md]``: ``steps``\\*, ``timestep_fs``\\*, ``temperature_K``\\*, ``friction_per_ps`` [1.0],
       ``report_interval`` [1000], ``platform`` [CPU; Reference, CUDA], ``seed`` [random],
-      ``minimize`` [true], ``minimize_max_iterations`` [0: until converged to 10 kJ/mol/nm]
+      ``minimize`` [true], ``minimize_max_iterations`` [0: until converged to 10 kJ/mol/nm],
+      ``minimize_ml_region`` [false: the ML atoms stay at their input positions while the MM
+      environment is minimised; a network is only trusted near its training geometries, and a
+      minimiser's long trial steps can carry the ML region far outside them]
     - ``[output]``: ``directory``\\*, ``trajectory`` [trajectory.dcd; .dcd or .h5], ``log`` [log.csv]
 
     Raises ValueError naming the table and key for missing, unknown or invalid entries.
@@ -221,7 +225,8 @@ def _parse_md(table: dict[str, Any]) -> MDConfig:
         platform=_choice(table, "md", "platform", PLATFORMS, "CPU"),
         seed=seed,
         minimize=_get(table, "md", "minimize", bool, True),
-        minimize_max_iterations=iterations)
+        minimize_max_iterations=iterations,
+        minimize_ml_region=_get(table, "md", "minimize_ml_region", bool, False))
 
 
 def _parse_output(table: dict[str, Any]) -> OutputConfig:

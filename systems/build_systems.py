@@ -23,7 +23,7 @@ WATER = ("HOH", [("O", 8, [0.0, 0.0, 0.0]), ("H1", 1, [0.0956, 0.0050, 0.0]), ("
 FORMIC_ACID_A = [("C", 6, [0.000, 0.190, 0.0]), ("O1", 8, [0.115, 0.133, 0.0]), ("O2", 8, [-0.103, 0.118, 0.0]),
                  ("H1", 1, [0.000, 0.300, 0.0]), ("H2", 1, [-0.078, 0.016, 0.0])]
 FORMIC_ACID_B = [(name, z, [-x, -y, 0.0]) for name, z, (x, y, _) in FORMIC_ACID_A]  # inversion partner
-BONDS = {"HOH": [("O", "H1"), ("O", "H2")], "FOR": [("C", "O1"), ("C", "O2"), ("C", "H1"), ("O2", "H2")]}
+BONDS = {"HOH": [("O", "H1"), ("O", "H2")], "FMA": [("C", "O1"), ("C", "O2"), ("C", "H1"), ("O2", "H2")]}
 
 
 def build(residues, name: str, forcefield_files) -> None:
@@ -56,7 +56,7 @@ def build(residues, name: str, forcefield_files) -> None:
 
 def main():
     build([WATER], "water", ["amber14/tip3p.xml"])
-    build([("FOR", FORMIC_ACID_A), ("FOR", FORMIC_ACID_B)], "formic-acid-dimer",
+    build([("FMA", FORMIC_ACID_A), ("FMA", FORMIC_ACID_B)], "formic-acid-dimer",
           [str(HERE / "formic-acid-dimer" / "formic-acid.xml"), "amber14/tip3p.xml"])
 
 

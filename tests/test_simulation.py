@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import mdtraj
@@ -15,6 +16,7 @@ from conftest import SYSTEM_DIR
 from mlmm.bridge import simulation as runner
 from mlmm.bridge.simulation import SimulationError, run_simulation
 from mlmm.config import load_config
+from mlmm.embedding.selection import resolve_ml_atoms
 
 MODEL = SYSTEM_DIR / "ff-potential.pt"
 
@@ -170,3 +172,28 @@ def test_hdf5_trajectory(tmp_path):
     trajectory = mdtraj.load(str(result.trajectory))
     assert len(trajectory) == 4
     np.testing.assert_allclose(trajectory.time, [0.01, 0.02, 0.03, 0.04])
+
+
+@pytest.mark.parametrize("minimize_ml_region", [False, True])
+def test_minimisation_holds_the_ml_region_unless_asked(minimize_ml_region):
+    """The demo system (formic acid dimer, trained model, 2629 atoms): by default the minimiser
+    moves only the MM atoms; ``minimize_ml_region`` lets it move the ML atoms too. The masses
+    zeroed to hold the ML atoms are restored afterwards."""
+    from mlmm.cli import DEMO_CONFIG
+
+    config = load_config(DEMO_CONFIG)
+    config = dataclasses.replace(config, md=dataclasses.replace(
+        config.md, minimize_max_iterations=10, minimize_ml_region=minimize_ml_region))
+    simulation = runner.build_simulation(config, seed=1)
+    masses = [simulation.system.getParticleMass(i) for i in range(simulation.system.getNumParticles())]
+    before = simulation.context.getState(getPositions=True, getEnergy=True)
+    runner._minimize(simulation, config)
+    after = simulation.context.getState(getPositions=True, getEnergy=True)
+    moved = np.abs(np.asarray(after.getPositions(asNumpy=True)._value) -
+                   np.asarray(before.getPositions(asNumpy=True)._value)).max(axis=1)
+    ml = np.array(resolve_ml_atoms(simulation.topology, config.ml.atoms))
+    mm = np.setdiff1d(np.arange(len(moved)), ml)
+    assert after.getPotentialEnergy() < before.getPotentialEnergy()
+    assert moved[mm].max() > 1e-3
+    assert (moved[ml].max() > 1e-4) == minimize_ml_region
+    assert [simulation.system.getParticleMass(i) for i in range(len(masses))] == masses

@@ -301,7 +301,7 @@ def _start(simulation: app.Simulation, config: RunConfig, overwrite: bool):
             raise ValueError(f"{out.trajectory_path} already holds {frames} frames but there is no checkpoint to "
                              "continue from; overwrite it (--overwrite) or choose another [output] directory.")
     if config.md.minimize:
-        simulation.minimizeEnergy(maxIterations=config.md.minimize_max_iterations)
+        _minimize(simulation, config)
     simulation.context.setVelocitiesToTemperature(config.md.temperature_K * u.kelvin, *(
         [] if config.md.seed is None else [config.md.seed]))
     state = simulation.context.getState(getPositions=True)
@@ -310,6 +310,26 @@ def _start(simulation: app.Simulation, config: RunConfig, overwrite: bool):
     with open(out.log_path, "w", newline="") as handle:
         csv.writer(handle).writerow(LOG_COLUMNS)
     return _open_trajectory(config, simulation.topology, append=False)
+
+
+def _minimize(simulation: app.Simulation, config: RunConfig) -> None:
+    """Local energy minimisation; unless ``minimize_ml_region``, the ML atoms are held at their
+    input positions (OpenMM's minimiser does not move massless particles, so their masses are
+    zeroed for the minimisation and restored after it)."""
+    system = simulation.system
+    held = [] if config.md.minimize_ml_region else resolve_ml_atoms(simulation.topology, config.ml.atoms)
+    masses = {index: system.getParticleMass(index) for index in held}
+    for index in held:
+        system.setParticleMass(index, 0.0)
+    if held:
+        simulation.context.reinitialize(preserveState=True)
+    try:
+        simulation.minimizeEnergy(maxIterations=config.md.minimize_max_iterations)
+    finally:
+        for index, mass in masses.items():
+            system.setParticleMass(index, mass)
+        if held:
+            simulation.context.reinitialize(preserveState=True)
 
 
 def _progress(console: Any, enabled: bool):

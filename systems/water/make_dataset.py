@@ -24,8 +24,8 @@ def main():
                               md_steps=20000, md_save_every=20, seed=SEED, method="GFN2-xTB")
     frames = deduplicated(frames)
     frames.provenance["description"] = "one water molecule in the gas phase"
-    frames.provenance["limits"] = ("gas phase only (no MM point charges); O-H up to about 0.13 nm and "
-                                   "H-O-H 80-130 degrees; no dissociation")
+    frames.provenance["limits"] = ("gas phase only (no MM point charges); O-H 0.082-0.110 nm and "
+                                   "H-O-H 82-133 degrees in the data; no dissociation")
     labelled = label(frames, HERE / "data" / "water-gfn2.h5", calculator, n_workers=2)
     print(f"{labelled.labelled().n_frames} labelled frames in {HERE / 'data' / 'water-gfn2.h5'}")
 
