@@ -7,7 +7,7 @@ Training: seconds per epoch of the shipped formic acid dimer configuration
 (systems/formic-acid-dimer/train.toml, one thread) measured over a few epochs, the epochs the
 shipped run needed (from its metrics.json) and the projected wall time of that run.
 
-    python benchmarks/bench_training.py [--xtb-frames 200] [--pyscf-frames 6] [--epochs 5]
+    python benchmarks/bench_training.py [--xtb-frames 1000] [--pyscf-frames 6] [--epochs 5]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def training_rate(epochs: int, folder: Path) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--xtb-frames", type=int, default=200)
+    parser.add_argument("--xtb-frames", type=int, default=1000)
     parser.add_argument("--pyscf-frames", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -114,6 +117,25 @@ class FlakyCalculator:
             raise RuntimeError("SCF not converged")
         return {"energy": float((positions ** 2).sum()), "forces": -2 * positions, "charges": np.zeros(len(species)),
                 "dipole": np.zeros(3)}
+
+
+class StartupThreadsCalculator(FlakyCalculator):
+    """Returns as energy the OMP_NUM_THREADS its process started with (what OpenMP reads when it loads)."""
+
+    def compute(self, species, positions, total_charge=0, multiplicity=1, mm_positions=None, mm_charges=None):
+        result = super().compute(species, positions)
+        startup = dict(item.split(b"=", 1) for item in Path("/proc/self/environ").read_bytes().split(b"\0") if b"=" in item)
+        result["energy"] = float(startup.get(b"OMP_NUM_THREADS", b"0"))
+        return result
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's start-up environment from /proc")
+def test_workers_start_single_threaded_and_the_environment_is_restored(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    frames = Dataset(species=[8, 1, 1], positions=np.random.default_rng(0).normal(0, 0.1, (4, 3, 3)))
+    result = label(frames, tmp_path / "threads.h5", StartupThreadsCalculator(), n_workers=2, progress=False)
+    np.testing.assert_array_equal(result.energies, 1.0)
+    assert os.environ["OMP_NUM_THREADS"] == "7"
 
 
 def test_labelling_records_failures_and_resumes_only_what_is_missing(tmp_path):

@@ -11,6 +11,7 @@ the reason and do not stop the run.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import datetime
 import hashlib
 import multiprocessing
@@ -26,6 +27,7 @@ from mlmm.data.dataset import FAILED, LABELLED, PENDING, Dataset, load_dataset, 
 #: Dataset field <- key of a calculator result (every calculator returns the first four).
 _RESULT_KEYS = {"energies": "energy", "forces": "forces", "charges": "charges", "dipoles": "dipole",
                 "mm_forces": "mm_forces"}
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _fingerprint(dataset: Dataset) -> str:
@@ -37,10 +39,23 @@ def _fingerprint(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def _worker_setup() -> None:
-    """One thread per worker: the processes already use the cores."""
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[variable] = "1"
+@contextlib.contextmanager
+def _single_threaded_workers():
+    """One thread per worker: the processes already use the cores (xtb's OpenMP threads in
+    several workers otherwise oversubscribe the cores and run ten times slower). OpenMP and
+    BLAS read these variables when they load, which in a spawned worker happens while it
+    re-imports the parent's modules, before any pool initializer; so they are set in this
+    process's environment, which the workers inherit, while the pool lives."""
+    saved = {variable: os.environ.get(variable) for variable in _THREAD_VARIABLES}
+    os.environ.update({variable: "1" for variable in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def _compute(calculator, species, positions, total_charge, multiplicity, mm_positions, mm_charges):
@@ -168,7 +183,7 @@ def _run(f, dataset, calculator, todo, fields, n_workers, progress) -> None:
                 bar.advance(task)
             return
         context = multiprocessing.get_context("spawn")  # no forked copies of torch/OpenMP state
-        with futures.ProcessPoolExecutor(n_workers, mp_context=context, initializer=_worker_setup) as pool:
+        with _single_threaded_workers(), futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
             pending = {pool.submit(_compute, calculator, *_arguments(dataset, k)): k for k in todo}
             try:
                 for done in futures.as_completed(pending):
