@@ -1,0 +1,85 @@
+"""GFN2-xTB QM/MM reference data for one water (the ML region) in TIP3P: solvent snapshots from
+MM MD, labelled with the MM point charges and, for the same geometries, in the gas phase.
+
+Sampling: water-tip3p.pdb (1 + 879 waters, 3 nm box), amber14 TIP3P with PME (0.9 nm); the
+solvent waters rigid, the solute water flexible (TIP3P's harmonic O-H bond and H-O-H angle),
+Langevin at 300 K, 0.5 fs, friction 1/ps; 20 ps of equilibration, then a snapshot every
+0.1 ps. Each snapshot holds the solute and every whole TIP3P water with an atom within
+CUTOFF of it, imaged next to the solute (mlmm.data.snapshots).
+Labels: GFN2-xTB with the TIP3P charges as external point charges (data/water-tip3p-gfn2.h5)
+and without them (data/water-tip3p-gfn2-vacuum.h5); E_int = E(QM/MM) - E(QM) per frame.
+Run from the repository root (resumes an interrupted labelling; about 10 min on 2 cores):
+    .venv/bin/python systems/water/embedding/make_dataset.py
+"""
+
+from pathlib import Path
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as u
+
+from mlmm.data.calculators import XTBCalculator
+from mlmm.data.dataset import Dataset
+from mlmm.data.labelling import label
+from mlmm.data.snapshots import solvent_snapshots
+
+HERE = Path(__file__).parent
+SEED = 3
+CUTOFF = 1.2  # nm: whole waters with an atom this close to the solute carry their charges
+N_SNAPSHOTS = 500
+INTERVAL = 200  # steps of 0.5 fs between snapshots
+EQUILIBRATION = 40000  # steps
+TIP3P_GEOMETRY = {("O", "H1"): 0.09572, ("O", "H2"): 0.09572, ("H1", "H2"): 0.15139}  # nm, rigid TIP3P
+
+
+def mm_simulation() -> app.Simulation:
+    """TIP3P box with the first water (the solute) flexible and all others rigid."""
+    pdb = app.PDBFile(str(HERE.parent / "water-tip3p.pdb"))
+    system = app.ForceField("amber14/tip3p.xml").createSystem(
+        pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=None,
+        rigidWater=False)
+    for residue in list(pdb.topology.residues())[1:]:
+        atoms = {atom.name: atom.index for atom in residue.atoms()}
+        for (a, b), length in TIP3P_GEOMETRY.items():
+            system.addConstraint(atoms[a], atoms[b], length * u.nanometer)
+    integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, 0.0005 * u.picosecond)
+    integrator.setRandomNumberSeed(SEED)
+    simulation = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"),
+                                {"Threads": "2"})
+    simulation.context.setPositions(pdb.positions)
+    simulation.context.applyConstraints(1e-8)
+    simulation.minimizeEnergy(maxIterations=500)
+    simulation.context.setVelocitiesToTemperature(300 * u.kelvin, SEED)
+    simulation.step(EQUILIBRATION)
+    return simulation
+
+
+def main():
+    snapshots = solvent_snapshots(mm_simulation(), "resid 0", CUTOFF, N_SNAPSHOTS, INTERVAL)
+    provenance = {"description": "one water (ML) in TIP3P, solvent snapshots with the whole TIP3P waters "
+                                 f"within {CUTOFF} nm as point charges",
+                  "sampling": "MM MD: amber14 TIP3P, PME 0.9 nm, solute water flexible, 300 K Langevin "
+                              f"(0.5 fs, 1/ps), {EQUILIBRATION * 0.0005:g} ps equilibration, a snapshot every "
+                              f"{INTERVAL * 0.0005:g} ps",
+                  "temperature_K": 300.0, "seed": SEED, "mm_cutoff_nm": CUTOFF,
+                  "limits": "solute geometries of flexible TIP3P at 300 K (not of GFN2-xTB); "
+                            "no MM forces (xtb-python does not return them)"}
+    frames = Dataset(species=snapshots["species"], positions=snapshots["positions"],
+                     mm_positions=snapshots["mm_positions"], mm_charges=snapshots["mm_charges"],
+                     mm_mask=snapshots["mm_mask"], frame_source=["snapshots-300K"] * N_SNAPSHOTS,
+                     provenance=provenance)
+    calculator = XTBCalculator()
+    embedded = label(frames, HERE / "data" / "water-tip3p-gfn2.h5", calculator, n_workers=2)
+    vacuum = Dataset(species=frames.species, positions=frames.positions, frame_source=frames.frame_source,
+                     provenance=dict(provenance, description="the solute geometries of water-tip3p-gfn2.h5 "
+                                                             "without the MM charges"))
+    vacuum = label(vacuum, HERE / "data" / "water-tip3p-gfn2-vacuum.h5", calculator, n_workers=2)
+    interaction = embedded.energies - vacuum.energies
+    print(f"{embedded.labelled().n_frames} frames; MM atoms per frame {snapshots['mm_mask'].sum(1).min()}-"
+          f"{snapshots['mm_mask'].sum(1).max()}; E_int = {interaction.mean():.1f} +- {interaction.std():.1f} kJ/mol "
+          f"(range {interaction.min():.1f} to {interaction.max():.1f})")
+
+
+if __name__ == "__main__":
+    main()
