@@ -8,6 +8,7 @@ import json
 
 import mdtraj
 import numpy as np
+import openmm.unit as unit
 import pytest
 import torch
 
@@ -189,8 +190,8 @@ def test_minimisation_holds_the_ml_region_unless_asked(minimize_ml_region):
     before = simulation.context.getState(getPositions=True, getEnergy=True)
     runner._minimize(simulation, config)
     after = simulation.context.getState(getPositions=True, getEnergy=True)
-    moved = np.abs(np.asarray(after.getPositions(asNumpy=True)._value) -
-                   np.asarray(before.getPositions(asNumpy=True)._value)).max(axis=1)
+    moved = np.abs(after.getPositions(asNumpy=True).value_in_unit(unit.nanometer) -
+                   before.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).max(axis=1)
     ml = np.array(resolve_ml_atoms(simulation.topology, config.ml.atoms))
     mm = np.setdiff1d(np.arange(len(moved)), ml)
     assert after.getPotentialEnergy() < before.getPotentialEnergy()

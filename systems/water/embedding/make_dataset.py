@@ -28,7 +28,8 @@ HERE = Path(__file__).parent
 SEED = 3
 CUTOFF = 1.2  # nm: whole waters with an atom this close to the solute carry their charges
 N_SNAPSHOTS = 500
-INTERVAL = 200  # steps of 0.5 fs between snapshots
+TIMESTEP = 0.0005  # ps
+INTERVAL = 200  # steps between snapshots
 EQUILIBRATION = 40000  # steps
 TIP3P_GEOMETRY = {("O", "H1"): 0.09572, ("O", "H2"): 0.09572, ("H1", "H2"): 0.15139}  # nm, rigid TIP3P
 
@@ -43,7 +44,7 @@ def mm_simulation() -> app.Simulation:
         atoms = {atom.name: atom.index for atom in residue.atoms()}
         for (a, b), length in TIP3P_GEOMETRY.items():
             system.addConstraint(atoms[a], atoms[b], length * u.nanometer)
-    integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, 0.0005 * u.picosecond)
+    integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP * u.picosecond)
     integrator.setRandomNumberSeed(SEED)
     simulation = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"),
                                 {"Threads": "2"})
@@ -60,8 +61,8 @@ def main():
     provenance = {"description": "one water (ML) in TIP3P, solvent snapshots with the whole TIP3P waters "
                                  f"within {CUTOFF} nm as point charges",
                   "sampling": "MM MD: amber14 TIP3P, PME 0.9 nm, solute water flexible, 300 K Langevin "
-                              f"(0.5 fs, 1/ps), {EQUILIBRATION * 0.0005:g} ps equilibration, a snapshot every "
-                              f"{INTERVAL * 0.0005:g} ps",
+                              f"(0.5 fs, 1/ps), {EQUILIBRATION * TIMESTEP:g} ps equilibration, a snapshot every "
+                              f"{INTERVAL * TIMESTEP:g} ps",
                   "temperature_K": 300.0, "seed": SEED, "mm_cutoff_nm": CUTOFF,
                   "limits": "solute geometries of flexible TIP3P at 300 K (not of GFN2-xTB); "
                             "no MM forces (xtb-python does not return them)"}
