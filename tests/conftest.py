@@ -33,6 +33,24 @@ def evaluate(system: openmm.System, positions, platform: str = "Reference", box=
             state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer))
 
 
+def finite_difference_forces(system: openmm.System, positions: np.ndarray, atoms, group: int, h: float = 1e-5
+                             ) -> np.ndarray:
+    """Central-difference forces (kJ/mol/nm) [len(atoms), 3] on ``atoms`` from the energy of force ``group``."""
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    forces = np.zeros((len(atoms), 3))
+    for k, atom in enumerate(atoms):
+        for axis in range(3):
+            values = []
+            for sign in (1, -1):
+                moved = np.array(positions, dtype=float)
+                moved[atom, axis] += sign * h
+                context.setPositions(moved)
+                values.append(context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
+                              .value_in_unit(u.kilojoule_per_mole))
+            forces[k, axis] = -(values[0] - values[1]) / (2 * h)
+    return forces
+
+
 class ZeroPotential(torch.nn.Module):
     """E = 0 with a graph attached to the positions."""
 

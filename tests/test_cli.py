@@ -53,7 +53,8 @@ def test_demo_writes_a_readable_trajectory(tmp_path, capsys):
     output = tmp_path / "demo"
     assert main(["demo", "--steps", "200", "--output", str(output)]) == 0
     out = capsys.readouterr().out
-    assert "ns/day" in out and "mlmm mechanical" in out
+    assert "ns/day" in out and "mlmm electrostatic" in out
+    assert "ML-MM induced (polarization of the ML region)" in out and "MM molecules polarizing" in out
     trajectory = mdtraj.load(str(output / "trajectory.dcd"), top=str(output / "topology.pdb"))
     assert trajectory.n_frames == 2 and trajectory.n_atoms == 2629  # formic acid dimer in 873 TIP3P waters
     assert str(output / "trajectory.dcd") in out

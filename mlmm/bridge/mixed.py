@@ -4,31 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import openmm
 import openmm.app as app
-import openmm.unit as u
 import torch
 
+from mlmm.bridge.scheme_modules import buffer_module, electrostatic_module, force_field_charges, ml_charges_module
+from mlmm.bridge.transports import LAMBDA, make_force, scaled_by_lambda
 from mlmm.embedding import surgery
-from mlmm.embedding.modules import MechanicalEmbeddingModule, MLChargesEmbeddingModule
+from mlmm.embedding.modules import MechanicalEmbeddingModule
 from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
 from mlmm.potentials.contract import PotentialInfo, check_elements, describe
 from mlmm.potentials.io import load_potential
-from mlmm.potentials.neighbors import cell_widths
-from mlmm.bridge.transports import LAMBDA, make_force, scaled_by_lambda
-from mlmm.units import to_float, to_nm
 
-EMBEDDINGS = ("mechanical", "mechanical-ml-charges")
+EMBEDDINGS = ("mechanical", "mechanical-ml-charges", "electrostatic", "buffer")
 #: Options each embedding accepts beyond the common ones.
 _SCHEME_OPTIONS = {
     "mechanical": set(),
-    "mechanical-ml-charges": {"cutoff", "switch_distance", "total_charge", "kernel", "dielectric"},
+    "mechanical-ml-charges": {"cutoff", "switch_distance", "total_charge", "kernel", "dielectric", "capacity"},
+    "electrostatic": {"total_charge", "capacity"},
+    "buffer": {"buffer_cutoff", "buffer_switch_distance", "cutoff", "switch_distance", "total_charge", "capacity"},
 }
-DEFAULT_CUTOFF_NM = 1.0
-DEFAULT_SWITCH_WIDTH_NM = 0.1
-DEFAULT_DIELECTRIC = 78.3
+#: Zero the ML atoms' force-field charges: these schemes compute ML-MM electrostatics themselves.
+_CHARGE_SCHEMES = ("mechanical-ml-charges", "electrostatic", "buffer")
 
 PotentialLike = Union[str, Path, torch.nn.Module]
 
@@ -83,68 +82,34 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
     atomic_numbers = validate_ml_region(topology, mm_system, ml)
     check_elements(info, atomic_numbers, ml)
     periodic = mm_system.usesPeriodicBoundaryConditions()
+    if info.scheme is not None and info.scheme != embedding:
+        raise ValueError(f"the potential was trained for embedding={info.scheme!r} and cannot run with "
+                         f"embedding={embedding!r}; use embedding={info.scheme!r}, or the vacuum model it was "
+                         "built from for the other schemes.")
     if embedding == "mechanical":
         embedding_module: torch.nn.Module = MechanicalEmbeddingModule(module, ml, atomic_numbers,
                                                                       molecule_roots(topology, ml))
+    elif embedding == "electrostatic":
+        if not info.accepts_mm_charges:
+            raise ValueError("embedding='electrostatic' needs a model trained for it, one that exports "
+                             "energy_in_field (mlmm.potentials.ElectrostaticPotential, written by `mlmm train` "
+                             "with an [model] family = \"electrostatic\" configuration); this potential only "
+                             "knows the vacuum. Use embedding='mechanical' or 'mechanical-ml-charges'.")
+        embedding_module = electrostatic_module(topology, mm_system, ml, atomic_numbers, module, periodic,
+                                                 **options)
+    elif embedding == "buffer":
+        if not info.accepts_weights:
+            raise ValueError("embedding='buffer' needs a potential that exports weighted_energy_and_charges (the "
+                             "mlmm PhysNet family) and was trained on clusters of the ML region with solvent "
+                             "molecules; this potential does not.")
+        embedding_module = buffer_module(topology, mm_system, ml, atomic_numbers, module, info, periodic, **options)
     else:
         if not info.predicts_charges:
             raise ValueError("embedding='mechanical-ml-charges' needs a potential that predicts charges (exports "
                              "energy_and_charges); wrap an energy-only potential in mlmm.potentials.QEqCharges "
                              "or use embedding='mechanical'.")
-        embedding_module = _ml_charges_module(topology, mm_system, ml, atomic_numbers, module, periodic, **options)
+        embedding_module = ml_charges_module(topology, mm_system, ml, atomic_numbers, module, periodic, **options)
     return EmbeddingPlan(embedding_module, ml, periodic, embedding, info)
-
-
-def _ml_charges_module(topology: app.Topology, mm_system: openmm.System, ml: list[int], atomic_numbers: list[int],
-                       potential: torch.nn.Module, periodic: bool, cutoff: Any = None, switch_distance: Any = None,
-                       total_charge: Optional[float] = None, kernel: str = "reaction-field",
-                       dielectric: Optional[float] = None) -> MLChargesEmbeddingModule:
-    charges = _force_field_charges(mm_system)
-    if cutoff is not None:
-        cutoff_nm = to_nm(cutoff, "cutoff")
-    else:
-        cutoff_nm = surgery.nonbonded_cutoff(mm_system) or DEFAULT_CUTOFF_NM
-    switch_nm = (to_nm(switch_distance, "switch_distance") if switch_distance is not None
-                 else cutoff_nm - DEFAULT_SWITCH_WIDTH_NM)
-    if not 0.0 < switch_nm < cutoff_nm:
-        raise ValueError(f"switch_distance={switch_nm} nm must lie between 0 and cutoff={cutoff_nm} nm.")
-    if periodic:
-        box = [v.value_in_unit(u.nanometer) for v in mm_system.getDefaultPeriodicBoxVectors()]
-        half_width = 0.5 * min(cell_widths(box))
-        if cutoff_nm > half_width:
-            raise ValueError(f"cutoff={cutoff_nm} nm is larger than half the smallest box width ({half_width:.4f} nm); "
-                             "use a smaller cutoff or a larger box.")
-    if total_charge is None:
-        total_charge = round(sum(charges[i] for i in ml))
-    ml_set = set(ml)
-    groups: list[int] = []
-    mm_indices, mm_charges, mm_group = [], [], []
-    masses = [mm_system.getParticleMass(i).value_in_unit(u.dalton) for i in range(mm_system.getNumParticles())]
-    for residue in topology.residues():
-        members = [a.index for a in residue.atoms() if a.index not in ml_set]
-        charged = [i for i in members if charges[i] != 0.0]
-        if not charged:
-            continue
-        anchor = max(members, key=lambda i: (masses[i], -i))  # heaviest atom, first among equals
-        for i in charged:
-            mm_indices.append(i)
-            mm_charges.append(charges[i])
-            mm_group.append(len(groups))
-        groups.append(anchor)
-    return MLChargesEmbeddingModule(
-        potential, ml, atomic_numbers, molecule_roots(topology, ml), mm_indices, mm_charges, mm_group, groups,
-        total_charge=to_float(total_charge, u.elementary_charge, "total_charge"), cutoff=cutoff_nm,
-        switch_distance=switch_nm, kernel=kernel,
-        dielectric=DEFAULT_DIELECTRIC if dielectric is None else float(dielectric))
-
-
-def _force_field_charges(system: openmm.System) -> list[float]:
-    """Per-particle charges (e) from the system's NonbondedForce (zeros without one)."""
-    for force in system.getForces():
-        if isinstance(force, openmm.NonbondedForce):
-            return [force.getParticleParameters(i)[0].value_in_unit(u.elementary_charge)
-                    for i in range(force.getNumParticles())]
-    return [0.0] * system.getNumParticles()
 
 
 def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_atoms: MLAtoms,
@@ -182,6 +147,11 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         else 1 nm), ``switch_distance`` (default cutoff - 0.1 nm), ``total_charge`` (e;
         default the rounded sum of the ML atoms' force-field charges), ``kernel``
         ("reaction-field" or "shifted-force"), ``dielectric`` (reaction field, 78.3).
+        For ``"electrostatic"`` (a model trained for it, see
+        :class:`mlmm.potentials.ElectrostaticPotential`; the ML atoms' force-field charges are
+        zeroed, the MM molecules within the model's environment cutoff polarize it):
+        ``total_charge`` (as above) and ``capacity`` (MM molecules gathered per step on GPUs;
+        default from the density, all molecules without periodic boundaries).
     """
     if not isinstance(force_group, int) or not 0 <= force_group <= 31:
         raise ValueError(f"force_group={force_group!r} must be an integer from 0 to 31.")
@@ -193,8 +163,8 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         internal = surgery.interpolated_mm_force(surgery.ml_internal_forces(mm_system, plan.ml_atoms), LAMBDA)
         internal.setForceGroup(force_group)
         system.addForce(internal)
-        if plan.embedding == "mechanical-ml-charges":
-            charges = _force_field_charges(mm_system)
+        if plan.embedding in _CHARGE_SCHEMES:
+            charges = force_field_charges(mm_system)
             surgery.scale_ml_charges_with_lambda(system, {i: charges[i] for i in plan.ml_atoms}, LAMBDA)
     else:
         force = make_force(plan.module, plan.periodic, transport)
@@ -208,7 +178,7 @@ def build_mm_part(mm_system: openmm.System, plan: EmbeddingPlan, remove_constrai
     """A copy of ``mm_system`` with the interactions the ML force replaces removed (no ML force added)."""
     system = surgery.clone_system(mm_system)
     surgery.remove_ml_internal_terms(system, plan.ml_atoms,
-                                     zero_ml_charges=plan.embedding == "mechanical-ml-charges")
+                                     zero_ml_charges=plan.embedding in _CHARGE_SCHEMES)
     if remove_constraints:
         surgery.remove_ml_constraints(system, plan.ml_atoms)
     return system

@@ -25,8 +25,9 @@ import numpy as np
 import openmm
 import openmm.app as app
 import openmm.unit as u
+import torch
 
-from mlmm.bridge.mixed import create_mixed_system
+from mlmm.bridge.mixed import create_mixed_system, plan_embedding
 from mlmm.config import RunConfig, SystemConfig
 from mlmm.embedding.selection import resolve_ml_atoms
 from mlmm.potentials.io import read_metadata
@@ -355,7 +356,30 @@ def _describe(simulation: app.Simulation, config: RunConfig, console: Any, resum
     table.add_column("energy", justify="right")
     for name, energy in energy_breakdown(simulation).items():
         table.add_row(name, f"{energy:.2f}")
+    for name, value in embedding_breakdown(simulation, config).items():
+        table.add_row(f"  {name}", f"{value:.2f}" if isinstance(value, float) else str(value))
     console.print(table)
+
+
+def embedding_breakdown(simulation: app.Simulation, config: RunConfig) -> dict[str, Any]:
+    """For the electrostatic scheme: the parts of the ML force's energy (kJ/mol) and the
+    number of MM molecules polarizing the ML region, at the simulation's positions; else empty."""
+    if config.ml.embedding != "electrostatic":
+        return {}
+    _, mm_system = build_mm_system(config.system)
+    atoms = config.ml.atoms if isinstance(config.ml.atoms, str) else list(config.ml.atoms)
+    plan = plan_embedding(simulation.topology, mm_system, atoms, config.ml.model, "electrostatic", **config.ml.options)
+    state = simulation.context.getState(getPositions=True)
+    positions = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
+    box = None
+    if plan.periodic:
+        box = torch.as_tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
+    with torch.no_grad():
+        parts = plan.module.report(positions, box)
+    return {"ML in vacuum (NN)": float(parts["vacuum_energy"]),
+            "ML-MM static (ML charges in the MM potential)": float(parts["static_energy"]),
+            "ML-MM induced (polarization of the ML region)": float(parts["induced_energy"]),
+            "MM molecules polarizing the ML region": int(parts["molecules"])}
 
 
 def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -64,3 +65,26 @@ def deduplicated(data: Dataset, threshold: float = 1e-4) -> Dataset:
     result = data.subset(kept)
     result.provenance["near_duplicates_removed"] = int(data.n_frames - len(kept))
     return result
+
+
+def label_in_and_out_of_environment(frames: Dataset, calculator, embedded_path, vacuum_path,
+                                    n_workers: int = 2) -> tuple[Dataset, Dataset]:
+    """Label QM/MM frames with their MM point charges and, for the same geometries, in vacuum.
+
+    E_int = E(embedded) - E(vacuum) per frame is what an electrostatic embedding model learns
+    (``[data] delta_from`` in its training configuration). Both labellings resume when rerun.
+    Returns the two labelled datasets.
+    """
+    from mlmm.data.labelling import label
+
+    embedded = label(frames, embedded_path, calculator, n_workers=n_workers)
+    vacuum = Dataset(species=frames.species, positions=frames.positions, frame_source=frames.frame_source,
+                     total_charge=frames.total_charge, multiplicity=frames.multiplicity,
+                     provenance=dict(frames.provenance, description="the geometries of "
+                                     f"{Path(embedded_path).name} without the MM charges"))
+    vacuum = label(vacuum, vacuum_path, calculator, n_workers=n_workers)
+    interaction = embedded.energies - vacuum.energies
+    print(f"{embedded.labelled().n_frames} frames; MM atoms per frame {frames.mm_mask.sum(1).min()}-"
+          f"{frames.mm_mask.sum(1).max()}; E_int = {np.nanmean(interaction):.1f} +- {np.nanstd(interaction):.1f} "
+          f"kJ/mol (range {np.nanmin(interaction):.1f} to {np.nanmax(interaction):.1f})")
+    return embedded, vacuum

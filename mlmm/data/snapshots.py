@@ -13,7 +13,7 @@ import torch
 
 from mlmm.potentials.neighbors import check_cell
 
-__all__ = ["mm_environment", "solvent_snapshots"]
+__all__ = ["mm_environment", "solvent_snapshots", "switched_charges", "weighted_environment"]
 
 # the 27 lattice translations n_a a + n_b b + n_c c with n in {-1, 0, 1}, as coefficients
 _NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T.astype(float)
@@ -185,7 +185,7 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
     import openmm
     import openmm.unit as u
 
-    from mlmm.embedding.selection import resolve_ml_atoms
+    from mlmm.embedding.selection import group_anchor, resolve_ml_atoms
     from mlmm.units import to_nm
 
     cutoff = to_nm(cutoff, "cutoff")
@@ -209,6 +209,8 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
                              f"(atoms {indices}); the ML region must consist of whole residues")
         if not any(inside):
             residues.append(indices)
+    masses = [system.getParticleMass(i).value_in_unit(u.dalton) for i in range(system.getNumParticles())]
+    anchor_of = {i: group_anchor(indices, masses) for indices in residues for i in indices}
     ml_bonds = [(a.index, b.index) for a, b in topology.bonds() if a.index in ml_set and b.index in ml_set]
     species = np.array([0 if atom.element is None else atom.element.atomic_number
                         for atom in topology.atoms() if atom.index in ml_set], dtype=np.int64)
@@ -231,10 +233,67 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
     result = {"positions": np.array(ml_frames), "species": species, "ml_atoms": np.array(ml, dtype=np.int64),
               "mm_positions": np.zeros((s, m_max, 3)), "mm_charges": np.zeros((s, m_max)),
               "mm_mask": np.zeros((s, m_max), dtype=bool), "mm_atoms": np.full((s, m_max), -1, dtype=np.int64),
+              "mm_anchor": np.full((s, m_max), -1, dtype=np.int64),
               "box": np.array(boxes) if periodic else None, "steps": np.array(steps), "times": np.array(times)}
     for k, (atoms, mm_x) in enumerate(zip(mm_atoms, mm_frames)):
         result["mm_positions"][k, :len(atoms)] = mm_x
         result["mm_charges"][k, :len(atoms)] = charges[atoms]
         result["mm_mask"][k, :len(atoms)] = True
         result["mm_atoms"][k, :len(atoms)] = atoms
+        position = {int(a): j for j, a in enumerate(atoms)}
+        result["mm_anchor"][k, :len(atoms)] = [position[anchor_of[int(a)]] for a in atoms]
     return result
+
+
+def switched_charges(ml_positions: np.ndarray, mm_positions: np.ndarray, mm_charges: np.ndarray,
+                     mm_anchor: np.ndarray, switch_distance: float, cutoff: float) -> np.ndarray:
+    """MM charges (e) times their molecule's weight in the ML environment, for one snapshot.
+
+    The weight w_m (:func:`mlmm.embedding.environment.molecule_weights`) depends on the
+    distances from the ML atoms to the molecule's anchor atom, so a reference calculation
+    with these charges sees the environment exactly as the electrostatic embedding does.
+
+    Parameters
+    ----------
+    ml_positions : ndarray [n, 3]
+        The whole ML region (nm).
+    mm_positions, mm_charges : ndarray [m, 3] (nm), [m] (e)
+        MM atoms imaged next to the ML region (as :func:`mm_environment` returns them).
+    mm_anchor : ndarray of int [m]
+        For each MM atom, the index (into the MM arrays) of its molecule's anchor atom.
+    switch_distance, cutoff : float
+        Switching range in nm.
+    """
+    from mlmm.embedding.environment import molecule_weights
+
+    anchors = np.asarray(mm_positions)[np.asarray(mm_anchor)]
+    distances = np.linalg.norm(anchors[None, :, :] - np.asarray(ml_positions)[:, None, :], axis=-1)
+    weights = molecule_weights(torch.as_tensor(distances), float(switch_distance), float(cutoff)).numpy()
+    return np.asarray(mm_charges) * weights
+
+
+def weighted_environment(snapshots: dict, switch_distance: float, cutoff: float
+                         ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MM environment of every snapshot as an electrostatic embedding sees it.
+
+    Charges are multiplied by their molecule's weight (:func:`switched_charges`, with the ML
+    positions in ``snapshots["positions"]``); molecules of weight 0 are dropped.
+
+    Returns
+    -------
+    mm_positions [S, m, 3] (nm), mm_charges [S, m] (e), mm_mask [S, m] bool, padded to the
+    largest environment.
+    """
+    kept = []
+    for k in range(len(snapshots["positions"])):
+        real = snapshots["mm_mask"][k]
+        charges = switched_charges(snapshots["positions"][k], snapshots["mm_positions"][k][real],
+                                   snapshots["mm_charges"][k][real], snapshots["mm_anchor"][k][real],
+                                   switch_distance, cutoff)
+        inside = charges != 0.0
+        kept.append((snapshots["mm_positions"][k][real][inside], charges[inside]))
+    n, m = len(kept), max(len(q) for _, q in kept)
+    positions, charges, mask = np.zeros((n, m, 3)), np.zeros((n, m)), np.zeros((n, m), dtype=bool)
+    for k, (x, q) in enumerate(kept):
+        positions[k, :len(q)], charges[k, :len(q)], mask[k, :len(q)] = x, q, True
+    return positions, charges, mask

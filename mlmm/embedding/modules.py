@@ -7,10 +7,11 @@ forces are minus the autograd gradient of that one scalar, MM atoms included.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
+from mlmm.embedding.environment import anchor_vectors, molecule_weights, placed_molecules, selected_molecules
 from mlmm.embedding.kernels import reaction_field, shifted_force, smooth_switch
 from mlmm.embedding.pbc import make_whole, minimum_image
 from mlmm.units import COULOMB_CONSTANT
@@ -65,69 +66,89 @@ class MechanicalEmbeddingModule(torch.nn.Module):
         return self.potential(self.species, x).to(positions.dtype)
 
 
-class MLChargesEmbeddingModule(MechanicalEmbeddingModule):
+class GroupEnvironmentModule(MechanicalEmbeddingModule):
+    """Shared state of the charge-coupled schemes: whole MM groups (molecules) around the ML region.
+
+    Parameters
+    ----------
+    group_atoms : sequence of sequences of int
+        For each MM group, the particle indices of its charged atoms.
+    group_charges : sequence of sequences of float
+        Their force-field charges in e.
+    anchor_indices : sequence of int
+        For each group, the particle index of its anchor atom.
+    total_charge : float
+        Total charge of the ML region in e.
+    cutoff, switch_distance : float
+        The groups' switching range in nm.
+    capacity : int
+        Groups gathered each step on GPUs (:func:`~mlmm.embedding.environment.selected_molecules`).
+    """
+
+    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, group_atoms,
+                 group_charges, anchor_indices, total_charge: float, cutoff: float, switch_distance: float,
+                 capacity: int):
+        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots)
+        atoms, charges = padded_groups(group_atoms, group_charges, anchor_indices)
+        self.register_buffer("group_atoms", atoms)
+        self.register_buffer("group_charges", charges)
+        self.register_buffer("anchor_indices", torch.as_tensor(list(anchor_indices), dtype=torch.long))
+        self.total_charge = float(total_charge)
+        self.cutoff = float(cutoff)
+        self.switch_distance = float(switch_distance)
+        self.capacity = min(int(capacity), atoms.shape[0])
+        self.coulomb_constant = COULOMB_CONSTANT
+
+
+class MLChargesEmbeddingModule(GroupEnvironmentModule):
     """E = E_NN(R_I) + k_e sum_i q_i(R_I) sum_m w(d_im) sum_{j in m} q_j K(r_ij).
 
     ``m`` runs over whole MM groups (residues); ``d_im`` is the distance from ML atom ``i``
     to the group's anchor atom and ``w`` the C2 switch from 1 at ``switch_distance`` to 0
     at ``cutoff``, so each group enters and leaves as a whole and E, F vanish smoothly at
     the cutoff. ``K`` is the reaction-field or shifted-force kernel. Charges come from
-    ``potential.energy_and_charges`` and their dq/dR terms enter the forces.
+    ``potential.energy_and_charges`` and their dq/dR terms enter the forces. After the one
+    distance screen over the anchors, only groups within the cutoff of an ML atom are
+    evaluated (:func:`~mlmm.embedding.environment.selected_molecules`).
 
     Parameters
     ----------
-    mm_indices : sequence of int
-        Indices of the charged MM atoms.
-    mm_charges : sequence of float
-        Their force-field charges in e.
-    mm_group : sequence of int
-        For each MM atom, the index of its group in ``anchor_indices``.
-    anchor_indices : sequence of int
-        For each group, the particle index of its anchor atom.
-    total_charge : float
-        Total charge of the ML region in e.
-    cutoff, switch_distance : float
-        In nm.
+    group_atoms, group_charges, anchor_indices, total_charge, cutoff, switch_distance, capacity
+        See :class:`GroupEnvironmentModule`.
     kernel : str
         "reaction-field" or "shifted-force".
     dielectric : float
         Reaction-field dielectric constant.
     """
 
-    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, mm_indices, mm_charges,
-                 mm_group, anchor_indices, total_charge: float, cutoff: float, switch_distance: float,
-                 kernel: str, dielectric: float):
-        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots)
+    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, group_atoms,
+                 group_charges, anchor_indices, total_charge: float, cutoff: float, switch_distance: float,
+                 kernel: str, dielectric: float, capacity: int):
         if kernel not in KERNELS:
             raise ValueError(f"kernel={kernel!r} is not one of {KERNELS}.")
-        self.register_buffer("mm_indices", torch.as_tensor(list(mm_indices), dtype=torch.long))
-        self.register_buffer("mm_charges", torch.as_tensor(list(mm_charges), dtype=torch.float64))
-        self.register_buffer("mm_group", torch.as_tensor(list(mm_group), dtype=torch.long))
-        self.register_buffer("anchor_indices", torch.as_tensor(list(anchor_indices), dtype=torch.long))
-        self.total_charge = float(total_charge)
-        self.cutoff = float(cutoff)
-        self.switch_distance = float(switch_distance)
+        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots, group_atoms, group_charges,
+                         anchor_indices, total_charge, cutoff, switch_distance, capacity)
         self.use_reaction_field = kernel == "reaction-field"
         self.dielectric = float(dielectric)
-        self.coulomb_constant = COULOMB_CONSTANT
 
     def interaction_energy(self, x_ml: torch.Tensor, charges: torch.Tensor, positions: torch.Tensor,
                            boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
         """ML-MM Coulomb energy in kJ/mol for ML positions ``x_ml`` and charges ``charges``."""
-        anchors = positions.index_select(0, self.anchor_indices)
-        to_anchor = anchors.unsqueeze(0) - x_ml.unsqueeze(1)  # [n_ml, n_groups, 3]
-        in_group = positions.index_select(0, self.mm_indices) - anchors.index_select(0, self.mm_group)
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, self.anchor_indices)
+        chosen = selected_molecules(distances.min(0)[0], self.cutoff, self.capacity)
+        weight = smooth_switch(distances.index_select(1, chosen), self.switch_distance, self.cutoff)  # [n_ml, K]
+        atoms = self.group_atoms.index_select(0, chosen)
+        in_group = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
+                    - positions.index_select(0, self.anchor_indices.index_select(0, chosen)).unsqueeze(1))
         if boxvectors is not None:
-            box = boxvectors.to(positions.dtype)
-            to_anchor = minimum_image(to_anchor, box)
-            in_group = minimum_image(in_group, box)
-        weight = smooth_switch(torch.linalg.norm(to_anchor, dim=-1), self.switch_distance, self.cutoff)
-        r = torch.linalg.norm(to_anchor.index_select(1, self.mm_group) + in_group.unsqueeze(0), dim=-1)
+            in_group = minimum_image(in_group, boxvectors.to(positions.dtype))
+        r = torch.linalg.norm(to_anchor.index_select(1, chosen).unsqueeze(2) + in_group.unsqueeze(0), dim=-1)
         if self.use_reaction_field:
             kernel = reaction_field(r, self.cutoff, self.dielectric)
         else:
             kernel = shifted_force(r, self.cutoff)
-        potential_at_ml = (weight.index_select(1, self.mm_group) * kernel * self.mm_charges.to(r.dtype)).sum(1)
+        mm_charges = self.group_charges.index_select(0, chosen).to(r.dtype)
+        potential_at_ml = (weight.unsqueeze(-1) * kernel * mm_charges.unsqueeze(0)).sum((1, 2))
         return self.coulomb_constant * (charges.to(r.dtype) * potential_at_ml).sum()
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -136,3 +157,208 @@ class MLChargesEmbeddingModule(MechanicalEmbeddingModule):
             self.species, x_ml.to(self.model_dtype_probe.dtype), self.total_charge)
         coupling = self.interaction_energy(x_ml, charges, positions, boxvectors)
         return energy.to(positions.dtype) + coupling
+
+
+def padded_groups(group_atoms, group_charges, anchor_indices) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Group tables [G, A]: atom indices (short groups padded with their anchor) and charges (padding 0 e)."""
+    width = max(len(atoms) for atoms in group_atoms)
+    atoms = [list(a) + [anchor] * (width - len(a)) for a, anchor in zip(group_atoms, anchor_indices)]
+    charges = [list(q) + [0.0] * (width - len(q)) for q in group_charges]
+    return torch.as_tensor(atoms, dtype=torch.long), torch.as_tensor(charges, dtype=torch.float64)
+
+
+class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
+    """E = E_NN(R_I; {w_m q_j, r_j}): the ML region in the field of the MM molecules around it.
+
+    Each MM molecule m (a residue with charged atoms) enters with the weight w_m of
+    :func:`mlmm.embedding.environment.molecule_weights` (distances from the ML atoms to its
+    anchor atom, minimum image), and all its atoms, placed whole next to the ML region, with
+    charges w_m q_j. After the one distance screen over the anchors, only the molecules inside
+    the cutoff are gathered (on GPUs the ``capacity`` nearest, a fixed shape; more molecules
+    inside the cutoff than that gives a NaN energy), so the work after the screen does not grow
+    with the box. The potential's ``energy_in_field`` gives the energy.
+
+    Parameters are those of :class:`GroupEnvironmentModule`; ``cutoff`` and ``switch_distance``
+    are the environment's switching range the model was trained with.
+    """
+
+    def environment(self, x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MM positions [K*A, 3] (nm, next to the ML region), weighted charges [K*A] (e), and the
+        number of molecules with an anchor inside the cutoff."""
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, self.anchor_indices)
+        nearest = distances.min(0)[0]
+        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
+        weights = molecule_weights(distances.index_select(1, chosen), self.switch_distance, self.cutoff)
+        mm_positions = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, self.anchor_indices,
+                                        self.group_atoms, chosen).reshape(-1, 3)
+        mm_charges = (self.group_charges.index_select(0, chosen).to(positions.dtype) * weights.unsqueeze(1)).reshape(-1)
+        return mm_positions, mm_charges, (nearest < self.cutoff).sum()
+
+    @torch.jit.export
+    def report(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """What the embedding sees: ``molecules`` (MM molecules with a non-zero weight), the vacuum,
+        static and induced energies (kJ/mol), ML ``charges`` (e), ``induced_dipoles`` and ``dipole`` (e nm)."""
+        x_ml = self.ml_positions(positions, boxvectors)
+        mm_positions, mm_charges, inside = self.environment(x_ml, positions, boxvectors)
+        dtype = self.model_dtype_probe.dtype
+        outputs = self.potential.embedding_outputs(self.species, x_ml.to(dtype), mm_positions.to(dtype),
+                                                   mm_charges.to(dtype), self.total_charge)
+        outputs["molecules"] = inside
+        return outputs
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x_ml = self.ml_positions(positions, boxvectors)
+        mm_positions, mm_charges, inside = self.environment(x_ml, positions, boxvectors)
+        dtype = self.model_dtype_probe.dtype
+        energy, _ = self.potential.energy_in_field(self.species, x_ml.to(dtype), mm_positions.to(dtype),
+                                                   mm_charges.to(dtype), self.total_charge)
+        if not positions.is_cuda:
+            return energy.to(positions.dtype)
+        return torch.where(inside > self.capacity, torch.full_like(energy, float("nan")), energy).to(positions.dtype)
+
+
+class BufferEmbeddingModule(MechanicalEmbeddingModule):
+    """BuRNN-style buffer region with smooth membership (PHYSICS.md section 2, "buffer").
+
+    E = E_NN(I u B; w) - E_NN(B; w) - sum_m w_m E_LJ(I, m)
+        + k_e sum_i q_i sum_m c_m sum_{j in m} q_j / r_ij,   c_m = s_m (1 - w_m),
+
+    B: the neutral MM molecules whose anchor lies within ``buffer_cutoff`` of an ML atom, each
+    with weight w_m (:func:`~mlmm.embedding.environment.molecule_weights`, 1 inside
+    ``buffer_switch_distance``). The network sees buffer atoms with weight w_m
+    (``weighted_energy_and_charges``: a weight-0 atom contributes nothing), so the difference
+    E_NN(I u B) - E_NN(B), which replaces the I-B interaction and the mutual polarization, fades
+    out smoothly as a molecule leaves while the force-field Lennard-Jones I-B term (kept in the
+    MM system) fades in with 1 - w_m. The ML atoms' force-field charges are zeroed in the MM system;
+    their network charges q_i (from I u B, shifted to sum to the ML region's total charge) interact
+    with every molecule within ``cutoff`` (weight s_m switched from ``switch_distance``) that is not in
+    the buffer. Molecules with a net charge never join the buffer.
+
+    Parameters
+    ----------
+    group_atoms, group_species, group_charges, group_sigma, group_epsilon : [G, A] sequences
+        Atoms of every MM molecule (all of them, padded; padding has species 0), their atomic
+        numbers, charges (e) and Lennard-Jones sigma (nm) and epsilon (kJ/mol).
+    anchor_indices : sequence of int
+        Anchor atom of each molecule.
+    group_neutral : sequence of bool
+        Whether each molecule is neutral (only those may join the buffer).
+    ml_sigma, ml_epsilon : sequences of float
+        Lennard-Jones parameters of the ML atoms.
+    total_charge : float
+        ML region's total charge (e).
+    buffer_cutoff, buffer_switch_distance, cutoff, switch_distance : float
+        Buffer and outer-Coulomb switching ranges (nm).
+    lj_cutoff, lj_switch_distance : float
+        The MM system's Lennard-Jones cutoff and switch (switch = cutoff: none), to subtract
+        exactly the I-B Lennard-Jones energy the MM system computes.
+    capacity : int
+        Molecules gathered each step for the outer Coulomb term on GPUs (on CPU: those inside
+        the cutoff; see :func:`~mlmm.embedding.environment.selected_molecules`).
+    """
+
+    def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, group_atoms,
+                 group_species, group_charges, group_sigma, group_epsilon, anchor_indices, group_neutral, ml_sigma,
+                 ml_epsilon, total_charge: float, buffer_cutoff: float, buffer_switch_distance: float, cutoff: float,
+                 switch_distance: float, lj_cutoff: float, lj_switch_distance: float, capacity: int):
+        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots)
+        self.register_buffer("group_atoms", torch.as_tensor(group_atoms, dtype=torch.long))
+        self.register_buffer("group_species", torch.as_tensor(group_species, dtype=torch.long))
+        self.register_buffer("group_charges", torch.as_tensor(group_charges, dtype=torch.float64))
+        self.register_buffer("group_sigma", torch.as_tensor(group_sigma, dtype=torch.float64))
+        self.register_buffer("group_epsilon", torch.as_tensor(group_epsilon, dtype=torch.float64))
+        self.register_buffer("group_real", (self.group_species > 0).to(torch.float64))
+        self.register_buffer("anchor_indices", torch.as_tensor(list(anchor_indices), dtype=torch.long))
+        self.register_buffer("group_neutral", torch.as_tensor(list(group_neutral), dtype=torch.float64))
+        self.register_buffer("ml_sigma", torch.as_tensor(list(ml_sigma), dtype=torch.float64))
+        self.register_buffer("ml_epsilon", torch.as_tensor(list(ml_epsilon), dtype=torch.float64))
+        # padding atoms (weight 0) are parked far apart so that no distance is zero
+        width = self.group_atoms.shape[1]
+        offsets = torch.zeros(width, 3, dtype=torch.float64)
+        offsets[:, 0] = 10.0 + torch.arange(width, dtype=torch.float64)
+        self.register_buffer("padding_offsets", offsets)
+        self.total_charge = float(total_charge)
+        self.buffer_cutoff = float(buffer_cutoff)
+        self.buffer_switch_distance = float(buffer_switch_distance)
+        self.cutoff = float(cutoff)
+        self.switch_distance = float(switch_distance)
+        self.lj_cutoff = float(lj_cutoff)
+        self.lj_switch_distance = float(lj_switch_distance)
+        self.capacity = min(int(capacity), self.group_atoms.shape[0])
+        self.coulomb_constant = COULOMB_CONSTANT
+
+    def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Buffer weights w_m [K] of the ``chosen`` molecules (0 for charged molecules)."""
+        return (molecule_weights(distances.index_select(1, chosen), self.buffer_switch_distance, self.buffer_cutoff)
+                * self.group_neutral.index_select(0, chosen).to(distances.dtype))
+
+    def lennard_jones(self, x_ml: torch.Tensor, x: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Force-field Lennard-Jones energy [K] (kJ/mol) of the ML region with each chosen molecule."""
+        r = torch.linalg.norm(x_ml.unsqueeze(1) - x.reshape(-1, 3).unsqueeze(0), dim=-1)  # [n, K*A]
+        dtype = r.dtype
+        sigma = 0.5 * (self.ml_sigma.to(dtype).unsqueeze(1)
+                       + self.group_sigma.index_select(0, chosen).reshape(-1).to(dtype))
+        epsilon = torch.sqrt(self.ml_epsilon.to(dtype).unsqueeze(1)
+                             * self.group_epsilon.index_select(0, chosen).reshape(-1).to(dtype))
+        s6 = (sigma / r) ** 6
+        energy = 4.0 * epsilon * (s6 * s6 - s6)
+        if self.lj_switch_distance < self.lj_cutoff:
+            energy = energy * smooth_switch(r, self.lj_switch_distance, self.lj_cutoff)
+        energy = torch.where(r < self.lj_cutoff, energy, torch.zeros_like(energy))
+        return energy.sum(0).reshape(chosen.shape[0], self.group_atoms.shape[1]).sum(1)
+
+    def parts(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The energy terms (kJ/mol), ML charges (e) and the number of buffer molecules."""
+        x_ml = self.ml_positions(positions, boxvectors)
+        dtype = self.model_dtype_probe.dtype
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, self.anchor_indices)
+        nearest = distances.min(0)[0]
+        inside = torch.nonzero(nearest < self.buffer_cutoff).reshape(-1)
+        weights = self.buffer_weights(distances, inside)
+        members = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, self.anchor_indices,
+                                   self.group_atoms, inside)
+        real = self.group_real.index_select(0, inside).to(positions.dtype)
+        members = members + (1.0 - real).unsqueeze(-1) * self.padding_offsets.to(positions.dtype)
+        atom_weights = (weights.unsqueeze(1) * real).reshape(-1)
+        species = self.group_species.index_select(0, inside).reshape(-1)
+        species = torch.where(species > 0, species, self.species[0])  # padding: any supported element
+        buffer_x = members.reshape(-1, 3)
+        n = x_ml.shape[0]
+        e_all, charges = self.potential.weighted_energy_and_charges(
+            torch.cat([self.species, species]), torch.cat([x_ml, buffer_x]).to(dtype),
+            torch.cat([torch.ones(n, dtype=dtype, device=x_ml.device), atom_weights.to(dtype)]), self.total_charge)
+        e_buffer = torch.zeros_like(e_all)
+        if inside.shape[0] > 0:  # an empty buffer has no network energy
+            e_buffer = self.potential.weighted_energy_and_charges(species, buffer_x.to(dtype), atom_weights.to(dtype),
+                                                                  0.0)[0]
+        lennard_jones = (weights * self.lennard_jones(x_ml, members, inside)).sum()
+        q_ml = charges[:n].to(positions.dtype)
+        q_ml = q_ml - (q_ml.sum() - self.total_charge) / n
+        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
+        outer = molecule_weights(distances.index_select(1, chosen), self.switch_distance, self.cutoff) * (
+            1.0 - self.buffer_weights(distances, chosen))
+        outer_x = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, self.anchor_indices,
+                                   self.group_atoms, chosen).reshape(-1, 3)
+        outer_q = (self.group_charges.index_select(0, chosen).to(positions.dtype) * outer.unsqueeze(1)).reshape(-1)
+        r = torch.linalg.norm(x_ml.unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
+        coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()
+        return {"network_difference": (e_all - e_buffer).to(positions.dtype), "buffer_lennard_jones": -lennard_jones,
+                "outer_coulomb": coulomb, "charges": q_ml, "dipole": (q_ml.unsqueeze(1) * x_ml).sum(0),
+                "molecules": (weights > 0).sum(), "overflow": (nearest < self.cutoff).sum() > self.capacity}
+
+    @torch.jit.export
+    def report(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Energy terms (kJ/mol; keys ending in ``energy``), ML charges and dipole, buffer molecules."""
+        parts = self.parts(positions, boxvectors)
+        return {"network_difference_energy": parts["network_difference"],
+                "buffer_lennard_jones_energy": parts["buffer_lennard_jones"],
+                "outer_coulomb_energy": parts["outer_coulomb"], "charges": parts["charges"],
+                "dipole": parts["dipole"], "molecules": parts["molecules"]}
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        parts = self.parts(positions, boxvectors)
+        energy = parts["network_difference"] + parts["buffer_lennard_jones"] + parts["outer_coulomb"]
+        if not positions.is_cuda:
+            return energy
+        return torch.where(parts["overflow"], torch.full_like(energy, float("nan")), energy)

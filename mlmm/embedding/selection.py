@@ -103,5 +103,13 @@ def molecule_roots(topology: app.Topology, ml: Sequence[int]) -> list[int]:
     return [find(k) for k in range(len(ml))]
 
 
+def group_anchor(indices: Sequence[int], masses: Sequence[float]) -> int:
+    """The anchor atom of a group (molecule): the heaviest of ``indices``, the first among equals.
+
+    ``masses`` are indexed by atom index (any mass unit).
+    """
+    return max(indices, key=lambda i: (masses[i], -i))
+
+
 def _describe(atom: app.topology.Atom) -> str:
     return f"{atom.residue.name}{atom.residue.id}:{atom.name}"

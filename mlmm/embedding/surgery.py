@@ -134,6 +134,20 @@ def remove_ml_constraints(system: openmm.System, ml_atoms: Iterable[int]) -> int
     return removed
 
 
+def frozen_copy(system: openmm.System, atoms: Iterable[int]) -> openmm.System:
+    """A copy of ``system`` in which ``atoms`` are massless (integrators and minimisers leave them in
+    place) and the constraints among them are removed (OpenMM forbids constraints on massless atoms)."""
+    atoms = list(atoms)
+    copy = clone_system(system)
+    remove_ml_constraints(copy, atoms)
+    for i in atoms:
+        for c in range(copy.getNumConstraints()):
+            if i in copy.getConstraintParameters(c)[:2]:
+                raise ValueError(f"atom {i} is constrained to an atom outside the frozen set; freeze whole molecules")
+        copy.setParticleMass(i, 0.0)
+    return copy
+
+
 def ml_internal_forces(system: openmm.System, ml_atoms: Iterable[int]) -> list[openmm.Force]:
     """Forces whose energy is exactly the force-field energy that the ML region replaces.
 

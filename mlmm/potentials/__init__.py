@@ -3,6 +3,7 @@
 from mlmm.potentials.base import NeuralPotential
 from mlmm.potentials.committee import select_member, stack_members
 from mlmm.potentials.contract import PotentialInfo, describe, predicts_charges
+from mlmm.potentials.electrostatic import ElectrostaticEmbedding, ElectrostaticPotential
 from mlmm.potentials.forcefield import ForceFieldPotential
 from mlmm.potentials.hdnnp import HDNNP
 from mlmm.potentials.io import load_potential, read_metadata, save_potential
@@ -11,8 +12,9 @@ from mlmm.potentials.qeq import QEqCharges
 from mlmm.potentials.schnet import SchNet
 from mlmm.potentials.validation import predict, validate_inputs
 
-FAMILIES = {"physnet": PhysNet, "schnet": SchNet, "hdnnp": HDNNP}
+FAMILIES = {"physnet": PhysNet, "schnet": SchNet, "hdnnp": HDNNP, "electrostatic": ElectrostaticEmbedding}
 
-__all__ = ["FAMILIES", "ForceFieldPotential", "HDNNP", "NeuralPotential", "PhysNet", "PotentialInfo", "QEqCharges",
+__all__ = ["FAMILIES", "ElectrostaticEmbedding", "ElectrostaticPotential", "ForceFieldPotential", "HDNNP",
+           "NeuralPotential", "PhysNet", "PotentialInfo", "QEqCharges",
            "SchNet", "describe", "load_potential", "predict", "predicts_charges", "read_metadata", "save_potential",
            "select_member", "stack_members", "validate_inputs"]

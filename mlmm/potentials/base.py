@@ -48,6 +48,8 @@ class NeuralPotential(torch.nn.Module):
     """
 
     family = "base"
+    #: True for models whose member_outputs also take the MM environment (electrostatic embedding).
+    uses_environment = False
 
     def __init__(self, elements: Sequence, cutoff: float, n_members: int = 1,
                  max_neighbors: int = DEFAULT_MAX_NEIGHBORS):

@@ -11,6 +11,20 @@ export, with ``@torch.jit.export``,
     energy_and_charges(species, positions, total_charge: float)
         -> Tuple[Tensor[] energy in kJ/mol, Tensor[n] charges in e summing to total_charge]
 
+Potentials for the ``"electrostatic"`` embedding export
+
+    energy_in_field(species, positions, mm_positions[m, 3] nm, mm_charges[m] e, total_charge: float)
+        -> Tuple[Tensor[] energy in kJ/mol, Tensor[n] charges in e]
+
+and carry ``embedding_scheme = "electrostatic"``, ``environment_cutoff`` and
+``environment_switch_distance`` (nm; see :mod:`mlmm.potentials.electrostatic`). Potentials for
+the ``"buffer"`` embedding export
+
+    weighted_energy_and_charges(species, positions, weights[n] in [0, 1], total_charge: float)
+        -> Tuple[Tensor[] energy in kJ/mol, Tensor[n] weighted charges in e]
+
+in which an atom of weight 0 contributes nothing (see :class:`mlmm.potentials.PhysNet`).
+
 Potentials may declare ``supported_elements`` (a list of atomic numbers) and ``cutoff``
 (nm); a saved mlmm model records both in its metadata.
 """
@@ -23,6 +37,8 @@ from typing import Optional, Sequence
 import torch
 
 CHARGES_METHOD = "energy_and_charges"
+FIELD_METHOD = "energy_in_field"
+WEIGHTED_METHOD = "weighted_energy_and_charges"
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,12 @@ class PotentialInfo:
         The potential's own interaction cutoff in nm, if any.
     predicts_charges : bool
         Whether the potential exports ``energy_and_charges``.
+    accepts_mm_charges : bool
+        Whether the potential exports ``energy_in_field`` (electrostatic embedding).
+    accepts_weights : bool
+        Whether the potential exports ``weighted_energy_and_charges`` (buffer embedding).
+    scheme : str or None
+        The embedding the potential was trained for, when it is specific to one.
     metadata : dict
         The saved metadata (empty for in-memory modules).
     """
@@ -44,6 +66,9 @@ class PotentialInfo:
     supported_elements: Optional[list[int]]
     cutoff: Optional[float]
     predicts_charges: bool
+    accepts_mm_charges: bool = False
+    accepts_weights: bool = False
+    scheme: Optional[str] = None
     metadata: dict = field(default_factory=dict)
 
 
@@ -65,6 +90,9 @@ def describe(module: torch.nn.Module, metadata: Optional[dict] = None) -> Potent
         supported_elements=None if elements is None else [int(z) for z in elements],
         cutoff=None if cutoff is None else float(cutoff),
         predicts_charges=predicts_charges(module),
+        accepts_mm_charges=callable(getattr(module, FIELD_METHOD, None)),
+        accepts_weights=callable(getattr(module, WEIGHTED_METHOD, None)),
+        scheme=metadata.get("embedding_scheme", getattr(module, "embedding_scheme", None)),
         metadata=metadata,
     )
 

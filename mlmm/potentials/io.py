@@ -86,6 +86,11 @@ def save_potential(potential: torch.nn.Module, path: PathLike, supported_element
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "extra": extra or {},
     }
+    scheme = getattr(potential, "embedding_scheme", None)
+    if scheme is not None:
+        metadata["embedding_scheme"] = scheme
+        metadata["environment"] = {"cutoff_nm": float(potential.environment_cutoff),
+                                   "switch_distance_nm": float(potential.environment_switch_distance)}
     if hasattr(potential, "hyperparameters"):  # an mlmm network
         metadata["architecture"] = {"family": potential.family, "n_members": potential.n_members,
                                     **potential.hyperparameters}

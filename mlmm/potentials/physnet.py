@@ -130,8 +130,16 @@ class PhysNet(NeuralPotential):
             chi = torch.where(r < rc, chi - 1.0 / rc + (r - rc) / (rc * rc), torch.zeros_like(chi))
         return chi
 
-    def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor,
-                       cell: Optional[torch.Tensor], total_charge: float) -> Dict[str, torch.Tensor]:
+    def atomic_outputs(self, element_index: torch.Tensor, positions: torch.Tensor, cell: Optional[torch.Tensor],
+                       weights: Optional[torch.Tensor] = None
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The modules' summed outputs [M, n, 2] for positions [M, n, 3], with the all-pairs list.
+
+        Returns (outputs, lr_neighbors, lr_mask, r, overflow): the pair list within the Coulomb
+        cutoff, its mask and distances [M, n, K] (nm), and the neighbour-list overflow flag.
+        With atom ``weights`` [M, n] in [0, 1], the message from atom j is multiplied by w_j, so
+        an atom of weight 0 influences no other atom (see :meth:`weighted_energy_and_charges`).
+        """
         n = positions.shape[1]
         # All pairs (within the Coulomb cutoff, if any) for the Coulomb and dispersion terms;
         # each pair is listed twice. When that list fits the neighbour capacity it also serves
@@ -145,14 +153,27 @@ class PhysNet(NeuralPotential):
             neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
             r_short = torch.linalg.norm(vectors, dim=-1)
         basis = self.basis(r_short)
+        if weights is not None:
+            basis = basis * weights.index_select(1, neighbors.reshape(-1)).reshape(r_short.shape).unsqueeze(-1)
         x = self.embedding.index_select(1, element_index)
         outputs = torch.zeros_like(x[:, :, :2])
         for block in self.blocks:
             x, out = block(x, basis, neighbors)
             outputs = outputs + out
+        return outputs, lr_neighbors, lr_mask, r, overflow
+
+    def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor,
+                       cell: Optional[torch.Tensor], total_charge: float,
+                       weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        n = positions.shape[1]
+        outputs, lr_neighbors, lr_mask, r, overflow = self.atomic_outputs(element_index, positions, cell, weights)
         atomic_energies = self.scaled_energies(outputs[:, :, 0], element_index)
         raw_charges = outputs[:, :, 1]
-        charges = raw_charges - (raw_charges.sum(-1, keepdim=True) - total_charge) / n
+        if weights is None:
+            charges = raw_charges - (raw_charges.sum(-1, keepdim=True) - total_charge) / n
+        else:  # sum_i w_i q_i = Q, the correction spread in proportion to w_i
+            excess = (weights * raw_charges).sum(-1, keepdim=True) - total_charge
+            charges = raw_charges - weights * excess / (weights * weights).sum(-1, keepdim=True).clamp_min(1e-12)
 
         q_j = charges.index_select(1, lr_neighbors.reshape(-1)).reshape(r.shape)
         pair = self.coulomb_constant * charges.unsqueeze(-1) * q_j * self.damped_coulomb_kernel(r)
@@ -161,6 +182,11 @@ class PhysNet(NeuralPotential):
             if math.isfinite(self.coulomb_cutoff):
                 dispersion = dispersion * smooth_switch(r, 0.8 * self.coulomb_cutoff, self.coulomb_cutoff)
             pair = pair + dispersion
+        if weights is not None:
+            w_j = weights.index_select(1, lr_neighbors.reshape(-1)).reshape(r.shape)
+            pair = pair * weights.unsqueeze(-1) * w_j
+            atomic_energies = atomic_energies * weights
+            charges = charges * weights
         atomic_energies = atomic_energies + 0.5 * (pair * lr_mask).sum(-1)
         energy = self.guard_overflow(atomic_energies.sum(-1), overflow)
         dipole = (charges.unsqueeze(-1) * positions).sum(1)
@@ -171,4 +197,21 @@ class PhysNet(NeuralPotential):
                            total_charge: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """Committee-mean energy (kJ/mol) and charges (e, summing to ``total_charge``)."""
         outputs = self.evaluate(species, positions, None, total_charge)
+        return outputs["energy"].mean(0), outputs["charges"].mean(0)
+
+    @torch.jit.export
+    def weighted_energy_and_charges(self, species: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor,
+                                    total_charge: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Energy (kJ/mol) and charges (e) of atoms that take part with weights w_i in [0, 1].
+
+        E = sum_i w_i E_i + (1/2) sum_{i != j} w_i w_j (Coulomb + dispersion)_ij, each atom's
+        messages scaled by its weight, and the weighted charges w_i q_i (returned) summing to
+        ``total_charge``. With all w_i = 1 this is the ordinary energy; an atom of weight 0
+        contributes nothing and changes nothing, and E is smooth in the weights, so atoms can
+        enter and leave a region smoothly (the buffer embedding).
+        """
+        element_index, x, _ = self.prepare(species, positions, None)
+        members = x.unsqueeze(0).expand(self.n_members, x.shape[0], 3)
+        w = weights.to(x.dtype).unsqueeze(0).expand(self.n_members, x.shape[0])
+        outputs = self.member_outputs(element_index, members, None, total_charge, w)
         return outputs["energy"].mean(0), outputs["charges"].mean(0)

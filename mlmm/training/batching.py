@@ -10,7 +10,7 @@ depend on the geometry, which holds without a cell and when every list holds all
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -30,12 +30,15 @@ class _MemberOutputs(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, element_index, positions, total_charge: float):
-        return self.model.member_outputs(element_index, positions, None, total_charge)
+    def forward(self, element_index, positions, total_charge: float, environment: Optional[tuple] = None):
+        if environment is None:
+            return self.model.member_outputs(element_index, positions, None, total_charge)
+        return self.model.member_outputs(element_index, positions, None, total_charge, *environment)
 
 
 def frame_outputs(model: NeuralPotential, species: torch.Tensor, positions: torch.Tensor,
-                  total_charge: float = 0.0, forces: bool = True, create_graph: bool = True
+                  total_charge: float = 0.0, forces: bool = True, create_graph: bool = True,
+                  mm_positions: Optional[torch.Tensor] = None, mm_charges: Optional[torch.Tensor] = None
                   ) -> Dict[str, torch.Tensor]:
     """Outputs of every committee member for every frame.
 
@@ -53,6 +56,9 @@ def frame_outputs(model: NeuralPotential, species: torch.Tensor, positions: torc
         Also return forces (kJ/mol/nm) by autograd.
     create_graph : bool
         Keep the graph of the forces, so a loss on them can be differentiated (training).
+    mm_positions, mm_charges : Tensor [B, m, 3] (nm) and [B, m] (e), optional
+        The MM environment of each frame, for models of the electrostatic embedding
+        (padding atoms carry zero charge).
 
     Returns
     -------
@@ -72,7 +78,12 @@ def frame_outputs(model: NeuralPotential, species: torch.Tensor, positions: torc
         x = x.clone().requires_grad_(True)
     parameters = {f"model.{name}": p.unsqueeze(1).expand(p.shape[0], n_frames, *p.shape[1:]).reshape(
         m * n_frames, *p.shape[1:]) for name, p in model.named_parameters()}
-    outputs = torch.func.functional_call(_MemberOutputs(model), parameters, (element_index, x, float(total_charge)))
+    environment = None
+    if mm_positions is not None and mm_charges is not None:
+        environment = tuple(t.to(x.dtype).unsqueeze(0).expand(m, *t.shape).reshape(m * n_frames, *t.shape[1:])
+                            for t in (mm_positions, mm_charges))
+    outputs = torch.func.functional_call(_MemberOutputs(model), parameters,
+                                         (element_index, x, float(total_charge), environment))
     result = {"energy": outputs["energy"].reshape(m, n_frames)}
     for key in ("charges", "dipole"):
         if key in outputs:

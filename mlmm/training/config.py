@@ -8,9 +8,12 @@ Example (all keys with their defaults are the dataclass fields below)::
     seed = 1
 
     [model]
-    family = "physnet"                # physnet | schnet | hdnnp
+    family = "physnet"                # physnet | schnet | hdnnp | electrostatic
     elements = ["H", "O"]
     options = { n_features = 64 }     # constructor arguments of the family
+
+    # family "electrostatic" (QM/MM minus vacuum data, delta_from and charges_from = "low"):
+    # vacuum_model = "model.pt"       # the vacuum potential written with it into model.pt
 
     [training]
     epochs = 500
@@ -47,6 +50,7 @@ class DataConfig:
     seed: int = 1
     max_frames: Optional[int] = None  # use at most this many frames (learning curves, subsets)
     delta_from: Optional[List[str]] = None  # low-level datasets of the same frames: learn high - low
+    charges_from: str = "high"  # with delta_from: reference charges from the "high" or "low" level
 
 
 @dataclasses.dataclass
@@ -54,6 +58,7 @@ class ModelConfig:
     family: str = "physnet"
     elements: List[str] = dataclasses.field(default_factory=list)
     options: Dict = dataclasses.field(default_factory=dict)
+    vacuum_model: Optional[str] = None  # family "electrostatic": the vacuum potential it embeds
 
 
 @dataclasses.dataclass
@@ -131,6 +136,10 @@ def make_config(raw: dict, base: Path = Path("."), source: Optional[Path] = None
         raise ValueError(f"[data] split must be three non-negative fractions (train, validation, test) summing "
                          f"to 1 with a training share, got {data.split}")
     model = _section(raw.get("model", {}), "model", ModelConfig)
+    if model.vacuum_model is not None:
+        if model.family != "electrostatic":
+            raise ValueError(f"[model] vacuum_model is for family = 'electrostatic', not {model.family!r}")
+        model.vacuum_model = str(base / model.vacuum_model)
     training = _section(raw.get("training", {}), "training", TrainingSettings)
     if training.batch_size < 1 or training.epochs < 1 or training.learning_rate <= 0:
         raise ValueError("[training] epochs, batch_size and learning_rate must be positive")

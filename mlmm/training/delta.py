@@ -14,13 +14,17 @@ import numpy as np
 from mlmm.data.dataset import Dataset
 
 
-def subtract_low_level(high: Dataset, low: Dataset, tolerance: float = 1e-6) -> Dataset:
+def subtract_low_level(high: Dataset, low: Dataset, tolerance: float = 1e-6, charges_from: str = "high"
+                       ) -> Dataset:
     """A dataset whose energies and forces are high minus low, for frames present in both.
 
     Frames are matched by geometry (positions equal within ``tolerance`` nm), so both
     datasets may hold different subsets (for instance after failed labels) in any order.
-    Charges and dipoles are kept from the high level.
+    Dipoles are kept from the high level, charges from ``charges_from`` ("high" or "low";
+    "low" gives an electrostatic embedding model the vacuum charges of QM/MM minus vacuum data).
     """
+    if charges_from not in ("high", "low"):
+        raise ValueError(f"charges_from must be 'high' or 'low', got {charges_from!r}")
     if not np.array_equal(high.species, low.species):
         raise ValueError("the high- and low-level datasets describe different molecules (species differ)")
     if low.energies is None or low.forces is None:
@@ -36,5 +40,10 @@ def subtract_low_level(high: Dataset, low: Dataset, tolerance: float = 1e-6) -> 
     delta = high.subset(kept)
     provenance = dict(delta.provenance, delta_learning={"low_level": low.provenance.get("level_of_theory"),
                                                         "frames_without_low_level": len(matches) - len(pairs)})
+    charges = delta.charges
+    if charges_from == "low":
+        if low.charges is None:
+            raise ValueError("charges_from='low' but the low-level dataset has no charges")
+        charges = low.charges[partner]
     return dataclasses.replace(delta, energies=delta.energies - low.energies[partner],
-                               forces=delta.forces - low.forces[partner], provenance=provenance)
+                               forces=delta.forces - low.forces[partner], charges=charges, provenance=provenance)

@@ -14,7 +14,7 @@ from mlmm.training.batching import frame_outputs
 def frame_tensors(dataset: Dataset, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
     """The dataset's positions and labels as tensors (absent labels are left out)."""
     tensors = {"species": torch.as_tensor(dataset.species)}
-    for name in ("positions", "energies", "forces", "dipoles", "charges"):
+    for name in ("positions", "energies", "forces", "dipoles", "charges", "mm_positions", "mm_charges"):
         value = getattr(dataset, name)
         if value is not None:
             tensors[name] = torch.as_tensor(value, dtype=torch.float64 if name == "energies" else dtype)
@@ -39,6 +39,20 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
     return terms.sum()
 
 
+def environment_tensors(model, dataset: Dataset, frames, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    """``mm_positions`` and ``mm_charges`` of ``frames`` for a model of the electrostatic embedding.
+
+    Empty for other models; an environment model given a dataset without MM charges is an error.
+    """
+    if not getattr(model, "uses_environment", False):
+        return {}
+    if not dataset.has_environment or dataset.mm_charges is None:
+        raise ValueError("an electrostatic embedding model needs QM/MM data: the dataset has no mm_positions "
+                         "and mm_charges")
+    return {"mm_positions": torch.as_tensor(dataset.mm_positions[frames], dtype=dtype),
+            "mm_charges": torch.as_tensor(dataset.mm_charges[frames], dtype=dtype)}
+
+
 def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, np.ndarray]:
     """Committee-mean energies [F], forces [F, n, 3], and dipoles/charges when the model has them,
     plus the per-atom committee force spread ``sigma_forces`` [F, n] (kJ/mol/nm) for committees."""
@@ -46,8 +60,11 @@ def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, n
     species = torch.as_tensor(dataset.species)
     collected: Dict[str, list] = {}
     for start in range(0, dataset.n_frames, batch_size):
-        positions = torch.as_tensor(dataset.positions[start:start + batch_size], dtype=dtype)
-        outputs = frame_outputs(model, species, positions, float(dataset.total_charge), create_graph=False)
+        frames = slice(start, start + batch_size)
+        positions = torch.as_tensor(dataset.positions[frames], dtype=dtype)
+        environment = environment_tensors(model, dataset, frames, dtype)
+        outputs = frame_outputs(model, species, positions, float(dataset.total_charge), create_graph=False,
+                                **environment)
         for key, value in outputs.items():
             collected.setdefault(key, []).append(value.mean(0).detach().double().numpy())
         if model.n_members > 1:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset, concatenate, load_dataset
-from mlmm.potentials import save_potential
+from mlmm.potentials import ElectrostaticPotential, load_potential, save_potential
 from mlmm.training import models
 from mlmm.training.batching import frame_outputs
 from mlmm.training.config import TrainingConfig
@@ -44,7 +44,7 @@ def load_training_data(config: TrainingConfig) -> Dataset:
     """The labelled frames of the configured datasets (minus the low level for delta learning)."""
     datasets = [load_dataset(p).labelled() for p in config.data.datasets]
     if config.data.delta_from:
-        datasets = [subtract_low_level(d, load_dataset(p).labelled())
+        datasets = [subtract_low_level(d, load_dataset(p).labelled(), charges_from=config.data.charges_from)
                     for d, p in zip(datasets, config.data.delta_from)]
     data = concatenate(datasets)
     if data.energies is None or data.forces is None:
@@ -160,7 +160,10 @@ class Trainer:
         total, batches = 0.0, 0
         for batch_indices in order.split(self.settings.batch_size):
             batch = {key: value[batch_indices] for key, value in train.items() if key != "species"}
-            outputs = frame_outputs(self.model, train["species"], batch["positions"], float(self.data.total_charge))
+            environment = {key: batch[key] for key in ("mm_positions", "mm_charges")
+                           if key in batch and self.model.uses_environment}
+            outputs = frame_outputs(self.model, train["species"], batch["positions"], float(self.data.total_charge),
+                                    **environment)
             value = loss(outputs, batch, self.weights)
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
@@ -253,6 +256,8 @@ class Trainer:
                                          for source in sorted(set(test.frame_source))}
         (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
         provenance = [load_dataset(p).provenance for p in self.config.data.datasets]
+        if self.config.model.vacuum_model is not None:  # the model the electrostatic embedding runs
+            final = ElectrostaticPotential(load_potential(self.config.model.vacuum_model)[0], final)
         save_potential(final, self.output / "model.pt", extra={
             "model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
             "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from})

@@ -5,8 +5,11 @@ Sampling: water-tip3p.pdb (1 + 879 waters, 3 nm box), amber14 TIP3P with PME (0.
 solvent waters rigid, the solute water flexible (TIP3P's harmonic O-H bond and H-O-H angle),
 Langevin at 300 K, 0.5 fs, friction 1/ps; 20 ps of equilibration, then a snapshot every
 0.1 ps. Each snapshot holds the solute and every whole TIP3P water with an atom within
-CUTOFF of it, imaged next to the solute (mlmm.data.snapshots).
-Labels: GFN2-xTB with the TIP3P charges as external point charges (data/water-tip3p-gfn2.h5)
+CUTOFF of it, imaged next to the solute (mlmm.data.snapshots); each water's charges are
+multiplied by its weight in the electrostatic embedding's environment (1 with its oxygen
+within SWITCH_DISTANCE of a solute atom, 0 beyond EMBEDDING_CUTOFF, C2 in between;
+mlmm.embedding.environment), and waters of weight 0 are dropped.
+Labels: GFN2-xTB with those charges as external point charges (data/water-tip3p-gfn2.h5)
 and without them (data/water-tip3p-gfn2-vacuum.h5); E_int = E(QM/MM) - E(QM) per frame.
 Run from the repository root (resumes an interrupted labelling; about 10 min on 2 cores):
     .venv/bin/python systems/water/embedding/make_dataset.py
@@ -21,12 +24,13 @@ import openmm.unit as u
 
 from mlmm.data.calculators import XTBCalculator
 from mlmm.data.dataset import Dataset
-from mlmm.data.labelling import label
-from mlmm.data.snapshots import solvent_snapshots
+from mlmm.data.recipes import label_in_and_out_of_environment
+from mlmm.data.snapshots import solvent_snapshots, weighted_environment
 
 HERE = Path(__file__).parent
 SEED = 3
-CUTOFF = 1.2  # nm: whole waters with an atom this close to the solute carry their charges
+CUTOFF = 1.2  # nm: whole waters with an atom this close to the solute are collected
+SWITCH_DISTANCE, EMBEDDING_CUTOFF = 0.9, 1.1  # nm: the switching range of the embedding environment
 N_SNAPSHOTS = 500
 TIMESTEP = 0.0005  # ps
 INTERVAL = 200  # steps between snapshots
@@ -58,28 +62,26 @@ def mm_simulation() -> app.Simulation:
 
 def main():
     snapshots = solvent_snapshots(mm_simulation(), "resid 0", CUTOFF, N_SNAPSHOTS, INTERVAL)
+    mm_positions, mm_charges, mm_mask = weighted_environment(snapshots, SWITCH_DISTANCE, EMBEDDING_CUTOFF)
+    # float32 precision (1e-7 nm, 1e-8 e) for the environment: the labels see exactly the stored values,
+    # and the compressed file is half the size
+    mm_positions, mm_charges = (a.astype(np.float32).astype(np.float64) for a in (mm_positions, mm_charges))
     provenance = {"description": "one water (ML) in TIP3P, solvent snapshots with the whole TIP3P waters "
-                                 f"within {CUTOFF} nm as point charges",
+                                 "as point charges, each water's charges times its embedding weight (oxygen "
+                                 f"within {SWITCH_DISTANCE} nm of a solute atom: 1, beyond {EMBEDDING_CUTOFF} nm: "
+                                 "0, C2 switch in between)",
                   "sampling": "MM MD: amber14 TIP3P, PME 0.9 nm, solute water flexible, 300 K Langevin "
                               f"(0.5 fs, 1/ps), {EQUILIBRATION * TIMESTEP:g} ps equilibration, a snapshot every "
                               f"{INTERVAL * TIMESTEP:g} ps",
-                  "temperature_K": 300.0, "seed": SEED, "mm_cutoff_nm": CUTOFF,
+                  "temperature_K": 300.0, "seed": SEED, "embedding_switch_distance_nm": SWITCH_DISTANCE,
+                  "embedding_cutoff_nm": EMBEDDING_CUTOFF,
                   "limits": "solute geometries of flexible TIP3P at 300 K (not of GFN2-xTB); "
                             "no MM forces (xtb-python does not return them)"}
     frames = Dataset(species=snapshots["species"], positions=snapshots["positions"],
-                     mm_positions=snapshots["mm_positions"], mm_charges=snapshots["mm_charges"],
-                     mm_mask=snapshots["mm_mask"], frame_source=["snapshots-300K"] * N_SNAPSHOTS,
-                     provenance=provenance)
-    calculator = XTBCalculator()
-    embedded = label(frames, HERE / "data" / "water-tip3p-gfn2.h5", calculator, n_workers=2)
-    vacuum = Dataset(species=frames.species, positions=frames.positions, frame_source=frames.frame_source,
-                     provenance=dict(provenance, description="the solute geometries of water-tip3p-gfn2.h5 "
-                                                             "without the MM charges"))
-    vacuum = label(vacuum, HERE / "data" / "water-tip3p-gfn2-vacuum.h5", calculator, n_workers=2)
-    interaction = embedded.energies - vacuum.energies
-    print(f"{embedded.labelled().n_frames} frames; MM atoms per frame {snapshots['mm_mask'].sum(1).min()}-"
-          f"{snapshots['mm_mask'].sum(1).max()}; E_int = {interaction.mean():.1f} +- {interaction.std():.1f} kJ/mol "
-          f"(range {interaction.min():.1f} to {interaction.max():.1f})")
+                     mm_positions=mm_positions, mm_charges=mm_charges, mm_mask=mm_mask,
+                     frame_source=["snapshots-300K"] * N_SNAPSHOTS, provenance=provenance)
+    label_in_and_out_of_environment(frames, XTBCalculator(), HERE / "data" / "water-tip3p-gfn2.h5",
+                                    HERE / "data" / "water-tip3p-gfn2-vacuum.h5")
 
 
 if __name__ == "__main__":

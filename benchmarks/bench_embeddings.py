@@ -1,0 +1,154 @@
+"""Cost per MD step of each embedding scheme against pure MM, for the formic acid dimer in two box sizes.
+
+Systems: the cyclic formic acid dimer (10 ML atoms) in TIP3P, the 3 nm box of
+systems/formic-acid-dimer/formic-acid-dimer-tip3p.pdb (2629 atoms) and a 5 nm box solvated
+here with OpenMM's Modeller (about 12 000 atoms); formic-acid.xml + amber14 TIP3P, PME 0.9 nm,
+rigid water, LangevinMiddleIntegrator (300 K, 1/ps, 0.5 fs), CPU platform with ``--threads``
+threads, torch with 1 thread. The solvent is first minimised around the fixed dimer.
+
+Configurations: pure MM (the dimer held fixed: formic-acid.xml has no bonded terms, so the
+force field alone cannot move it; the cost is that of the MM forces on all atoms), and the
+mixed systems of ``mlmm.create_mixed_system`` with the trained dimer models: mechanical and
+mechanical-ml-charges (systems/formic-acid-dimer/model/model.pt) and electrostatic
+(systems/formic-acid-dimer/embedding/model/model.pt), TorchForce transport.
+
+All configurations of both boxes are timed interleaved, ``--repeats`` times in alternating order
+(the machine is shared and noisy), ``--steps`` steps each after a warm-up; medians are reported
+with the ratio to mechanical and the cost the embedding adds to pure MM (t - t_MM), whose growth
+from the 3 nm to the 5 nm box shows how the per-step work scales with the MM environment.
+
+    .venv/bin/python benchmarks/bench_embeddings.py [--steps 100] [--repeats 5] [--output-dir DIR]
+
+Prints one JSON object and writes DIR/embeddings.json and DIR/embeddings.md
+(DIR defaults to benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import openmm
+import openmm.app as app
+import openmm.unit as u
+import torch
+
+import mlmm
+from mlmm.embedding.surgery import frozen_copy
+from timing import machine, versions
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEM_DIR = ROOT / "systems" / "formic-acid-dimer"
+MODELS = {"mechanical": SYSTEM_DIR / "model" / "model.pt",
+          "mechanical-ml-charges": SYSTEM_DIR / "model" / "model.pt",
+          "electrostatic": SYSTEM_DIR / "embedding" / "model" / "model.pt"}
+SCHEMES = ["pure MM", *MODELS]
+BOXES = {"3 nm": None, "5 nm": 5.0}  # None: the shipped PDB
+WARMUP_STEPS = 20
+TIMESTEP_FS = 0.5
+
+
+def solvated(box_nm) -> tuple[app.Topology, list]:
+    if box_nm is None:
+        pdb = app.PDBFile(str(SYSTEM_DIR / "formic-acid-dimer-tip3p.pdb"))
+        return pdb.topology, pdb.positions
+    pdb = app.PDBFile(str(SYSTEM_DIR / "formic-acid-dimer.pdb"))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addSolvent(forcefield(), model="tip3p", boxSize=openmm.Vec3(box_nm, box_nm, box_nm) * u.nanometer)
+    return modeller.topology, modeller.positions
+
+
+def forcefield() -> app.ForceField:
+    return app.ForceField(str(SYSTEM_DIR / "formic-acid.xml"), "amber14/tip3p.xml")
+
+
+def contexts(box_nm, threads: int) -> dict:
+    """One Context per scheme for one box, at the same minimised positions."""
+    topology, positions = solvated(box_nm)
+    mm_system = forcefield().createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer,
+                                          constraints=app.HBonds)
+    dimer = [a.index for a in topology.atoms() if a.residue.name == "FMA"]
+    pure_mm = frozen_copy(mm_system, dimer)
+    platform = openmm.Platform.getPlatformByName("CPU")
+    minimiser = openmm.Context(pure_mm, openmm.VerletIntegrator(0.001), platform, {"Threads": str(threads)})
+    minimiser.setPositions(positions)
+    openmm.LocalEnergyMinimizer.minimize(minimiser, 10.0, 200)
+    start = minimiser.getState(getPositions=True).getPositions()
+    systems = {"pure MM": pure_mm}
+    for scheme, model in MODELS.items():
+        systems[scheme] = mlmm.create_mixed_system(topology, mm_system, dimer, str(model), embedding=scheme)
+    result = {}
+    for scheme, system in systems.items():
+        integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_FS * u.femtosecond)
+        integrator.setRandomNumberSeed(1)
+        context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
+        context.setPositions(start)
+        context.setVelocitiesToTemperature(300 * u.kelvin, 1)
+        integrator.step(WARMUP_STEPS)
+        result[scheme] = (context, integrator)
+    return {"atoms": topology.getNumAtoms(), "contexts": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    setups = {box: contexts(size, args.threads) for box, size in BOXES.items()}
+    times = {(box, scheme): [] for box in BOXES for scheme in SCHEMES}
+    for repeat in range(args.repeats):
+        order = list(times) if repeat % 2 == 0 else list(reversed(times))
+        for box, scheme in order:
+            context, integrator = setups[box]["contexts"][scheme]
+            start = time.perf_counter()
+            integrator.step(args.steps)
+            context.getState(getEnergy=True)  # wait for the last step
+            times[(box, scheme)].append(1e3 * (time.perf_counter() - start) / args.steps)
+    results = {"machine": machine(), "versions": versions(), "steps": args.steps, "repeats": args.repeats,
+               "threads": args.threads, "boxes": {}}
+    for box in BOXES:
+        medians = {scheme: statistics.median(times[(box, scheme)]) for scheme in SCHEMES}
+        results["boxes"][box] = {"atoms": setups[box]["atoms"], "ms_per_step": medians,
+                                 "ratio_to_mechanical": {s: medians[s] / medians["mechanical"] for s in SCHEMES},
+                                 "added_to_pure_mm_ms": {s: medians[s] - medians["pure MM"] for s in SCHEMES}}
+    added = {box: results["boxes"][box]["added_to_pure_mm_ms"] for box in BOXES}
+    results["added_cost_growth_3_to_5_nm"] = {s: added["5 nm"][s] / added["3 nm"][s] - 1.0
+                                              for s in SCHEMES if s != "pure MM"}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "embeddings.json").write_text(json.dumps(results, indent=2))
+    (args.output_dir / "embeddings.md").write_text(markdown(results))
+    print(json.dumps(results, indent=2))
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Embedding schemes: ms per MD step, formic acid dimer in TIP3P",
+             "",
+             f"`benchmarks/bench_embeddings.py`, {results['steps']} steps x {results['repeats']} interleaved repeats, "
+             f"medians; CPU platform with {results['threads']} threads, torch 1 thread; "
+             f"{results['machine']['cpu_model']} ({results['machine']['cpus_available']} CPUs available); "
+             f"OpenMM {results['versions']['openmm']}, torch {results['versions']['torch']}.",
+             "",
+             "| scheme | " + " | ".join(f"{box} box ({r['atoms']} atoms): ms/step, x mechanical, added to MM (ms)"
+                                       for box, r in results["boxes"].items()) + " | added cost growth 3 -> 5 nm |",
+             "|---|" + "---|" * (len(results["boxes"]) + 1)]
+    for scheme in SCHEMES:
+        cells = []
+        for r in results["boxes"].values():
+            cells.append(f"{r['ms_per_step'][scheme]:.1f}, {r['ratio_to_mechanical'][scheme]:.2f}, "
+                         f"{r['added_to_pure_mm_ms'][scheme]:.1f}")
+        growth = results["added_cost_growth_3_to_5_nm"].get(scheme)
+        growth_cell = "" if growth is None else f"{100 * growth:+.0f} %"
+        lines.append(f"| {scheme} | " + " | ".join(cells) + f" | {growth_cell} |")
+    lines += ["", "Targets: electrostatic at most 1.3x mechanical; added cost growing by at most 20 % from 3 to 5 nm.",
+              "The buffer scheme has no trained model yet and is not timed.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

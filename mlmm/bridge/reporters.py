@@ -1,0 +1,70 @@
+"""OpenMM reporter of what a charge-coupled embedding sees: MM molecules around the ML region, ML charges, dipole."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Union
+
+import openmm.unit as u
+import torch
+
+
+class EmbeddingReporter:
+    """Write, every ``interval`` steps, one CSV row of the embedding's view of the system.
+
+    Columns: step, time (ps), ``molecules`` (MM molecules with a non-zero weight in the
+    environment), the energy parts the module reports (kJ/mol), the ML dipole (e nm; for the
+    electrostatic scheme charges plus induced dipoles, about the coordinate origin of the
+    whole ML region) and the ML charges q_0 ... q_{n-1} (e).
+
+    Parameters
+    ----------
+    file : str or Path
+        CSV file; appended to when ``append`` (for a resumed run), otherwise overwritten.
+    interval : int
+        Steps between rows.
+    module : torch.nn.Module
+        The embedding module with a ``report(positions, boxvectors)`` method, e.g.
+        ``mlmm.plan_embedding(...).module`` for ``embedding="electrostatic"``.
+    """
+
+    def __init__(self, file: Union[str, Path], interval: int, module: torch.nn.Module, append: bool = False):
+        if int(interval) < 1:
+            raise ValueError(f"interval must be a positive number of steps, got {interval!r}")
+        if not callable(getattr(module, "report", None)):
+            raise TypeError(f"{type(module).__name__} has no report(positions, boxvectors) method; use the module of "
+                            "an electrostatic embedding (mlmm.plan_embedding(...).module)")
+        self.interval = int(interval)
+        self.module = module
+        self.path = Path(file)
+        self._file = open(self.path, "a" if append else "w", newline="")
+        self._writer = csv.writer(self._file)
+        self._header_written = append and self.path.stat().st_size > 0
+
+    def describeNextReport(self, simulation):
+        steps = self.interval - simulation.currentStep % self.interval
+        return {"steps": steps, "periodic": False, "include": ["positions"]}
+
+    def report(self, simulation, state) -> None:
+        positions = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
+        box = None
+        if simulation.system.usesPeriodicBoundaryConditions():
+            box = torch.as_tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
+        with torch.no_grad():
+            outputs = self.module.report(positions, box)
+        energies = sorted(key for key in outputs if key.endswith("energy"))
+        charges = outputs["charges"].tolist()
+        if not self._header_written:
+            self._writer.writerow(["step", "time_ps", "molecules", *[f"{k}_kJ_per_mol" for k in energies],
+                                   "dipole_x_e_nm", "dipole_y_e_nm", "dipole_z_e_nm",
+                                   *[f"q{i}_e" for i in range(len(charges))]])
+            self._header_written = True
+        self._writer.writerow([simulation.currentStep, state.getTime().value_in_unit(u.picosecond),
+                               int(outputs["molecules"]), *[float(outputs[k]) for k in energies],
+                               *outputs["dipole"].tolist(), *charges])
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the CSV file."""
+        self._file.close()

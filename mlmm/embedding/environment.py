@@ -1,0 +1,66 @@
+"""Smooth membership of whole MM molecules in the environment of the ML region.
+
+A molecule (residue) m enters the environment through the distances d_im (nm) from each ML
+atom i to its anchor atom (the heaviest atom). Its weight
+
+    w_m = 1 - prod_i (1 - S(d_im)),
+
+with S the C2 switch from 1 at ``switch_distance`` to 0 at ``cutoff``, is 1 as soon as one
+ML atom is closer than ``switch_distance``, 0 when every ML atom is beyond ``cutoff``, and
+C2 in all positions in between, so the molecule's charges (all multiplied by w_m) enter and
+leave smoothly and no net charge of a molecule is ever cut.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from mlmm.embedding.pbc import minimum_image
+from mlmm.potentials.layers import smooth_switch
+
+__all__ = ["anchor_vectors", "molecule_weights", "placed_molecules", "selected_molecules"]
+
+
+def molecule_weights(distances: torch.Tensor, switch_distance: float, cutoff: float) -> torch.Tensor:
+    """Weights w_m [G] of G molecules from their anchor distances [n_ml, G] to the ML atoms (nm)."""
+    return 1.0 - torch.prod(1.0 - smooth_switch(distances, switch_distance, cutoff), dim=0)
+
+
+def anchor_vectors(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+                   anchor_indices: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Minimum-image vectors [n_ml, G, 3] (nm) from each ML atom to each molecule's anchor, and their lengths.
+
+    This is the one distance screen over all G molecules per step.
+    """
+    to_anchor = positions.index_select(0, anchor_indices).unsqueeze(0) - x_ml.unsqueeze(1)
+    if boxvectors is not None:
+        to_anchor = minimum_image(to_anchor, boxvectors.to(positions.dtype))
+    return to_anchor, torch.linalg.norm(to_anchor, dim=-1)
+
+
+def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+                     to_anchor: torch.Tensor, distances: torch.Tensor, anchor_indices: torch.Tensor,
+                     group_atoms: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Positions [K, A, 3] (nm) of the ``chosen`` molecules' atoms (``group_atoms`` [G, A]), each molecule
+    whole and next to the ML region: its anchor at the minimum image seen from the nearest ML atom."""
+    via = distances.index_select(1, chosen).argmin(0)
+    anchor_position = x_ml.index_select(0, via) + to_anchor[via, chosen]
+    atoms = group_atoms.index_select(0, chosen)
+    in_group = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
+                - positions.index_select(0, anchor_indices.index_select(0, chosen)).unsqueeze(1))
+    if boxvectors is not None:
+        in_group = minimum_image(in_group, boxvectors.to(positions.dtype))
+    return anchor_position.unsqueeze(1) + in_group
+
+
+def selected_molecules(nearest: torch.Tensor, cutoff: float, capacity: int) -> torch.Tensor:
+    """Indices of the molecules to evaluate, from their distances [G] to the ML region (nm).
+
+    On CPU exactly those inside ``cutoff``; on GPUs the ``capacity`` nearest, a fixed shape as
+    CUDA graphs need (those beyond the cutoff get weight 0; the caller checks for overflow).
+    """
+    if nearest.is_cuda:
+        return torch.topk(nearest.detach(), capacity, largest=False, sorted=False)[1]
+    return torch.nonzero(nearest < cutoff).reshape(-1)

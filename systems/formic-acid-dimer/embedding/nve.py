@@ -1,0 +1,151 @@
+"""Energy conservation of each embedding scheme: NVE MD of the formic acid dimer in TIP3P.
+
+Every run starts from the same structure (formic-acid-dimer-tip3p.pdb, 3 nm box, the solvent
+minimised around the dimer held at its PDB geometry,
+PME 0.9 nm, rigid TIP3P; the dimer flexible in the ML/MM schemes, and fixed in place in pure MM
+because formic-acid.xml has nonbonded parameters only), draws
+velocities at 300 K, equilibrates with Langevin dynamics (EQUILIBRATION_PS), then runs
+velocity Verlet (NVE) for --ps picoseconds at 0.5 fs. Reported per scheme: the drift of the
+total energy (slope of a straight-line fit, kJ/mol/ps, and per degree of freedom per ns), its
+RMS fluctuation about the fit, and how many waters entered or left the embedding environment
+(oxygen within 1.1 nm of a dimer atom, checked every 10 steps). Results go to nve.json as
+each scheme finishes (several runs with different --schemes may share it); a rerun skips the
+schemes already there. Run from the repository root:
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py [--ps 20] [--schemes mm electrostatic]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as u
+import torch
+
+import mlmm
+from mlmm.bridge.simulation import degrees_of_freedom
+from mlmm.embedding import surgery
+
+HERE = Path(__file__).parent
+SYSTEM = HERE.parent
+MODELS = {"mechanical": SYSTEM / "model" / "model.pt", "mechanical-ml-charges": SYSTEM / "model" / "model.pt",
+          "electrostatic": HERE / "model" / "model.pt"}
+SCHEMES = ["mm", *MODELS]
+TIMESTEP_PS = 0.0005
+EQUILIBRATION_PS = 1.0
+CHECK_EVERY = 10  # steps between environment checks
+REPORT_EVERY = 20  # steps between total-energy samples
+ENVIRONMENT_CUTOFF = 1.1  # nm, oxygen to the nearest dimer atom
+SEED = 7
+
+
+def systems() -> tuple[app.PDBFile, openmm.System, list[int]]:
+    pdb = app.PDBFile(str(SYSTEM / "formic-acid-dimer-tip3p.pdb"))
+    forcefield = app.ForceField(str(SYSTEM / "formic-acid.xml"), "amber14/tip3p.xml")
+    mm_system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer,
+                                        constraints=app.HBonds)
+    dimer = [a.index for a in pdb.topology.atoms() if a.residue.name == "FMA"]
+    return pdb, mm_system, dimer
+
+
+def scheme_system(scheme: str, pdb: app.PDBFile, mm_system: openmm.System, dimer: list[int]) -> openmm.System:
+    if scheme == "mm":  # formic-acid.xml has no bonded terms: the dimer is held fixed in the solvent
+        return surgery.frozen_copy(mm_system, dimer)
+    return mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(MODELS[scheme]), embedding=scheme)
+
+
+def minimised_positions(pdb: app.PDBFile, mm_system: openmm.System, dimer: list[int]) -> np.ndarray:
+    """The solvent minimised around the dimer held at its PDB geometry (massless atoms do not move;
+    formic-acid.xml has no bonded terms, so the dimer cannot be minimised with the force field)."""
+    context = openmm.Context(surgery.frozen_copy(mm_system, dimer), openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    context.setPositions(pdb.positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+    return context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
+
+
+def environment(positions: np.ndarray, box: np.ndarray, dimer: list[int], oxygens: np.ndarray) -> set:
+    """Indices of the water oxygens within ENVIRONMENT_CUTOFF of any dimer atom (minimum image, cubic box)."""
+    delta = positions[oxygens][None, :, :] - positions[dimer][:, None, :]
+    lengths = np.diag(box)
+    delta -= lengths * np.round(delta / lengths)
+    return set(oxygens[(np.linalg.norm(delta, axis=-1) < ENVIRONMENT_CUTOFF).any(0)].tolist())
+
+
+def run(scheme: str, picoseconds: float, threads: int) -> dict:
+    pdb, mm_system, dimer = systems()
+    start = minimised_positions(pdb, mm_system, dimer)
+    system = scheme_system(scheme, pdb, mm_system, dimer)
+    oxygens = np.array([a.index for a in pdb.topology.atoms() if a.residue.name == "HOH" and a.element.symbol == "O"])
+    platform = openmm.Platform.getPlatformByName("CPU")
+    langevin = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_PS * u.picosecond)
+    langevin.setRandomNumberSeed(SEED)
+    context = openmm.Context(system, langevin, platform, {"Threads": str(threads)})
+    context.setPositions(start)
+    context.setVelocitiesToTemperature(300 * u.kelvin, SEED)
+    langevin.step(int(round(EQUILIBRATION_PS / TIMESTEP_PS)))
+    state = context.getState(getPositions=True, getVelocities=True)
+    verlet = openmm.VerletIntegrator(TIMESTEP_PS * u.picosecond)
+    nve = openmm.Context(system, verlet, platform, {"Threads": str(threads)})
+    nve.setPositions(state.getPositions())
+    nve.setVelocities(state.getVelocities())
+    box = np.array(state.getPeriodicBoxVectors().value_in_unit(u.nanometer))
+    n_steps = int(round(picoseconds / TIMESTEP_PS))
+    times, energies, temperatures = [], [], []
+    dof = degrees_of_freedom(system)
+    inside, entered, left = None, 0, 0
+    clock = time.perf_counter()
+    for step in range(0, n_steps + 1, CHECK_EVERY):
+        if step:
+            verlet.step(CHECK_EVERY)
+        state = nve.getState(getPositions=True, getEnergy=True)
+        now = environment(state.getPositions(asNumpy=True).value_in_unit(u.nanometer), box, dimer, oxygens)
+        if inside is not None:
+            entered, left = entered + len(now - inside), left + len(inside - now)
+        inside = now
+        if step % REPORT_EVERY == 0:
+            kinetic = state.getKineticEnergy().value_in_unit(u.kilojoule_per_mole)
+            times.append(step * TIMESTEP_PS)
+            energies.append(kinetic + state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole))
+            temperatures.append(2 * kinetic / (dof * 0.0083144626))
+    seconds = time.perf_counter() - clock
+    times, energies = np.array(times), np.array(energies)
+    slope, intercept = np.polyfit(times, energies, 1)
+    return {"picoseconds": picoseconds, "timestep_fs": TIMESTEP_PS * 1000, "degrees_of_freedom": dof,
+            "drift_kJ_per_mol_per_ps": float(slope),
+            "drift_kJ_per_mol_per_ns_per_dof": float(slope * 1000 / dof),
+            "fluctuation_rms_kJ_per_mol": float(np.std(energies - (slope * times + intercept))),
+            "mean_temperature_K": float(np.mean(temperatures)), "waters_entered": entered, "waters_left": left,
+            "ms_per_step": 1000 * seconds / max(n_steps, 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ps", type=float, default=20.0, help="NVE length in ps (default 20)")
+    parser.add_argument("--schemes", nargs="+", default=SCHEMES, choices=SCHEMES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=HERE / "nve.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for scheme in args.schemes:
+        done = json.loads(args.output.read_text()) if args.output.exists() else {}
+        if scheme in done and done[scheme]["picoseconds"] == args.ps:
+            continue
+        result = run(scheme, args.ps, args.threads)
+        results = json.loads(args.output.read_text()) if args.output.exists() else {}  # another run may have added
+        results[scheme] = result
+        args.output.write_text(json.dumps(results, indent=2))
+        print(scheme, json.dumps(result))
+    results = json.loads(args.output.read_text()) if args.output.exists() else {}
+    mm = results.get("mm", {}).get("drift_kJ_per_mol_per_ps")
+    for scheme, result in results.items():
+        ratio = "" if not mm else f", |drift| / |pure MM drift| = {abs(result['drift_kJ_per_mol_per_ps'] / mm):.2f}"
+        print(f"{scheme}: drift {result['drift_kJ_per_mol_per_ps']:+.3f} kJ/mol/ps{ratio}, "
+              f"{result['waters_entered']} waters entered and {result['waters_left']} left the environment")
+
+
+if __name__ == "__main__":
+    main()

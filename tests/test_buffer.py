@@ -1,0 +1,158 @@
+"""Buffer (BuRNN-style) embedding: energy terms against a direct evaluation, smooth entry into the buffer, forces."""
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as u
+import pytest
+import torch
+
+import mlmm
+from mlmm.potentials import PhysNet
+from mlmm.units import COULOMB_CONSTANT
+from conftest import evaluate, finite_difference_forces
+
+ML_GROUP = 5
+WATER = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+TIP3P = {"O": (-0.834, 0.315061, 0.636386), "H": (0.417, 1.0, 0.0)}  # charge e, sigma nm, epsilon kJ/mol
+
+
+@pytest.fixture(scope="module")
+def network():
+    """An untrained water network with non-zero outputs (its output layers start at zero)."""
+    torch.manual_seed(3)
+    model = PhysNet(["H", "O"], n_features=16, n_basis=8, n_modules=1).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model
+
+
+def waters(n: int) -> tuple[app.Topology, openmm.System]:
+    """n TIP3P waters without periodicity (NoCutoff), flexible."""
+    topology = app.Topology()
+    chain = topology.addChain()
+    system = openmm.System()
+    nonbonded = openmm.NonbondedForce()
+    for _ in range(n):
+        residue = topology.addResidue("HOH", chain)
+        atoms = []
+        for name in ("O", "H", "H"):
+            element = app.Element.getBySymbol(name)
+            atoms.append(topology.addAtom(name, element, residue))
+            system.addParticle(element.mass)
+            nonbonded.addParticle(*TIP3P[name])
+        topology.addBond(atoms[0], atoms[1])
+        topology.addBond(atoms[0], atoms[2])
+        first = 3 * residue.index
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            nonbonded.addException(first + i, first + j, 0.0, 1.0, 0.0)
+    system.addForce(nonbonded)
+    return topology, system
+
+
+def _with_ml_group(system):
+    force = next(f for f in system.getForces() if f.getName() == "mlmm buffer")
+    force.setForceGroup(ML_GROUP)
+    return system
+
+
+def _lennard_jones(x_ml, x_mm):
+    sigma = np.array([TIP3P[n][1] for n in "OHH"])
+    epsilon = np.array([TIP3P[n][2] for n in "OHH"])
+    r = np.linalg.norm(x_ml[:, None] - x_mm[None], axis=-1)
+    s = 0.5 * (sigma[:, None] + sigma[None])
+    e = np.sqrt(epsilon[:, None] * epsilon[None])
+    return float((4 * e * ((s / r) ** 12 - (s / r) ** 6)).sum())
+
+
+def test_energy_terms_match_a_direct_evaluation(network):
+    """ML water + one water inside the buffer, one in its switching shell, one beyond it (Coulomb only)."""
+    topology, mm_system = waters(4)
+    system = _with_ml_group(mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
+                                                     buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0,
+                                                     switch_distance=0.9))
+    shifts = [0.28, 0.43, 0.7]  # oxygen-oxygen distances along z: w = 1, 0 < w < 1, w = 0
+    tilt = np.array([[0.0, 0.0, 0.0], [0.0, 0.0957, 0.0], [0.0927, 0.0, 0.024]])
+    positions = np.vstack([WATER] + [tilt + [0.0, 0.0, z] for z in shifts])
+    energy, _ = evaluate(system, positions, groups={ML_GROUP})
+
+    # w = 1 - prod_i (1 - S(d_i)) over the distances from the ML atoms to each water's oxygen
+    distances = np.linalg.norm(positions[:3, None] - positions[None, 3::3], axis=-1)  # [3 ML atoms, 3 waters]
+    x = np.clip((distances - 0.35) / 0.15, 0, 1)
+    weights = 1 - np.prod(x ** 3 * (10 - 15 * x + 6 * x ** 2), axis=0)
+    assert weights[0] == 1.0 and 0 < weights[1] < 1 and weights[2] == 0.0
+    species = torch.tensor([8, 1, 1] * 4)
+    atom_weights = torch.tensor([1.0, 1.0, 1.0] + [w for w in weights for _ in range(3)], dtype=torch.float64)
+    x_all = torch.tensor(positions)
+    e_all, charges = network.weighted_energy_and_charges(species, x_all, atom_weights, 0.0)
+    e_buffer, _ = network.weighted_energy_and_charges(species[3:], x_all[3:], atom_weights[3:], 0.0)
+    q = charges[:3].detach().numpy()
+    q = q - q.sum() / 3
+    mm_q = np.array([TIP3P[n][0] for n in "OHH"])
+    molecules = [positions[3 * k + 3:3 * k + 6] for k in range(3)]
+    coulomb = sum((1 - w) * COULOMB_CONSTANT * (q[:, None] * mm_q[None]
+                                                / np.linalg.norm(positions[:3, None] - x[None], axis=-1)).sum()
+                  for x, w in zip(molecules, weights))
+    lennard_jones = sum(w * _lennard_jones(positions[:3], x) for x, w in zip(molecules, weights))
+    expected = float((e_all - e_buffer).detach()) - lennard_jones + coulomb
+    assert energy == pytest.approx(expected, abs=1e-8)
+
+
+def test_a_water_entering_the_buffer_changes_the_energy_smoothly(network):
+    """Total energy (MM + ML) and forces as one water moves through the buffer's switching shell."""
+    topology, mm_system = waters(2)
+    system = mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
+                                      buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0, switch_distance=0.9)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    mover = WATER + [0.0, 0.0, 0.0]
+    path = np.arange(0.30, 0.60, 0.0005)  # oxygen at (0, 0, z): nearest ML atom is the ML oxygen
+    energies, slopes = [], []
+    for z in path:
+        context.setPositions(np.vstack([WATER, mover + [0.0, 0.0, z]]))
+        state = context.getState(getEnergy=True, getForces=True)
+        energies.append(state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole))
+        forces = state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)
+        slopes.append(-forces[3:, 2].sum())
+    energies = np.array(energies)
+    assert np.abs(np.diff(energies)).max() < 0.05
+    finite_difference = np.gradient(energies, path)
+    assert np.allclose(np.array(slopes)[1:-1], finite_difference[1:-1], atol=0.02 * np.abs(slopes).max())
+
+
+def test_forces_on_all_atoms_are_gradients_in_a_periodic_box(network):
+    pdb = app.PDBFile("systems/water/water-tip3p.pdb")
+    mm_system = app.ForceField("amber14/tip3p.xml").createSystem(
+        pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=None, rigidWater=False)
+    system = _with_ml_group(mlmm.create_mixed_system(pdb.topology, mm_system, "resid 0", network,
+                                                     embedding="buffer"))
+    positions = np.array(pdb.positions.value_in_unit(u.nanometer))
+    energy, forces = evaluate(system, positions, groups={ML_GROUP})
+    with torch.no_grad():
+        plan = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", network, "buffer")
+        box = torch.tensor(pdb.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer))
+        report = plan.module.report(torch.tensor(positions), box)
+    assert 5 <= int(report["molecules"]) <= 30
+    distances = np.linalg.norm(positions[3::3] - positions[0], axis=1)
+    in_buffer = 3 + 3 * int(np.argmin(np.where(distances > 0.36, distances, np.inf)))  # in the switching shell
+    atoms = [0, 1, in_buffer, in_buffer + 1]
+    np.testing.assert_allclose(forces[atoms], finite_difference_forces(system, positions, atoms, ML_GROUP),
+                               rtol=1e-4, atol=2e-3)
+
+
+def test_buffer_input_errors(network):
+    topology, mm_system = waters(2)
+    with pytest.raises(ValueError, match="weighted_energy_and_charges"):
+        mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], torch.nn.Linear(1, 1), embedding="buffer")
+    with pytest.raises(ValueError, match="shorter than the Coulomb cutoff"):
+        mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer", buffer_cutoff=1.2,
+                                 cutoff=1.0)
+    chain = topology.addChain()
+    residue = topology.addResidue("MOL", chain)  # a neutral solvent molecule with carbon, unknown to the network
+    nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))
+    for element, charge in (("C", 0.2), ("H", -0.1), ("H", -0.1)):
+        topology.addAtom(element, app.Element.getBySymbol(element), residue)
+        mm_system.addParticle(app.Element.getBySymbol(element).mass)
+        nonbonded.addParticle(charge, 0.3, 0.1)
+    with pytest.raises(ValueError, match="may join the buffer"):
+        mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer")
