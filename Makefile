@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mechanical.py
 	$(PY) benchmarks/bench_potentials.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_embeddings.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

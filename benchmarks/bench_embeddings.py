@@ -146,7 +146,7 @@ def markdown(results: dict) -> str:
         growth_cell = "" if growth is None else f"{100 * growth:+.0f} %"
         lines.append(f"| {scheme} | " + " | ".join(cells) + f" | {growth_cell} |")
     lines += ["", "Targets: electrostatic at most 1.3x mechanical; added cost growing by at most 20 % from 3 to 5 nm.",
-              "The buffer scheme has no trained model yet and is not timed.", ""]
+              "The buffer scheme is not timed: its only trained network so far is for one water.", ""]
     return "\n".join(lines)
 
 

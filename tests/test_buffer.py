@@ -156,3 +156,81 @@ def test_buffer_input_errors(network):
         nonbonded.addParticle(charge, 0.3, 0.1)
     with pytest.raises(ValueError, match="may join the buffer"):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer")
+
+
+def test_batched_buffer_differences_equal_frame_by_frame_evaluations(network):
+    """buffer_frame_outputs (padding, parking, member batching) against direct weighted evaluations."""
+    from mlmm.training.batching import buffer_frame_outputs
+
+    water = torch.tensor(WATER)
+    first = torch.tensor([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]], dtype=torch.float64)
+    second = first + torch.tensor([0.3, 0.0, 0.0], dtype=torch.float64)
+    positions = torch.stack([water, water * 1.01])
+    padding = torch.zeros(3, 3, dtype=torch.float64)
+    buffers = torch.stack([torch.cat([first, second]), torch.cat([first * 1.02, padding])])
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    species, buffer_species = torch.tensor([8, 1, 1]), torch.tensor([8, 1, 1, 8, 1, 1])
+    outputs = buffer_frame_outputs(network, species, positions, buffers, buffer_species, mask, create_graph=False)
+    for k in range(2):
+        real = mask[k]
+        x = torch.cat([positions[k], buffers[k][real]]).requires_grad_(True)
+        ones = torch.ones(len(x), dtype=torch.float64)
+        whole, _ = network.weighted_energy_and_charges(torch.cat([species, buffer_species[real]]), x, ones, 0.0)
+        alone, _ = network.weighted_energy_and_charges(buffer_species[real], x[3:], ones[3:], 0.0)
+        (gradient,) = torch.autograd.grad(whole - alone, x)
+        assert float(outputs["energy"][0, k].detach()) == pytest.approx(float((whole - alone).detach()), abs=1e-9)
+        assert torch.allclose(outputs["forces"][0, k], -gradient[:3], atol=1e-9)
+        assert torch.allclose(outputs["mm_forces"][0, k][real], -gradient[3:], atol=1e-9)
+    assert torch.all(outputs["mm_forces"][0, 1][~mask[1]] == 0)
+
+
+def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
+    """`mlmm train` on tiny GFN2-xTB buffer data (E(I u B) - E(B), one or two buffer waters): the fit
+    improves and the errors cover the buffer atoms' forces."""
+    from mlmm.data.calculators import BufferDifference
+    from mlmm.data.dataset import Dataset
+    from mlmm.data.labelling import label
+    from mlmm.training.config import make_config
+    from mlmm.training.trainer import train
+
+    rng = np.random.default_rng(0)
+    donor = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
+    frames = []
+    for k in range(24):
+        shift = np.repeat(rng.normal(0.0, 0.02, (2, 3)), 3, axis=0)  # each buffer water moves rigidly
+        second = donor + [0.0, 0.3, 0.0]
+        frames.append((WATER + rng.normal(0.0, 0.0005, (3, 3)), np.vstack([donor, second]) + shift, k % 3 != 0))
+    mask = np.array([[True] * 3 + [third] * 3 for _, _, third in frames])
+    data = Dataset(species=[8, 1, 1], positions=[w for w, _, _ in frames],
+                   mm_positions=[b * m[:, None] for (_, b, _), m in zip(frames, mask)],
+                   mm_charges=np.tile([-0.834, 0.417, 0.417], (24, 2)) * mask,
+                   mm_species=np.tile([8, 1, 1], (24, 2)) * mask, mm_mask=mask)
+    labelled = label(data, tmp_path / "buffer.h5", BufferDifference({"program": "xtb"}), n_workers=0,
+                     progress=False)
+    config = make_config({"data": {"datasets": ["buffer.h5"], "split": [0.875, 0.0, 0.125]},  # validate on train
+                          "model": {"family": "physnet", "elements": ["H", "O"],
+                                    "options": {"n_features": 8, "n_basis": 8, "n_modules": 1}},
+                          "training": {"epochs": 150, "batch_size": 6, "learning_rate": 1e-2, "threads": 1,
+                                       "force_weight": 0.0001, "ema_decay": 0.0},
+                          "output": {"directory": "out"}}, base=tmp_path)
+    metrics = train(config, progress=False)
+    log = (tmp_path / "out" / "log.csv").read_text().splitlines()
+    first, last = (float(row.split(",")[3]) for row in (log[1], log[-1]))
+    assert last < 0.7 * first  # the training loss falls ...
+    assert metrics["train"]["energy_mae"] < 0.6 * np.std(labelled.energies)  # ... below a constant's error
+    assert "mm_forces_mae" in metrics["train"] and metrics["train"]["mm_forces_mae"] > 0
+
+
+def test_lambda_zero_gives_the_force_field_and_transports_agree(network):
+    topology, mm_system = waters(3)
+    positions = np.vstack([WATER, WATER + [0.0, 0.0, 0.3], WATER + [0.0, 0.6, 0.0]])
+    options = dict(buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0, switch_distance=0.9)
+    interpolated = mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
+                                            interpolate=True, **options)
+    assert evaluate(interpolated, positions, parameters={"lambda_interpolate": 0.0})[0] == pytest.approx(
+        evaluate(mm_system, positions)[0], abs=1e-8)
+    energies = [evaluate(mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
+                                                  transport=transport, **options), positions)[0]
+                for transport in ("torch", "python")]
+    assert energies[1] == pytest.approx(energies[0], abs=1e-8)
+    assert evaluate(interpolated, positions)[0] == pytest.approx(energies[0], abs=1e-8)

@@ -264,3 +264,29 @@ def test_pickled_calculator_gives_identical_results(hf):
     for key in a:
         np.testing.assert_allclose(a[key], b[key], atol=1e-8)
         assert np.asarray(a[key]).dtype == np.float64
+
+
+def test_buffer_difference_is_two_xtb_runs_and_labels_through_label(tmp_path):
+    """E(I u B) - E(B) with xTB: the labelled dataset equals two direct calculations per frame."""
+    from mlmm.data.calculators import BufferDifference, XTBCalculator, make_calculator
+    from mlmm.data.dataset import Dataset
+    from mlmm.data.labelling import label
+
+    water = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+    buffer = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])  # donates an H-bond to I
+    frames = Dataset(species=[8, 1, 1], positions=[water, water * 1.02],
+                     mm_positions=[buffer, buffer + 0.01], mm_charges=[[-0.834, 0.417, 0.417]] * 2,
+                     mm_species=[[8, 1, 1]] * 2)
+    calculator = BufferDifference({"program": "xtb"})
+    assert make_calculator({"program": "buffer-difference", **calculator.settings()}).settings() == \
+        calculator.settings()
+    data = label(frames, tmp_path / "buffer.h5", calculator, n_workers=0, progress=False)
+    xtb = XTBCalculator()
+    for k in range(2):
+        whole = xtb.compute([8, 1, 1, 8, 1, 1], np.vstack([frames.positions[k], frames.mm_positions[k]]))
+        alone = xtb.compute([8, 1, 1], frames.mm_positions[k])
+        assert data.energies[k] == pytest.approx(whole["energy"] - alone["energy"], abs=1e-8)
+        np.testing.assert_allclose(data.forces[k], whole["forces"][:3], atol=1e-8)
+        np.testing.assert_allclose(data.mm_forces[k], whole["forces"][3:] - alone["forces"], atol=1e-8)
+    assert -40.0 < data.energies[0] - xtb.compute([8, 1, 1], water)["energy"] < -5.0  # a hydrogen bond
+    np.testing.assert_array_equal(data.mm_species, frames.mm_species)

@@ -71,6 +71,8 @@ def test_solvent_snapshots_hold_whole_residues_within_the_cutoff(water_box):
         atoms = result["mm_atoms"][k][mask]
         np.testing.assert_array_equal(result["mm_charges"][k][mask], charges[atoms])
         assert (result["mm_atoms"][k][~mask] == -1).all()
+        np.testing.assert_array_equal(result["mm_species"][k][mask], np.tile([8, 1, 1], mask.sum() // 3))
+        np.testing.assert_array_equal(result["mm_anchor"][k][mask], np.repeat(np.arange(0, mask.sum(), 3), 3))
         assert (result["mm_charges"][k][~mask] == 0).all() and (result["mm_positions"][k][~mask] == 0).all()
         assert not set(atoms) & set(ml)
         # whole waters: rigid TIP3P geometry, neutral, and each within the cutoff of the returned ML water

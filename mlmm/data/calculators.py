@@ -352,7 +352,55 @@ class PySCFCalculator(ReferenceCalculator):
             lib.num_threads(previous_threads)
 
 
-_CALCULATORS = {"xtb": XTBCalculator, "pyscf": PySCFCalculator}
+class BufferDifference(ReferenceCalculator):
+    """Reference of the buffer embedding: E(I u B) - E(B), both with a base calculator in vacuum.
+
+    A frame's MM environment is the buffer B (atomic numbers in the dataset's ``mm_species``),
+    computed quantum mechanically together with the ML region I and alone. Returned: the energy
+    difference, forces on I (from I u B), ``mm_forces`` on B (F_B(I u B) - F_B(B)), the charges of I
+    in I u B and the dipole difference. B's charge is the rounded sum of its force-field charges
+    (``mm_charges``) and it is taken closed shell; I u B has the ML region's charge plus B's and
+    the ML region's multiplicity.
+
+    Parameters
+    ----------
+    base : dict or ReferenceCalculator
+        The method, e.g. ``{"program": "xtb"}`` (see :func:`make_calculator`).
+    """
+
+    uses_mm_species = True
+    provides_mm_forces = True
+    program = "buffer-difference"
+
+    def __init__(self, base):
+        self.base = base if isinstance(base, ReferenceCalculator) else make_calculator(base)
+        self.level_of_theory = f"{self.base.level_of_theory}: E(ML + buffer) - E(buffer)"
+
+    @property
+    def program_version(self) -> str:
+        return self.base.program_version
+
+    def settings(self) -> dict:
+        return {"base": {"program": self.base.program, **self.base.settings()}}
+
+    def compute(self, species, positions, total_charge: int = 0, multiplicity: int = 1, mm_positions=None,
+                mm_charges=None, mm_species=None) -> Dict[str, np.ndarray]:
+        if mm_positions is None or mm_species is None or len(mm_species) == 0:
+            raise ValueError("a buffer reference needs the buffer atoms: mm_positions and mm_species (and "
+                             "mm_charges for the buffer's total charge)")
+        mm_species = np.asarray(mm_species, dtype=np.int64)
+        buffer_charge = int(round(float(np.sum(mm_charges)))) if mm_charges is not None else 0
+        n = len(species)
+        whole = self.base.compute(np.concatenate([np.asarray(species), mm_species]),
+                                  np.concatenate([np.asarray(positions), np.asarray(mm_positions)]),
+                                  total_charge + buffer_charge, multiplicity)
+        buffer = self.base.compute(mm_species, np.asarray(mm_positions), buffer_charge, 1)
+        return {"energy": whole["energy"] - buffer["energy"], "forces": whole["forces"][:n],
+                "mm_forces": whole["forces"][n:] - buffer["forces"], "charges": whole["charges"][:n],
+                "dipole": whole["dipole"] - buffer["dipole"]}
+
+
+_CALCULATORS = {"xtb": XTBCalculator, "pyscf": PySCFCalculator, "buffer-difference": BufferDifference}
 
 
 def make_calculator(spec: dict) -> ReferenceCalculator:

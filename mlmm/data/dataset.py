@@ -12,6 +12,7 @@ Layout of a dataset file (every numeric array carries a ``units`` attribute; Ope
     /mm_charges          float64 [F, m]       e
     /mm_forces           float64 [F, m, 3]    kJ/mol/nm         (when the reference gives them)
     /mm_mask             bool [F, m]          "1"               True for real MM atoms
+    /mm_species          int64 [F, m]         "1"               atomic numbers of the MM atoms (0: padding)
     /reaction_coordinate float64 [F]          nm                (biased sampling)
     /frame_source        str [F]                                how each frame was made
     /status              int8 [F]             "1"               0 pending, 1 labelled, 2 failed
@@ -45,8 +46,11 @@ FIELDS: Dict[str, tuple] = {
     "mm_charges": ("e", ("F", "m")),
     "mm_forces": ("kJ/mol/nm", ("F", "m", 3)),
     "mm_mask": ("1", ("F", "m")),
+    "mm_species": ("1", ("F", "m")),
     "reaction_coordinate": ("nm", ("F",)),
 }
+#: Fields that are not float64.
+_DTYPES = {"mm_mask": bool, "mm_species": np.int64}
 #: Label fields: reference results, NaN allowed only in frames that are not labelled.
 LABELS = ("energies", "forces", "charges", "dipoles", "mm_forces")
 #: Per-frame labelling status.
@@ -75,6 +79,7 @@ class Dataset:
     mm_charges: Optional[np.ndarray] = None
     mm_forces: Optional[np.ndarray] = None
     mm_mask: Optional[np.ndarray] = None
+    mm_species: Optional[np.ndarray] = None
     reaction_coordinate: Optional[np.ndarray] = None
     frame_source: Optional[np.ndarray] = None
     status: Optional[np.ndarray] = None
@@ -88,7 +93,7 @@ class Dataset:
         for name in FIELDS:
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, np.asarray(value, dtype=bool if name == "mm_mask" else np.float64))
+                setattr(self, name, np.asarray(value, dtype=_DTYPES.get(name, np.float64)))
         for name in ("frame_source", "label_error"):
             if getattr(self, name) is not None:
                 setattr(self, name, np.asarray(getattr(self, name), dtype=object))
@@ -277,7 +282,7 @@ def concatenate(datasets: Sequence[Dataset]) -> Dataset:
                  for d in datasets]
         if name.startswith("mm_"):
             width = max(p.shape[1] for p in parts)
-            fill = False if name == "mm_mask" else 0.0
+            fill = False if name == "mm_mask" else 0
             parts = [np.pad(p, [(0, 0), (0, width - p.shape[1])] + [(0, 0)] * (p.ndim - 2),
                             constant_values=fill) for p in parts]
         fields[name] = np.concatenate(parts)

@@ -58,9 +58,12 @@ def _single_threaded_workers():
                 os.environ[variable] = value
 
 
-def _compute(calculator, species, positions, total_charge, multiplicity, mm_positions, mm_charges):
+def _compute(calculator, species, positions, total_charge, multiplicity, mm_positions, mm_charges, mm_species):
     """Run one calculation in a worker; failures come back as an exception object, not a crash."""
     try:
+        if getattr(calculator, "uses_mm_species", False):
+            return calculator.compute(species, positions, total_charge, multiplicity, mm_positions, mm_charges,
+                                      mm_species)
         return calculator.compute(species, positions, total_charge, multiplicity, mm_positions, mm_charges)
     except Exception as error:  # recorded per frame; the run goes on
         return RuntimeError(f"{type(error).__name__}: {error}")
@@ -143,12 +146,14 @@ def label(dataset: Dataset, output, calculator, n_workers: int = 2, retry_failed
 
 
 def _arguments(dataset: Dataset, k: int):
-    mm_positions = mm_charges = None
+    mm_positions = mm_charges = mm_species = None
     if dataset.has_environment:
         real = dataset.mm_mask[k]
         mm_positions, mm_charges = dataset.mm_positions[k][real], dataset.mm_charges[k][real]
+        if dataset.mm_species is not None:
+            mm_species = dataset.mm_species[k][real]
     return (dataset.species, dataset.positions[k], dataset.total_charge, dataset.multiplicity,
-            mm_positions, mm_charges)
+            mm_positions, mm_charges, mm_species)
 
 
 def _store(f: h5py.File, dataset: Dataset, k: int, result, fields) -> None:

@@ -180,7 +180,10 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
         ``ml_atoms`` [n_ml] system indices, ``mm_positions`` [S, m_max, 3] nm, ``mm_charges``
         [S, m_max] e, ``mm_mask`` [S, m_max] bool (True for real MM atoms; padding has zero
         positions and charges), ``mm_atoms`` [S, m_max] int64 system indices (-1 for padding),
-        ``box`` [S, 3, 3] nm (None if not periodic), ``steps`` [S], ``times`` [S] ps.
+        ``mm_species`` [S, m_max] int64 atomic numbers (0 for padding and atoms without element),
+        ``mm_anchor`` [S, m_max] int64: for each MM atom, the position within the frame of its
+        residue's anchor atom (the heaviest, see :func:`mlmm.embedding.selection.group_anchor`;
+        -1 for padding), ``box`` [S, 3, 3] nm (None if not periodic), ``steps`` [S], ``times`` [S] ps.
     """
     import openmm
     import openmm.unit as u
@@ -212,8 +215,9 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
     masses = [system.getParticleMass(i).value_in_unit(u.dalton) for i in range(system.getNumParticles())]
     anchor_of = {i: group_anchor(indices, masses) for indices in residues for i in indices}
     ml_bonds = [(a.index, b.index) for a, b in topology.bonds() if a.index in ml_set and b.index in ml_set]
-    species = np.array([0 if atom.element is None else atom.element.atomic_number
-                        for atom in topology.atoms() if atom.index in ml_set], dtype=np.int64)
+    numbers = np.array([0 if atom.element is None else atom.element.atomic_number for atom in topology.atoms()],
+                       dtype=np.int64)
+    species = numbers[ml]
     periodic = system.usesPeriodicBoundaryConditions()
     ml_frames, mm_atoms, mm_frames, boxes, steps, times = [], [], [], [], [], []
     for _ in range(int(n_snapshots)):
@@ -233,13 +237,14 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
     result = {"positions": np.array(ml_frames), "species": species, "ml_atoms": np.array(ml, dtype=np.int64),
               "mm_positions": np.zeros((s, m_max, 3)), "mm_charges": np.zeros((s, m_max)),
               "mm_mask": np.zeros((s, m_max), dtype=bool), "mm_atoms": np.full((s, m_max), -1, dtype=np.int64),
-              "mm_anchor": np.full((s, m_max), -1, dtype=np.int64),
+              "mm_anchor": np.full((s, m_max), -1, dtype=np.int64), "mm_species": np.zeros((s, m_max), np.int64),
               "box": np.array(boxes) if periodic else None, "steps": np.array(steps), "times": np.array(times)}
     for k, (atoms, mm_x) in enumerate(zip(mm_atoms, mm_frames)):
         result["mm_positions"][k, :len(atoms)] = mm_x
         result["mm_charges"][k, :len(atoms)] = charges[atoms]
         result["mm_mask"][k, :len(atoms)] = True
         result["mm_atoms"][k, :len(atoms)] = atoms
+        result["mm_species"][k, :len(atoms)] = numbers[atoms]
         position = {int(a): j for j, a in enumerate(atoms)}
         result["mm_anchor"][k, :len(atoms)] = [position[anchor_of[int(a)]] for a in atoms]
     return result

@@ -20,7 +20,7 @@ import torch
 from mlmm.embedding.pbc import minimum_image
 from mlmm.potentials.layers import smooth_switch
 
-__all__ = ["anchor_vectors", "molecule_weights", "placed_molecules", "selected_molecules"]
+__all__ = ["anchor_vectors", "molecule_weights", "nearest_distances", "placed_molecules", "selected_molecules"]
 
 
 def molecule_weights(distances: torch.Tensor, switch_distance: float, cutoff: float) -> torch.Tensor:
@@ -29,27 +29,37 @@ def molecule_weights(distances: torch.Tensor, switch_distance: float, cutoff: fl
 
 
 def anchor_vectors(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
-                   anchor_indices: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Minimum-image vectors [n_ml, G, 3] (nm) from each ML atom to each molecule's anchor, and their lengths.
-
-    This is the one distance screen over all G molecules per step.
-    """
-    to_anchor = positions.index_select(0, anchor_indices).unsqueeze(0) - x_ml.unsqueeze(1)
+                   anchors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Minimum-image vectors [n_ml, K, 3] (nm) from each ML atom to the atoms ``anchors`` [K], and their lengths."""
+    to_anchor = positions.index_select(0, anchors).unsqueeze(0) - x_ml.unsqueeze(1)
     if boxvectors is not None:
         to_anchor = minimum_image(to_anchor, boxvectors.to(positions.dtype))
     return to_anchor, torch.linalg.norm(to_anchor, dim=-1)
 
 
+def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+                      anchors: torch.Tensor) -> torch.Tensor:
+    """Distance [G] (nm) from each of the G molecules' anchors to the nearest ML atom, without gradient.
+
+    The one screen over all molecules per step; only the molecules it selects are then
+    evaluated with gradients (:func:`anchor_vectors` on their anchors).
+    """
+    # detached inputs rather than torch.no_grad(): a no_grad block in the scripted module gave wrong
+    # forces once OpenMM-Torch's graph executor had optimised it
+    box = None if boxvectors is None else boxvectors.detach()
+    return anchor_vectors(x_ml.detach(), positions.detach(), box, anchors)[1].min(0)[0]
+
+
 def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
-                     to_anchor: torch.Tensor, distances: torch.Tensor, anchor_indices: torch.Tensor,
-                     group_atoms: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """Positions [K, A, 3] (nm) of the ``chosen`` molecules' atoms (``group_atoms`` [G, A]), each molecule
-    whole and next to the ML region: its anchor at the minimum image seen from the nearest ML atom."""
-    via = distances.index_select(1, chosen).argmin(0)
-    anchor_position = x_ml.index_select(0, via) + to_anchor[via, chosen]
-    atoms = group_atoms.index_select(0, chosen)
+                     to_anchor: torch.Tensor, distances: torch.Tensor, anchors: torch.Tensor,
+                     atoms: torch.Tensor) -> torch.Tensor:
+    """Positions [K, A, 3] (nm) of K molecules' atoms (``atoms`` [K, A], anchors ``anchors`` [K]), each
+    whole and next to the ML region: its anchor at the minimum image seen from the nearest ML atom.
+    ``to_anchor`` [n_ml, K, 3] and ``distances`` [n_ml, K] are :func:`anchor_vectors` of ``anchors``."""
+    via = distances.argmin(0)
+    anchor_position = x_ml.index_select(0, via) + to_anchor[via, torch.arange(anchors.shape[0], device=via.device)]
     in_group = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
-                - positions.index_select(0, anchor_indices.index_select(0, chosen)).unsqueeze(1))
+                - positions.index_select(0, anchors).unsqueeze(1))
     if boxvectors is not None:
         in_group = minimum_image(in_group, boxvectors.to(positions.dtype))
     return anchor_position.unsqueeze(1) + in_group

@@ -11,7 +11,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from mlmm.embedding.environment import anchor_vectors, molecule_weights, placed_molecules, selected_molecules
+from mlmm.embedding.environment import (anchor_vectors, molecule_weights, nearest_distances, placed_molecules,
+                                        selected_molecules)
 from mlmm.embedding.kernels import reaction_field, shifted_force, smooth_switch
 from mlmm.embedding.pbc import make_whole, minimum_image
 from mlmm.units import COULOMB_CONSTANT
@@ -134,15 +135,17 @@ class MLChargesEmbeddingModule(GroupEnvironmentModule):
     def interaction_energy(self, x_ml: torch.Tensor, charges: torch.Tensor, positions: torch.Tensor,
                            boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
         """ML-MM Coulomb energy in kJ/mol for ML positions ``x_ml`` and charges ``charges``."""
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, self.anchor_indices)
-        chosen = selected_molecules(distances.min(0)[0], self.cutoff, self.capacity)
-        weight = smooth_switch(distances.index_select(1, chosen), self.switch_distance, self.cutoff)  # [n_ml, K]
+        chosen = selected_molecules(nearest_distances(x_ml, positions, boxvectors, self.anchor_indices), self.cutoff,
+                                    self.capacity)
+        anchors = self.anchor_indices.index_select(0, chosen)
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        weight = smooth_switch(distances, self.switch_distance, self.cutoff)  # [n_ml, K]
         atoms = self.group_atoms.index_select(0, chosen)
         in_group = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
-                    - positions.index_select(0, self.anchor_indices.index_select(0, chosen)).unsqueeze(1))
+                    - positions.index_select(0, anchors).unsqueeze(1))
         if boxvectors is not None:
             in_group = minimum_image(in_group, boxvectors.to(positions.dtype))
-        r = torch.linalg.norm(to_anchor.index_select(1, chosen).unsqueeze(2) + in_group.unsqueeze(0), dim=-1)
+        r = torch.linalg.norm(to_anchor.unsqueeze(2) + in_group.unsqueeze(0), dim=-1)
         if self.use_reaction_field:
             kernel = reaction_field(r, self.cutoff, self.dielectric)
         else:
@@ -186,12 +189,13 @@ class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """MM positions [K*A, 3] (nm, next to the ML region), weighted charges [K*A] (e), and the
         number of molecules with an anchor inside the cutoff."""
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, self.anchor_indices)
-        nearest = distances.min(0)[0]
+        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
         chosen = selected_molecules(nearest, self.cutoff, self.capacity)
-        weights = molecule_weights(distances.index_select(1, chosen), self.switch_distance, self.cutoff)
-        mm_positions = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, self.anchor_indices,
-                                        self.group_atoms, chosen).reshape(-1, 3)
+        anchors = self.anchor_indices.index_select(0, chosen)
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        weights = molecule_weights(distances, self.switch_distance, self.cutoff)
+        mm_positions = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
+                                        self.group_atoms.index_select(0, chosen)).reshape(-1, 3)
         mm_charges = (self.group_charges.index_select(0, chosen).to(positions.dtype) * weights.unsqueeze(1)).reshape(-1)
         return mm_positions, mm_charges, (nearest < self.cutoff).sum()
 
@@ -289,9 +293,17 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
         self.coulomb_constant = COULOMB_CONSTANT
 
     def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """Buffer weights w_m [K] of the ``chosen`` molecules (0 for charged molecules)."""
-        return (molecule_weights(distances.index_select(1, chosen), self.buffer_switch_distance, self.buffer_cutoff)
+        """Buffer weights w_m [K] of the ``chosen`` molecules from their anchor distances [n_ml, K] (0 if charged)."""
+        return (molecule_weights(distances, self.buffer_switch_distance, self.buffer_cutoff)
                 * self.group_neutral.index_select(0, chosen).to(distances.dtype))
+
+    def placed(self, x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+               chosen: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Anchor distances [n_ml, K] (nm) and atom positions [K, A, 3] of the ``chosen`` molecules."""
+        anchors = self.anchor_indices.index_select(0, chosen)
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        return distances, placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
+                                           self.group_atoms.index_select(0, chosen))
 
     def lennard_jones(self, x_ml: torch.Tensor, x: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Force-field Lennard-Jones energy [K] (kJ/mol) of the ML region with each chosen molecule."""
@@ -312,12 +324,10 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
         """The energy terms (kJ/mol), ML charges (e) and the number of buffer molecules."""
         x_ml = self.ml_positions(positions, boxvectors)
         dtype = self.model_dtype_probe.dtype
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, self.anchor_indices)
-        nearest = distances.min(0)[0]
+        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
         inside = torch.nonzero(nearest < self.buffer_cutoff).reshape(-1)
+        distances, members = self.placed(x_ml, positions, boxvectors, inside)
         weights = self.buffer_weights(distances, inside)
-        members = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, self.anchor_indices,
-                                   self.group_atoms, inside)
         real = self.group_real.index_select(0, inside).to(positions.dtype)
         members = members + (1.0 - real).unsqueeze(-1) * self.padding_offsets.to(positions.dtype)
         atom_weights = (weights.unsqueeze(1) * real).reshape(-1)
@@ -336,10 +346,10 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
         q_ml = charges[:n].to(positions.dtype)
         q_ml = q_ml - (q_ml.sum() - self.total_charge) / n
         chosen = selected_molecules(nearest, self.cutoff, self.capacity)
-        outer = molecule_weights(distances.index_select(1, chosen), self.switch_distance, self.cutoff) * (
+        distances, outer_x = self.placed(x_ml, positions, boxvectors, chosen)
+        outer = molecule_weights(distances, self.switch_distance, self.cutoff) * (
             1.0 - self.buffer_weights(distances, chosen))
-        outer_x = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, self.anchor_indices,
-                                   self.group_atoms, chosen).reshape(-1, 3)
+        outer_x = outer_x.reshape(-1, 3)
         outer_q = (self.group_charges.index_select(0, chosen).to(positions.dtype) * outer.unsqueeze(1)).reshape(-1)
         r = torch.linalg.norm(x_ml.unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
         coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 
 from mlmm.potentials.base import NeuralPotential
@@ -92,3 +93,82 @@ def frame_outputs(model: NeuralPotential, species: torch.Tensor, positions: torc
         gradient = torch.autograd.grad(outputs["energy"].sum(), x, create_graph=create_graph)[0]
         result["forces"] = -gradient.reshape(m, n_frames, n_atoms, 3)
     return result
+
+
+#: Distance (nm) along x at which padded buffer atoms (weight 0) are parked, 1 nm apart.
+PARKING_NM = 10.0
+
+
+class _WeightedOutputs(torch.nn.Module):
+    """Calls ``member_outputs`` with atom weights, for :func:`torch.func.functional_call`."""
+
+    def __init__(self, model: NeuralPotential):
+        super().__init__()
+        self.model = model
+
+    def forward(self, element_index, positions, total_charge: float, weights):
+        return self.model.member_outputs(element_index, positions, None, total_charge, weights)
+
+
+def buffer_species(mm_species: np.ndarray, mm_mask: np.ndarray) -> np.ndarray:
+    """The one atomic-number row [m] shared by every frame's buffer (real atoms first, then padding).
+
+    Buffers of one solvent differ only in length, so all frames share the longest buffer's
+    species and batch together; padding beyond it takes its first element (padding has weight
+    0, its element does not matter). Raises ValueError for frames that do not fit that row.
+    """
+    longest = mm_species[int(np.argmax(mm_mask.sum(1)))]
+    length = int(mm_mask.sum(1).max())
+    for k, (row, mask) in enumerate(zip(mm_species, mm_mask)):
+        if not np.array_equal(row[mask], longest[:mask.sum()]) or mask[:mask.sum()].sum() != mask.sum():
+            raise ValueError(f"frame {k}: its buffer atoms are not a prefix of the longest buffer's "
+                             f"({row[mask][:6]}... vs {longest[:6]}...); buffer training needs one solvent with "
+                             "its atoms in the same order in every frame")
+    fill = longest[0] if length else 1
+    return np.concatenate([longest[:length], np.full(len(longest) - length, fill, dtype=longest.dtype)])
+
+
+def buffer_frame_outputs(model: NeuralPotential, species: torch.Tensor, positions: torch.Tensor,
+                         mm_positions: torch.Tensor, mm_species: torch.Tensor, mm_mask: torch.Tensor,
+                         total_charge: float = 0.0, create_graph: bool = True) -> Dict[str, torch.Tensor]:
+    """The buffer embedding's network difference E_NN(I u B) - E_NN(B) for a batch of frames.
+
+    Parameters
+    ----------
+    species : Tensor [n]
+        Atomic numbers of the ML region I.
+    positions, mm_positions : Tensor [B, n, 3], [B, m, 3]
+        I and the buffer B in nm (buffers padded to m atoms).
+    mm_species : Tensor [m]
+        Atomic numbers of the buffer atoms (:func:`buffer_species`).
+    mm_mask : Tensor [B, m] bool
+        Real buffer atoms; padding enters with weight 0, parked far apart.
+
+    Returns
+    -------
+    dict of Tensor
+        ``energy`` [M, B] (kJ/mol), ``forces`` [M, B, n, 3] and ``mm_forces`` [M, B, m, 3]
+        (kJ/mol/nm, by autograd) and ``charges`` [M, B, n] (e) of I in I u B.
+    """
+    members, (n_frames, n) = model.n_members, positions.shape[:2]
+    m = mm_positions.shape[1]
+    element_index, x, _ = model.prepare(torch.cat([species, mm_species]), torch.cat([positions, mm_positions], 1),
+                                        None)
+    real = mm_mask.to(x.dtype)
+    parking = torch.zeros(m, 3, dtype=x.dtype)
+    parking[:, 0] = PARKING_NM + torch.arange(m, dtype=x.dtype)
+    x = torch.cat([x[:, :n], x[:, n:] * real.unsqueeze(-1) + (1.0 - real).unsqueeze(-1) * parking], 1)
+    x = x.detach().unsqueeze(0).expand(members, *x.shape).reshape(members * n_frames, n + m, 3)
+    x = x.clone().requires_grad_(True)
+    weights = torch.cat([torch.ones(n_frames, n, dtype=x.dtype), real], 1)
+    weights = weights.unsqueeze(0).expand(members, *weights.shape).reshape(members * n_frames, n + m)
+    parameters = {f"model.{name}": p.unsqueeze(1).expand(p.shape[0], n_frames, *p.shape[1:]).reshape(
+        members * n_frames, *p.shape[1:]) for name, p in model.named_parameters()}
+    wrapper = _WeightedOutputs(model)
+    whole = torch.func.functional_call(wrapper, parameters, (element_index, x, float(total_charge), weights))
+    buffer = torch.func.functional_call(wrapper, parameters, (element_index[n:], x[:, n:], 0.0, weights[:, n:]))
+    energy = whole["energy"] - buffer["energy"]
+    gradient = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)[0]
+    forces = -gradient.reshape(members, n_frames, n + m, 3)
+    return {"energy": energy.reshape(members, n_frames), "forces": forces[:, :, :n], "mm_forces": forces[:, :, n:],
+            "charges": whole["charges"][:, :n].reshape(members, n_frames, n)}

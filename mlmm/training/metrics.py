@@ -8,26 +8,34 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset
-from mlmm.training.batching import frame_outputs
+from mlmm.training.batching import buffer_frame_outputs, buffer_species, frame_outputs
 
 
 def frame_tensors(dataset: Dataset, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
     """The dataset's positions and labels as tensors (absent labels are left out)."""
     tensors = {"species": torch.as_tensor(dataset.species)}
-    for name in ("positions", "energies", "forces", "dipoles", "charges", "mm_positions", "mm_charges"):
+    for name in ("positions", "energies", "forces", "dipoles", "charges", "mm_positions", "mm_charges", "mm_forces"):
         value = getattr(dataset, name)
         if value is not None:
             tensors[name] = torch.as_tensor(value, dtype=torch.float64 if name == "energies" else dtype)
+    if dataset.mm_mask is not None:
+        tensors["mm_mask"] = torch.as_tensor(dataset.mm_mask)
+    if dataset.mm_species is not None and dataset.n_frames:  # buffer data: one species row for all frames
+        tensors["buffer_species"] = torch.as_tensor(buffer_species(dataset.mm_species, dataset.mm_mask))
     return tensors
+
+
+#: Tensors of :func:`frame_tensors` that are not per frame.
+SHARED_TENSORS = ("species", "buffer_species")
 
 
 def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float]
          ) -> torch.Tensor:
     """Weighted mean squared errors, summed over committee members.
 
-    ``weights``: energy ((kJ/mol)^-2), force (nm^2 (kJ/mol)^-2, per component), dipole
-    ((e nm)^-2, per component) and charge (e^-2, per atom). A term is used when its
-    weight is positive and the batch has that label.
+    ``weights``: energy ((kJ/mol)^-2), force (nm^2 (kJ/mol)^-2, per component; also on the
+    buffer atoms of buffer data), dipole ((e nm)^-2, per component) and charge (e^-2, per
+    atom). A term is used when its weight is positive and the batch has that label.
     """
     terms = (outputs["energy"].double() - batch["energies"]).pow(2).mean(-1) * weights["energy"]
     if weights["force"] > 0:
@@ -36,6 +44,10 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
         terms = terms + (outputs["dipole"] - batch["dipoles"]).pow(2).mean((-2, -1)) * weights["dipole"]
     if weights["charge"] > 0 and "charges" in outputs and "charges" in batch:
         terms = terms + (outputs["charges"] - batch["charges"]).pow(2).mean((-2, -1)) * weights["charge"]
+    if weights["force"] > 0 and "mm_forces" in outputs and "mm_forces" in batch:  # buffer atoms, padding masked
+        real = batch["mm_mask"].to(outputs["mm_forces"].dtype).unsqueeze(-1)
+        squared = ((outputs["mm_forces"] - batch["mm_forces"].nan_to_num()) * real).pow(2).sum((-3, -2, -1))
+        terms = terms + squared / (3.0 * real.sum()).clamp_min(1.0) * weights["force"]
     return terms.sum()
 
 
@@ -62,9 +74,14 @@ def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, n
     for start in range(0, dataset.n_frames, batch_size):
         frames = slice(start, start + batch_size)
         positions = torch.as_tensor(dataset.positions[frames], dtype=dtype)
-        environment = environment_tensors(model, dataset, frames, dtype)
-        outputs = frame_outputs(model, species, positions, float(dataset.total_charge), create_graph=False,
-                                **environment)
+        if dataset.mm_species is not None:
+            outputs = buffer_frame_outputs(
+                model, species, positions, torch.as_tensor(dataset.mm_positions[frames], dtype=dtype),
+                torch.as_tensor(buffer_species(dataset.mm_species, dataset.mm_mask)),
+                torch.as_tensor(dataset.mm_mask[frames]), float(dataset.total_charge), create_graph=False)
+        else:
+            outputs = frame_outputs(model, species, positions, float(dataset.total_charge), create_graph=False,
+                                    **environment_tensors(model, dataset, frames, dtype))
         for key, value in outputs.items():
             collected.setdefault(key, []).append(value.mean(0).detach().double().numpy())
         if model.n_members > 1:
@@ -74,15 +91,20 @@ def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, n
 
 
 def errors(model, dataset: Dataset, batch_size: int = 64, predicted: Optional[dict] = None) -> Dict[str, float]:
-    """MAE and RMSE of energies (kJ/mol), forces (kJ/mol/nm, per component) and dipoles (e nm)."""
+    """MAE and RMSE of energies (kJ/mol), forces (kJ/mol/nm, per component; ``mm_forces`` on the
+    buffer atoms of buffer data) and dipoles (e nm)."""
     predicted = predicted if predicted is not None else predict_frames(model, dataset, batch_size)
     result = {"n_frames": int(dataset.n_frames)}
     pairs = {"energy": ("energy", dataset.energies), "forces": ("forces", dataset.forces),
-             "dipole": ("dipole", dataset.dipoles)}
+             "dipole": ("dipole", dataset.dipoles), "mm_forces": ("mm_forces", dataset.mm_forces)}
     for name, (key, reference) in pairs.items():
         if reference is None or key not in predicted:
             continue
         difference = predicted[key] - reference
+        if name == "mm_forces":  # real buffer atoms only
+            difference = difference[dataset.mm_mask]
+            if not difference.size:
+                continue
         result[f"{name}_mae"] = float(np.abs(difference).mean())
         result[f"{name}_rmse"] = float(np.sqrt((difference ** 2).mean()))
     return result

@@ -31,10 +31,10 @@ import torch
 from mlmm.data.dataset import Dataset, concatenate, load_dataset
 from mlmm.potentials import ElectrostaticPotential, load_potential, save_potential
 from mlmm.training import models
-from mlmm.training.batching import frame_outputs
+from mlmm.training.batching import buffer_frame_outputs, frame_outputs
 from mlmm.training.config import TrainingConfig
 from mlmm.training.delta import subtract_low_level
-from mlmm.training.metrics import errors, frame_tensors, loss, predict_frames
+from mlmm.training.metrics import SHARED_TENSORS, errors, frame_tensors, loss, predict_frames
 
 LOG_COLUMNS = ["epoch", "seconds", "learning_rate", "train_loss", "validation_loss", "validation_energy_mae",
                "validation_forces_mae"]
@@ -159,11 +159,15 @@ class Trainer:
         order = torch.randperm(len(train["positions"]), generator=self.generator)
         total, batches = 0.0, 0
         for batch_indices in order.split(self.settings.batch_size):
-            batch = {key: value[batch_indices] for key, value in train.items() if key != "species"}
-            environment = {key: batch[key] for key in ("mm_positions", "mm_charges")
-                           if key in batch and self.model.uses_environment}
-            outputs = frame_outputs(self.model, train["species"], batch["positions"], float(self.data.total_charge),
-                                    **environment)
+            batch = {key: value[batch_indices] for key, value in train.items() if key not in SHARED_TENSORS}
+            charge = float(self.data.total_charge)
+            if "buffer_species" in train:
+                outputs = buffer_frame_outputs(self.model, train["species"], batch["positions"], batch["mm_positions"],
+                                               train["buffer_species"], batch["mm_mask"], charge)
+            else:
+                environment = {key: batch[key] for key in ("mm_positions", "mm_charges")
+                               if key in batch and self.model.uses_environment}
+                outputs = frame_outputs(self.model, train["species"], batch["positions"], charge, **environment)
             value = loss(outputs, batch, self.weights)
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
@@ -185,7 +189,8 @@ class Trainer:
         tensors = self.tensors["validation"] if self.subsets["validation"].n_frames else self.tensors["train"]
         predicted = predict_frames(self.ema, subset, batch_size=256)
         outputs = {key: torch.as_tensor(value).unsqueeze(0) for key, value in predicted.items()}
-        batch = {key: value.double() for key, value in tensors.items() if key != "species"}
+        batch = {key: value.double() if value.is_floating_point() else value for key, value in tensors.items()
+                 if key not in SHARED_TENSORS}
         value = float(loss({k: v.double() for k, v in outputs.items()}, batch, self.weights))
         metrics = errors(self.ema, subset, predicted=predicted)
         return {"validation_loss": value, "validation_energy_mae": metrics["energy_mae"],
