@@ -36,29 +36,14 @@ def ml_charges_module(topology: app.Topology, mm_system: openmm.System, ml: list
                        total_charge: Optional[float] = None, kernel: str = "reaction-field",
                        dielectric: Optional[float] = None, capacity: Optional[int] = None) -> MLChargesEmbeddingModule:
     charges = force_field_charges(mm_system)
-    if cutoff is not None:
-        cutoff_nm = to_nm(cutoff, "cutoff")
-    else:
-        cutoff_nm = surgery.nonbonded_cutoff(mm_system) or DEFAULT_CUTOFF_NM
-    switch_nm = (to_nm(switch_distance, "switch_distance") if switch_distance is not None
-                 else cutoff_nm - DEFAULT_SWITCH_WIDTH_NM)
-    if not 0.0 < switch_nm < cutoff_nm:
-        raise ValueError(f"switch_distance={switch_nm} nm must lie between 0 and cutoff={cutoff_nm} nm.")
-    if periodic:
-        _check_half_box(mm_system, cutoff_nm, f"cutoff={cutoff_nm} nm", "use a smaller cutoff or a larger box")
-    if total_charge is None:
-        total_charge = round(sum(charges[i] for i in ml))
-    groups = _mm_groups(topology, mm_system, ml, charges)
-    if not groups:
-        raise ValueError("embedding='mechanical-ml-charges' needs charged MM atoms outside the ML region; the "
-                         "system has none (use embedding='mechanical' for an ML region in vacuum).")
+    cutoff_nm, switch_nm = _coulomb_range(mm_system, cutoff, switch_distance, periodic)
+    groups = _charged_groups(topology, mm_system, ml, charges, "mechanical-ml-charges")
     return MLChargesEmbeddingModule(
-        potential, ml, atomic_numbers, molecule_roots(topology, ml), [atoms for atoms, _, _ in groups],
-        [group_charges for _, group_charges, _ in groups], [anchor for _, _, anchor in groups],
-        total_charge=to_float(total_charge, u.elementary_charge, "total_charge"), cutoff=cutoff_nm,
-        switch_distance=switch_nm, kernel=kernel,
+        potential, ml, atomic_numbers, molecule_roots(topology, ml), *groups,
+        total_charge=_total_charge(total_charge, charges, ml), cutoff=cutoff_nm, switch_distance=switch_nm,
+        kernel=kernel,
         dielectric=DEFAULT_DIELECTRIC if dielectric is None else float(dielectric),
-        capacity=_capacity(capacity, mm_system, len(groups), cutoff_nm, periodic))
+        capacity=_capacity(capacity, mm_system, len(groups[0]), cutoff_nm, periodic))
 
 
 def electrostatic_module(topology: app.Topology, mm_system: openmm.System, ml: list[int],
@@ -68,20 +53,14 @@ def electrostatic_module(topology: app.Topology, mm_system: openmm.System, ml: l
     charges = force_field_charges(mm_system)
     cutoff_nm = float(potential.environment_cutoff)
     switch_nm = float(potential.environment_switch_distance)
-    groups = _mm_groups(topology, mm_system, ml, charges)
-    if not groups:
-        raise ValueError("embedding='electrostatic' needs charged MM atoms around the ML region; the system has "
-                         "none outside it (use embedding='mechanical' for an ML region in vacuum).")
+    groups = _charged_groups(topology, mm_system, ml, charges, "electrostatic")
     if periodic:
         _check_half_box(mm_system, cutoff_nm, f"the model's environment cutoff ({cutoff_nm} nm)",
                         "use a larger box")
-    if total_charge is None:
-        total_charge = round(sum(charges[i] for i in ml))
     return ElectrostaticEmbeddingModule(
-        potential, ml, atomic_numbers, molecule_roots(topology, ml), [atoms for atoms, _, _ in groups],
-        [group_charges for _, group_charges, _ in groups], [anchor for _, _, anchor in groups],
-        total_charge=to_float(total_charge, u.elementary_charge, "total_charge"), cutoff=cutoff_nm,
-        switch_distance=switch_nm, capacity=_capacity(capacity, mm_system, len(groups), cutoff_nm, periodic))
+        potential, ml, atomic_numbers, molecule_roots(topology, ml), *groups,
+        total_charge=_total_charge(total_charge, charges, ml), cutoff=cutoff_nm, switch_distance=switch_nm,
+        capacity=_capacity(capacity, mm_system, len(groups[0]), cutoff_nm, periodic))
 
 
 def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int], atomic_numbers: list[int],
@@ -97,17 +76,12 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
     if nonbonded is None:
         raise ValueError("embedding='buffer' needs the MM system's NonbondedForce (charges and Lennard-Jones).")
     mm_cutoff = surgery.nonbonded_cutoff(mm_system)
-    cutoff_nm = to_nm(cutoff, "cutoff") if cutoff is not None else (mm_cutoff or DEFAULT_CUTOFF_NM)
-    switch_nm = (to_nm(switch_distance, "switch_distance") if switch_distance is not None
-                 else cutoff_nm - DEFAULT_SWITCH_WIDTH_NM)
-    for name, inner, outer in (("buffer_switch_distance", buffer_switch_nm, buffer_nm),
-                               ("switch_distance", switch_nm, cutoff_nm)):
-        if not 0.0 < inner < outer:
-            raise ValueError(f"{name}={inner} nm must lie between 0 and its cutoff ({outer} nm).")
+    if not 0.0 < buffer_switch_nm < buffer_nm:
+        raise ValueError(f"buffer_switch_distance={buffer_switch_nm} nm must lie between 0 and "
+                         f"buffer_cutoff={buffer_nm} nm.")
+    cutoff_nm, switch_nm = _coulomb_range(mm_system, cutoff, switch_distance, periodic)
     if buffer_nm >= cutoff_nm:
         raise ValueError(f"buffer_cutoff={buffer_nm} nm must be shorter than the Coulomb cutoff={cutoff_nm} nm.")
-    if periodic:
-        _check_half_box(mm_system, cutoff_nm, f"cutoff={cutoff_nm} nm", "use a smaller cutoff or a larger box")
     charges = force_field_charges(mm_system)
     lj = [nonbonded.getParticleParameters(i)[1:] for i in range(mm_system.getNumParticles())]
     sigma = [p[0].value_in_unit(u.nanometer) for p in lj]
@@ -135,8 +109,6 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
 
     lj_switch = nonbonded.getSwitchingDistance().value_in_unit(u.nanometer) if nonbonded.getUseSwitchingFunction() \
         else (mm_cutoff or math.inf)
-    if total_charge is None:
-        total_charge = round(sum(charges[i] for i in ml))
     return BufferEmbeddingModule(
         potential, ml, atomic_numbers, molecule_roots(topology, ml),
         group_atoms=[padded(atoms, anchor) for atoms, _, _, anchor in molecules],
@@ -147,10 +119,43 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
         anchor_indices=[anchor for _, _, _, anchor in molecules],
         group_neutral=[neutral for _, _, neutral, _ in molecules],
         ml_sigma=[sigma[i] for i in ml], ml_epsilon=[epsilon[i] for i in ml],
-        total_charge=to_float(total_charge, u.elementary_charge, "total_charge"), buffer_cutoff=buffer_nm,
+        total_charge=_total_charge(total_charge, charges, ml), buffer_cutoff=buffer_nm,
         buffer_switch_distance=buffer_switch_nm, cutoff=cutoff_nm, switch_distance=switch_nm,
         lj_cutoff=mm_cutoff or math.inf, lj_switch_distance=lj_switch,
         capacity=_capacity(capacity, mm_system, len(molecules), cutoff_nm, periodic))
+
+
+def _coulomb_range(mm_system: openmm.System, cutoff: Any, switch_distance: Any, periodic: bool
+                   ) -> tuple[float, float]:
+    """Cutoff and switch distance (nm) of an ML-MM Coulomb term: as given, else the MM cutoff (1 nm
+    without one) and 0.1 nm less; checked against each other and against the box."""
+    cutoff_nm = to_nm(cutoff, "cutoff") if cutoff is not None else (
+        surgery.nonbonded_cutoff(mm_system) or DEFAULT_CUTOFF_NM)
+    switch_nm = (to_nm(switch_distance, "switch_distance") if switch_distance is not None
+                 else cutoff_nm - DEFAULT_SWITCH_WIDTH_NM)
+    if not 0.0 < switch_nm < cutoff_nm:
+        raise ValueError(f"switch_distance={switch_nm} nm must lie between 0 and cutoff={cutoff_nm} nm.")
+    if periodic:
+        _check_half_box(mm_system, cutoff_nm, f"cutoff={cutoff_nm} nm", "use a smaller cutoff or a larger box")
+    return cutoff_nm, switch_nm
+
+
+def _total_charge(total_charge: Any, charges: list[float], ml: list[int]) -> float:
+    """The ML region's total charge (e): as given, else the rounded sum of its force-field charges."""
+    if total_charge is None:
+        return float(round(sum(charges[i] for i in ml)))
+    return to_float(total_charge, u.elementary_charge, "total_charge")
+
+
+def _charged_groups(topology: app.Topology, mm_system: openmm.System, ml: list[int], charges: list[float],
+                    embedding: str) -> tuple[list, list, list]:
+    """Atoms, charges and anchors of the MM molecules with charged atoms; an error if there are none."""
+    groups = _mm_groups(topology, mm_system, ml, charges)
+    if not groups:
+        raise ValueError(f"embedding={embedding!r} needs charged MM atoms outside the ML region; the system has "
+                         "none (use embedding='mechanical' for an ML region in vacuum).")
+    return ([atoms for atoms, _, _ in groups], [group_charges for _, group_charges, _ in groups],
+            [anchor for _, _, anchor in groups])
 
 
 def _capacity(capacity: Optional[int], mm_system: openmm.System, n_groups: int, cutoff_nm: float,

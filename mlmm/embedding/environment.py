@@ -20,7 +20,8 @@ import torch
 from mlmm.embedding.pbc import minimum_image
 from mlmm.potentials.layers import smooth_switch
 
-__all__ = ["anchor_vectors", "molecule_weights", "nearest_distances", "placed_molecules", "selected_molecules"]
+__all__ = ["anchor_vectors", "molecule_offsets", "molecule_weights", "nearest_distances", "placed_molecules",
+           "selected_molecules"]
 
 
 def molecule_weights(distances: torch.Tensor, switch_distance: float, cutoff: float) -> torch.Tensor:
@@ -58,11 +59,17 @@ def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Op
     ``to_anchor`` [n_ml, K, 3] and ``distances`` [n_ml, K] are :func:`anchor_vectors` of ``anchors``."""
     via = distances.argmin(0)
     anchor_position = x_ml.index_select(0, via) + to_anchor[via, torch.arange(anchors.shape[0], device=via.device)]
-    in_group = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
-                - positions.index_select(0, anchors).unsqueeze(1))
+    return anchor_position.unsqueeze(1) + molecule_offsets(positions, boxvectors, anchors, atoms)
+
+
+def molecule_offsets(positions: torch.Tensor, boxvectors: Optional[torch.Tensor], anchors: torch.Tensor,
+                     atoms: torch.Tensor) -> torch.Tensor:
+    """Minimum-image vectors [K, A, 3] (nm) from each molecule's anchor to its atoms (``atoms`` [K, A])."""
+    offsets = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
+               - positions.index_select(0, anchors).unsqueeze(1))
     if boxvectors is not None:
-        in_group = minimum_image(in_group, boxvectors.to(positions.dtype))
-    return anchor_position.unsqueeze(1) + in_group
+        offsets = minimum_image(offsets, boxvectors.to(positions.dtype))
+    return offsets
 
 
 def selected_molecules(nearest: torch.Tensor, cutoff: float, capacity: int) -> torch.Tensor:

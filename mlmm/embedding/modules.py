@@ -11,10 +11,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from mlmm.embedding.environment import (anchor_vectors, molecule_weights, nearest_distances, placed_molecules,
-                                        selected_molecules)
+from mlmm.embedding.environment import (anchor_vectors, molecule_offsets, molecule_weights, nearest_distances,
+                                        placed_molecules, selected_molecules)
 from mlmm.embedding.kernels import reaction_field, shifted_force, smooth_switch
-from mlmm.embedding.pbc import make_whole, minimum_image
+from mlmm.embedding.pbc import make_whole
 from mlmm.units import COULOMB_CONSTANT
 
 KERNELS = ("reaction-field", "shifted-force")
@@ -140,11 +140,7 @@ class MLChargesEmbeddingModule(GroupEnvironmentModule):
         anchors = self.anchor_indices.index_select(0, chosen)
         to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
         weight = smooth_switch(distances, self.switch_distance, self.cutoff)  # [n_ml, K]
-        atoms = self.group_atoms.index_select(0, chosen)
-        in_group = (positions.index_select(0, atoms.reshape(-1)).reshape(atoms.shape[0], atoms.shape[1], 3)
-                    - positions.index_select(0, anchors).unsqueeze(1))
-        if boxvectors is not None:
-            in_group = minimum_image(in_group, boxvectors.to(positions.dtype))
+        in_group = molecule_offsets(positions, boxvectors, anchors, self.group_atoms.index_select(0, chosen))
         r = torch.linalg.norm(to_anchor.unsqueeze(2) + in_group.unsqueeze(0), dim=-1)
         if self.use_reaction_field:
             kernel = reaction_field(r, self.cutoff, self.dielectric)
@@ -222,7 +218,7 @@ class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
         return torch.where(inside > self.capacity, torch.full_like(energy, float("nan")), energy).to(positions.dtype)
 
 
-class BufferEmbeddingModule(MechanicalEmbeddingModule):
+class BufferEmbeddingModule(GroupEnvironmentModule):
     """BuRNN-style buffer region with smooth membership (PHYSICS.md section 2, "buffer").
 
     E = E_NN(I u B; w) - E_NN(B; w) - sum_m w_m E_LJ(I, m)
@@ -242,8 +238,9 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
     Parameters
     ----------
     group_atoms, group_species, group_charges, group_sigma, group_epsilon : [G, A] sequences
-        Atoms of every MM molecule (all of them, padded; padding has species 0), their atomic
-        numbers, charges (e) and Lennard-Jones sigma (nm) and epsilon (kJ/mol).
+        Atoms of every MM molecule (all of them, padded with the anchor; padding has species 0
+        and charge 0), their atomic numbers, charges (e) and Lennard-Jones sigma (nm) and
+        epsilon (kJ/mol).
     anchor_indices : sequence of int
         Anchor atom of each molecule.
     group_neutral : sequence of bool
@@ -266,14 +263,12 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
                  group_species, group_charges, group_sigma, group_epsilon, anchor_indices, group_neutral, ml_sigma,
                  ml_epsilon, total_charge: float, buffer_cutoff: float, buffer_switch_distance: float, cutoff: float,
                  switch_distance: float, lj_cutoff: float, lj_switch_distance: float, capacity: int):
-        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots)
-        self.register_buffer("group_atoms", torch.as_tensor(group_atoms, dtype=torch.long))
+        super().__init__(potential, ml_indices, atomic_numbers, molecule_roots, group_atoms, group_charges,
+                         anchor_indices, total_charge, cutoff, switch_distance, capacity)
         self.register_buffer("group_species", torch.as_tensor(group_species, dtype=torch.long))
-        self.register_buffer("group_charges", torch.as_tensor(group_charges, dtype=torch.float64))
         self.register_buffer("group_sigma", torch.as_tensor(group_sigma, dtype=torch.float64))
         self.register_buffer("group_epsilon", torch.as_tensor(group_epsilon, dtype=torch.float64))
         self.register_buffer("group_real", (self.group_species > 0).to(torch.float64))
-        self.register_buffer("anchor_indices", torch.as_tensor(list(anchor_indices), dtype=torch.long))
         self.register_buffer("group_neutral", torch.as_tensor(list(group_neutral), dtype=torch.float64))
         self.register_buffer("ml_sigma", torch.as_tensor(list(ml_sigma), dtype=torch.float64))
         self.register_buffer("ml_epsilon", torch.as_tensor(list(ml_epsilon), dtype=torch.float64))
@@ -282,28 +277,15 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
         offsets = torch.zeros(width, 3, dtype=torch.float64)
         offsets[:, 0] = 10.0 + torch.arange(width, dtype=torch.float64)
         self.register_buffer("padding_offsets", offsets)
-        self.total_charge = float(total_charge)
         self.buffer_cutoff = float(buffer_cutoff)
         self.buffer_switch_distance = float(buffer_switch_distance)
-        self.cutoff = float(cutoff)
-        self.switch_distance = float(switch_distance)
         self.lj_cutoff = float(lj_cutoff)
         self.lj_switch_distance = float(lj_switch_distance)
-        self.capacity = min(int(capacity), self.group_atoms.shape[0])
-        self.coulomb_constant = COULOMB_CONSTANT
 
     def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Buffer weights w_m [K] of the ``chosen`` molecules from their anchor distances [n_ml, K] (0 if charged)."""
         return (molecule_weights(distances, self.buffer_switch_distance, self.buffer_cutoff)
                 * self.group_neutral.index_select(0, chosen).to(distances.dtype))
-
-    def placed(self, x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
-               chosen: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Anchor distances [n_ml, K] (nm) and atom positions [K, A, 3] of the ``chosen`` molecules."""
-        anchors = self.anchor_indices.index_select(0, chosen)
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
-        return distances, placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
-                                           self.group_atoms.index_select(0, chosen))
 
     def lennard_jones(self, x_ml: torch.Tensor, x: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Force-field Lennard-Jones energy [K] (kJ/mol) of the ML region with each chosen molecule."""
@@ -325,9 +307,17 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
         x_ml = self.ml_positions(positions, boxvectors)
         dtype = self.model_dtype_probe.dtype
         nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
-        inside = torch.nonzero(nearest < self.buffer_cutoff).reshape(-1)
-        distances, members = self.placed(x_ml, positions, boxvectors, inside)
-        weights = self.buffer_weights(distances, inside)
+        # the molecules within the Coulomb cutoff, placed once; the buffer is those of them within its cutoff
+        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
+        anchors = self.anchor_indices.index_select(0, chosen)
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        placed = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
+                                  self.group_atoms.index_select(0, chosen))
+        buffer_weights = self.buffer_weights(distances, chosen)
+        in_buffer = torch.nonzero(nearest.index_select(0, chosen) < self.buffer_cutoff).reshape(-1)
+        inside = chosen.index_select(0, in_buffer)
+        weights = buffer_weights.index_select(0, in_buffer)
+        members = placed.index_select(0, in_buffer)
         real = self.group_real.index_select(0, inside).to(positions.dtype)
         members = members + (1.0 - real).unsqueeze(-1) * self.padding_offsets.to(positions.dtype)
         atom_weights = (weights.unsqueeze(1) * real).reshape(-1)
@@ -345,11 +335,8 @@ class BufferEmbeddingModule(MechanicalEmbeddingModule):
         lennard_jones = (weights * self.lennard_jones(x_ml, members, inside)).sum()
         q_ml = charges[:n].to(positions.dtype)
         q_ml = q_ml - (q_ml.sum() - self.total_charge) / n
-        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
-        distances, outer_x = self.placed(x_ml, positions, boxvectors, chosen)
-        outer = molecule_weights(distances, self.switch_distance, self.cutoff) * (
-            1.0 - self.buffer_weights(distances, chosen))
-        outer_x = outer_x.reshape(-1, 3)
+        outer = molecule_weights(distances, self.switch_distance, self.cutoff) * (1.0 - buffer_weights)
+        outer_x = placed.reshape(-1, 3)
         outer_q = (self.group_charges.index_select(0, chosen).to(positions.dtype) * outer.unsqueeze(1)).reshape(-1)
         r = torch.linalg.norm(x_ml.unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
         coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()

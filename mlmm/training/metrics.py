@@ -70,14 +70,16 @@ def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, n
     plus the per-atom committee force spread ``sigma_forces`` [F, n] (kJ/mol/nm) for committees."""
     dtype = model.energy_shift.dtype
     species = torch.as_tensor(dataset.species)
+    buffer = dataset.mm_species is not None and dataset.n_frames > 0
+    if buffer:
+        species_row = torch.as_tensor(buffer_species(dataset.mm_species, dataset.mm_mask))
     collected: Dict[str, list] = {}
     for start in range(0, dataset.n_frames, batch_size):
         frames = slice(start, start + batch_size)
         positions = torch.as_tensor(dataset.positions[frames], dtype=dtype)
-        if dataset.mm_species is not None:
+        if buffer:
             outputs = buffer_frame_outputs(
-                model, species, positions, torch.as_tensor(dataset.mm_positions[frames], dtype=dtype),
-                torch.as_tensor(buffer_species(dataset.mm_species, dataset.mm_mask)),
+                model, species, positions, torch.as_tensor(dataset.mm_positions[frames], dtype=dtype), species_row,
                 torch.as_tensor(dataset.mm_mask[frames]), float(dataset.total_charge), create_graph=False)
         else:
             outputs = frame_outputs(model, species, positions, float(dataset.total_charge), create_graph=False,
