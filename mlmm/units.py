@@ -15,6 +15,9 @@ import openmm.unit as u
 #: PHYSICS.md rounds it to 138.935456; the full value keeps mlmm exact against OpenMM.
 COULOMB_CONSTANT = 138.93545764438198
 
+#: Speed of light in cm/ps: a frequency in 1/ps divided by it is a wavenumber in cm^-1 (1 ps^-1 = 33.356 cm^-1).
+SPEED_OF_LIGHT_CM_PER_PS = 2.99792458e-2
+
 
 def to_float(value: Any, unit: u.Unit, name: str) -> float:
     """Return ``value`` as a float in ``unit``.

@@ -234,3 +234,41 @@ def test_lambda_zero_gives_the_force_field_and_transports_agree(network):
                 for transport in ("torch", "python")]
     assert energies[1] == pytest.approx(energies[0], abs=1e-8)
     assert evaluate(interpolated, positions)[0] == pytest.approx(energies[0], abs=1e-8)
+
+
+def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_forces(network):
+    """mlmm.training.buffer_errors.network_interaction: E_NN(I u B) - E_NN(B) - E_NN(I) + Coulomb with O,
+    term by term from the network, and forces on I equal to finite differences."""
+    from mlmm.training.buffer_errors import network_interaction
+
+    x_ml = WATER + 0.01
+    x_buffer = np.vstack([WATER + [0.3, 0.0, 0.0], WATER + [0.0, 0.32, 0.05]])
+    x_outer = np.vstack([WATER + [0.8, 0.1, 0.0]])
+    q_outer = np.array([-0.834, 0.417, 0.417]) * 0.6
+    species, buffer_species = [8, 1, 1], [8, 1, 1] * 2
+    energy, forces = network_interaction(network, species, buffer_species, 0.0, x_ml, x_buffer, x_outer, q_outer)
+
+    def terms(x):
+        t = torch.as_tensor
+        ones = torch.ones(9, dtype=torch.float64)
+        whole, charges = network.weighted_energy_and_charges(t(species + buffer_species), t(np.vstack([x, x_buffer])),
+                                                             ones, 0.0)
+        buffer = network.weighted_energy_and_charges(t(buffer_species), t(x_buffer), ones[3:], 0.0)[0]
+        alone = network.weighted_energy_and_charges(t(species), t(x), ones[:3], 0.0)[0]
+        q = charges[:3] - charges[:3].sum() / 3
+        r = np.linalg.norm(x[:, None] - x_outer[None], axis=-1)
+        coulomb = COULOMB_CONSTANT * float((q.detach().numpy()[:, None] * q_outer / r).sum())
+        return float((whole - buffer - alone).detach()) + coulomb
+
+    assert energy == pytest.approx(terms(x_ml), abs=1e-9)
+    assert abs(energy) > 0.1  # not trivially zero, so the comparison can fail
+    step = 1e-5
+    numeric = np.zeros_like(x_ml)
+    for i in range(3):
+        for d in range(3):
+            shifted = x_ml.copy()
+            shifted[i, d] += step
+            plus = terms(shifted)
+            shifted[i, d] -= 2 * step
+            numeric[i, d] = -(plus - terms(shifted)) / (2 * step)
+    np.testing.assert_allclose(forces, numeric, atol=1e-4 * np.abs(numeric).max())

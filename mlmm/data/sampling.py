@@ -12,11 +12,9 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 import scipy.optimize
 
-from mlmm.units import MOLAR_GAS_CONSTANT
+from mlmm.units import MOLAR_GAS_CONSTANT, SPEED_OF_LIGHT_CM_PER_PS
 
 ForceFn = Callable[[np.ndarray], Tuple[float, np.ndarray]]
-#: Speed of light in cm/ps: converts angular frequencies (rad/ps) to wavenumbers (cm^-1).
-SPEED_OF_LIGHT_CM_PER_PS = 2.99792458e-2
 
 
 def calculator_forces(calculator, species, total_charge: int = 0, multiplicity: int = 1) -> ForceFn:

@@ -11,9 +11,11 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from mlmm.data.dataset import Dataset
 from mlmm.potentials.neighbors import check_cell
 
-__all__ = ["mm_environment", "solvent_snapshots", "switched_charges", "weighted_environment"]
+__all__ = ["buffer_clusters", "empty_buffer_frames", "mm_environment", "solvent_snapshots", "switched_charges",
+           "weighted_environment"]
 
 # the 27 lattice translations n_a a + n_b b + n_c c with n in {-1, 0, 1}, as coefficients
 _NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T.astype(float)
@@ -302,3 +304,45 @@ def weighted_environment(snapshots: dict, switch_distance: float, cutoff: float
     for k, (x, q) in enumerate(kept):
         positions[k, :len(q)], charges[k, :len(q)], mask[k, :len(q)] = x, q, True
     return positions, charges, mask
+
+
+def buffer_clusters(frames: Dataset, buffer_cutoff: float, molecule_species: Sequence[int],
+                    molecule_charges: Sequence[float], source: str, provenance: dict) -> Dataset:
+    """The frames with their MM environment cut down to a buffer region (data for the buffer embedding).
+
+    The environment must be one neutral solvent whose molecules are stored whole and in the same
+    atom order (``molecule_species``, the first atom the anchor, as
+    :class:`~mlmm.embedding.modules.BufferEmbeddingModule` takes it). Kept: every molecule whose
+    anchor lies within ``buffer_cutoff`` (nm) of an ML atom, nearest first, at the full
+    force-field charges ``molecule_charges`` (e) and with its atomic numbers in ``mm_species``,
+    i.e. every molecule the buffer gives a non-zero weight, entered whole.
+    """
+    size = len(molecule_species)
+    kept = []
+    for k in range(frames.n_frames):
+        molecules = frames.mm_positions[k][frames.mm_mask[k]].reshape(-1, size, 3)
+        nearest = np.linalg.norm(molecules[:, None, 0] - frames.positions[k][None], axis=-1).min(1)
+        order = np.argsort(nearest)
+        kept.append(molecules[order[nearest[order] < buffer_cutoff]].reshape(-1, 3))
+    width = max(len(x) for x in kept)
+    positions = np.zeros((frames.n_frames, width, 3))
+    mask = np.zeros((frames.n_frames, width), dtype=bool)
+    for k, x in enumerate(kept):
+        positions[k, :len(x)], mask[k, :len(x)] = x, True
+    return Dataset(species=frames.species, positions=frames.positions, mm_positions=positions,
+                   mm_charges=np.tile(np.asarray(molecule_charges, dtype=np.float64), width // size) * mask,
+                   mm_species=np.tile(np.asarray(molecule_species, dtype=np.int64), width // size) * mask,
+                   mm_mask=mask, frame_source=[source] * frames.n_frames, total_charge=frames.total_charge,
+                   multiplicity=frames.multiplicity, provenance=dict(provenance))
+
+
+def empty_buffer_frames(vacuum: Dataset, width: int, source: str) -> Dataset:
+    """Labelled gas-phase frames as buffer frames with an empty buffer (``width`` padding atoms), so
+    that a buffer network also learns the lone ML region E_NN(I)."""
+    f = vacuum.n_frames
+    return Dataset(species=vacuum.species, positions=vacuum.positions, energies=vacuum.energies,
+                   forces=vacuum.forces, charges=vacuum.charges, dipoles=vacuum.dipoles,
+                   mm_positions=np.zeros((f, width, 3)), mm_charges=np.zeros((f, width)),
+                   mm_species=np.zeros((f, width), dtype=np.int64), mm_mask=np.zeros((f, width), dtype=bool),
+                   mm_forces=np.zeros((f, width, 3)), frame_source=[source] * f, status=vacuum.status,
+                   total_charge=vacuum.total_charge, multiplicity=vacuum.multiplicity, provenance=vacuum.provenance)

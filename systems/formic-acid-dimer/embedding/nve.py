@@ -7,11 +7,15 @@ because formic-acid.xml has nonbonded parameters only), draws
 velocities at 300 K, equilibrates with Langevin dynamics (EQUILIBRATION_PS), then runs
 velocity Verlet (NVE) for --ps picoseconds at 0.5 fs. Reported per scheme: the drift of the
 total energy (slope of a straight-line fit, kJ/mol/ps, and per degree of freedom per ns), its
-RMS fluctuation about the fit, and how many waters entered or left the embedding environment
-(oxygen within 1.1 nm of a dimer atom, checked every 10 steps). Results go to nve.json as
-each scheme finishes (several runs with different --schemes may share it); a rerun skips the
-schemes already there. Run from the repository root:
+RMS fluctuation about the fit, the standard error of the drift from the spread of the slopes of
+four consecutive blocks, and how many waters entered or left the embedding environment (oxygen
+within 1.1 nm of a dimer atom; for the buffer scheme the buffer, 0.45 nm; checked every 10
+steps). Results go to nve.json as each scheme finishes (several runs with different --schemes
+may share it); a rerun skips the schemes already there. Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py [--ps 20] [--schemes mm electrostatic]
+A repeat with other velocities (nve-seed8.json):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm --seed 8 \\
+        --output systems/formic-acid-dimer/embedding/nve-seed8.json
 """
 
 import argparse
@@ -32,13 +36,16 @@ from mlmm.embedding import surgery
 HERE = Path(__file__).parent
 SYSTEM = HERE.parent
 MODELS = {"mechanical": SYSTEM / "model" / "model.pt", "mechanical-ml-charges": SYSTEM / "model" / "model.pt",
-          "electrostatic": HERE / "model" / "model.pt"}
+          "electrostatic": HERE / "model" / "model.pt", "buffer": SYSTEM / "buffer" / "model" / "model.pt"}
+OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
 SCHEMES = ["mm", *MODELS]
 TIMESTEP_PS = 0.0005
 EQUILIBRATION_PS = 1.0
 CHECK_EVERY = 10  # steps between environment checks
 REPORT_EVERY = 20  # steps between total-energy samples
-ENVIRONMENT_CUTOFF = 1.1  # nm, oxygen to the nearest dimer atom
+ENVIRONMENT_CUTOFF = 1.1  # nm, oxygen to the nearest dimer atom: the Coulomb environment of the schemes
+BUFFER_CUTOFF = OPTIONS["buffer"]["buffer_cutoff"]  # nm: for the buffer scheme, entering or leaving the buffer counts
+BLOCKS = 4  # the drift's standard error: spread of the slopes fitted to BLOCKS consecutive blocks
 SEED = 7
 
 
@@ -54,7 +61,8 @@ def systems() -> tuple[app.PDBFile, openmm.System, list[int]]:
 def scheme_system(scheme: str, pdb: app.PDBFile, mm_system: openmm.System, dimer: list[int]) -> openmm.System:
     if scheme == "mm":  # formic-acid.xml has no bonded terms: the dimer is held fixed in the solvent
         return surgery.frozen_copy(mm_system, dimer)
-    return mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(MODELS[scheme]), embedding=scheme)
+    return mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(MODELS[scheme]), embedding=scheme,
+                                     **OPTIONS.get(scheme, {}))
 
 
 def minimised_positions(pdb: app.PDBFile, mm_system: openmm.System, dimer: list[int]) -> np.ndarray:
@@ -67,25 +75,25 @@ def minimised_positions(pdb: app.PDBFile, mm_system: openmm.System, dimer: list[
     return context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
 
 
-def environment(positions: np.ndarray, box: np.ndarray, dimer: list[int], oxygens: np.ndarray) -> set:
-    """Indices of the water oxygens within ENVIRONMENT_CUTOFF of any dimer atom (minimum image, cubic box)."""
+def environment(positions: np.ndarray, box: np.ndarray, dimer: list[int], oxygens: np.ndarray, cutoff: float) -> set:
+    """Indices of the water oxygens within ``cutoff`` (nm) of any dimer atom (minimum image, cubic box)."""
     delta = positions[oxygens][None, :, :] - positions[dimer][:, None, :]
     lengths = np.diag(box)
     delta -= lengths * np.round(delta / lengths)
-    return set(oxygens[(np.linalg.norm(delta, axis=-1) < ENVIRONMENT_CUTOFF).any(0)].tolist())
+    return set(oxygens[(np.linalg.norm(delta, axis=-1) < cutoff).any(0)].tolist())
 
 
-def run(scheme: str, picoseconds: float, threads: int) -> dict:
+def run(scheme: str, picoseconds: float, threads: int, seed: int) -> dict:
     pdb, mm_system, dimer = systems()
     start = minimised_positions(pdb, mm_system, dimer)
     system = scheme_system(scheme, pdb, mm_system, dimer)
     oxygens = np.array([a.index for a in pdb.topology.atoms() if a.residue.name == "HOH" and a.element.symbol == "O"])
     platform = openmm.Platform.getPlatformByName("CPU")
     langevin = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_PS * u.picosecond)
-    langevin.setRandomNumberSeed(SEED)
+    langevin.setRandomNumberSeed(seed)
     context = openmm.Context(system, langevin, platform, {"Threads": str(threads)})
     context.setPositions(start)
-    context.setVelocitiesToTemperature(300 * u.kelvin, SEED)
+    context.setVelocitiesToTemperature(300 * u.kelvin, seed)
     langevin.step(int(round(EQUILIBRATION_PS / TIMESTEP_PS)))
     state = context.getState(getPositions=True, getVelocities=True)
     verlet = openmm.VerletIntegrator(TIMESTEP_PS * u.picosecond)
@@ -97,12 +105,13 @@ def run(scheme: str, picoseconds: float, threads: int) -> dict:
     times, energies, temperatures = [], [], []
     dof = degrees_of_freedom(system)
     inside, entered, left = None, 0, 0
+    cutoff = BUFFER_CUTOFF if scheme == "buffer" else ENVIRONMENT_CUTOFF
     clock = time.perf_counter()
     for step in range(0, n_steps + 1, CHECK_EVERY):
         if step:
             verlet.step(CHECK_EVERY)
         state = nve.getState(getPositions=True, getEnergy=True)
-        now = environment(state.getPositions(asNumpy=True).value_in_unit(u.nanometer), box, dimer, oxygens)
+        now = environment(state.getPositions(asNumpy=True).value_in_unit(u.nanometer), box, dimer, oxygens, cutoff)
         if inside is not None:
             entered, left = entered + len(now - inside), left + len(inside - now)
         inside = now
@@ -114,11 +123,15 @@ def run(scheme: str, picoseconds: float, threads: int) -> dict:
     seconds = time.perf_counter() - clock
     times, energies = np.array(times), np.array(energies)
     slope, intercept = np.polyfit(times, energies, 1)
-    return {"picoseconds": picoseconds, "timestep_fs": TIMESTEP_PS * 1000, "degrees_of_freedom": dof,
+    block_slopes = [np.polyfit(t, e, 1)[0]
+                    for t, e in zip(np.array_split(times, BLOCKS), np.array_split(energies, BLOCKS))]
+    return {"picoseconds": picoseconds, "timestep_fs": TIMESTEP_PS * 1000, "seed": seed, "degrees_of_freedom": dof,
             "drift_kJ_per_mol_per_ps": float(slope),
+            "drift_block_standard_error": float(np.std(block_slopes, ddof=1) / np.sqrt(BLOCKS)),
             "drift_kJ_per_mol_per_ns_per_dof": float(slope * 1000 / dof),
             "fluctuation_rms_kJ_per_mol": float(np.std(energies - (slope * times + intercept))),
-            "mean_temperature_K": float(np.mean(temperatures)), "waters_entered": entered, "waters_left": left,
+            "mean_temperature_K": float(np.mean(temperatures)), "environment_cutoff_nm": cutoff,
+            "waters_entered": entered, "waters_left": left,
             "ms_per_step": 1000 * seconds / max(n_steps, 1)}
 
 
@@ -127,6 +140,7 @@ def main():
     parser.add_argument("--ps", type=float, default=20.0, help="NVE length in ps (default 20)")
     parser.add_argument("--schemes", nargs="+", default=SCHEMES, choices=SCHEMES)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=SEED, help="velocities and Langevin noise (default 7)")
     parser.add_argument("--output", type=Path, default=HERE / "nve.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -134,7 +148,7 @@ def main():
         done = json.loads(args.output.read_text()) if args.output.exists() else {}
         if scheme in done and done[scheme]["picoseconds"] == args.ps:
             continue
-        result = run(scheme, args.ps, args.threads)
+        result = run(scheme, args.ps, args.threads, args.seed)
         results = json.loads(args.output.read_text()) if args.output.exists() else {}  # another run may have added
         results[scheme] = result
         args.output.write_text(json.dumps(results, indent=2))

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from mlmm.data.calculators import BufferDifference
-from mlmm.data.dataset import Dataset, concatenate, load_dataset
+from mlmm.data.dataset import concatenate, load_dataset
 from mlmm.data.labelling import label
+from mlmm.data.snapshots import buffer_clusters, empty_buffer_frames
 
 HERE = Path(__file__).parent
 SNAPSHOTS = HERE.parent / "embedding" / "data"
@@ -28,48 +29,19 @@ TIP3P_CHARGES = np.array([-0.834, 0.417, 0.417])  # e: O, H, H
 TIP3P_SPECIES = np.array([8, 1, 1])
 
 
-def buffers(snapshots: Dataset) -> Dataset:
-    """The snapshots with their MM environment cut down to the buffer waters (full TIP3P charges)."""
-    kept = []
-    for k in range(snapshots.n_frames):
-        waters = snapshots.mm_positions[k][snapshots.mm_mask[k]].reshape(-1, 3, 3)  # TIP3P order O, H, H
-        nearest = np.linalg.norm(waters[:, None, 0] - snapshots.positions[k][None], axis=-1).min(1)
-        order = np.argsort(nearest)
-        kept.append(waters[order[nearest[order] < BUFFER_CUTOFF]].reshape(-1, 3))
-    m = max(len(x) for x in kept)
-    positions, mask = np.zeros((snapshots.n_frames, m, 3)), np.zeros((snapshots.n_frames, m), dtype=bool)
-    for k, x in enumerate(kept):
-        positions[k, :len(x)], mask[k, :len(x)] = x, True
-    waters_per_frame = mask.sum(1) // 3
+def main():
+    snapshots = load_dataset(SNAPSHOTS / "water-tip3p-gfn2.h5")
     provenance = {"description": "one water with its buffer of TIP3P waters (oxygen within "
                                  f"{BUFFER_CUTOFF} nm of a solute atom) from the solvent snapshots of "
                                  "water-tip3p-gfn2.h5; E(solute + buffer) - E(buffer) in vacuum",
                   "sampling": snapshots.provenance.get("sampling", ""), "temperature_K": 300.0,
                   "buffer_cutoff_nm": BUFFER_CUTOFF, "buffer_switch_distance_nm": BUFFER_SWITCH_DISTANCE,
-                  "limits": f"{waters_per_frame.min()}-{waters_per_frame.max()} buffer waters per frame, TIP3P "
-                            "geometries; vacuum (no charges beyond the buffer)"}
-    return Dataset(species=snapshots.species, positions=snapshots.positions, mm_positions=positions,
-                   mm_charges=np.tile(TIP3P_CHARGES, m // 3) * mask, mm_species=np.tile(TIP3P_SPECIES, m // 3) * mask,
-                   mm_mask=mask, frame_source=["buffer-300K"] * snapshots.n_frames, provenance=provenance)
-
-
-def lone_molecules(vacuum: Dataset, width: int) -> Dataset:
-    """Gas-phase frames as buffer frames with an empty buffer (padding only)."""
-    f = vacuum.n_frames
-    return Dataset(species=vacuum.species, positions=vacuum.positions, energies=vacuum.energies,
-                   forces=vacuum.forces, charges=vacuum.charges, dipoles=vacuum.dipoles,
-                   mm_positions=np.zeros((f, width, 3)), mm_charges=np.zeros((f, width)),
-                   mm_species=np.zeros((f, width), dtype=np.int64), mm_mask=np.zeros((f, width), dtype=bool),
-                   mm_forces=np.zeros((f, width, 3)), frame_source=["no-buffer-300K"] * f, status=vacuum.status,
-                   provenance=vacuum.provenance)
-
-
-def main():
-    snapshots = load_dataset(SNAPSHOTS / "water-tip3p-gfn2.h5")
-    labelled = label(buffers(snapshots), HERE / "data" / "water-buffer-only.h5",
-                     BufferDifference({"program": "xtb"}), n_workers=2)
+                  "limits": "15-27 buffer waters per frame, TIP3P geometries; vacuum (no charges beyond the buffer)"}
+    clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", provenance)
+    labelled = label(clusters, HERE / "data" / "water-buffer-only.h5", BufferDifference({"program": "xtb"}),
+                     n_workers=2)
     vacuum = load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").subset(np.arange(0, snapshots.n_frames, 4))
-    joined = concatenate([labelled, lone_molecules(vacuum, labelled.mm_positions.shape[1])])
+    joined = concatenate([labelled, empty_buffer_frames(vacuum, labelled.mm_positions.shape[1], "no-buffer-300K")])
     joined.save(HERE / "data" / "water-buffer-gfn2.h5")
     difference = labelled.energies - load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").energies
     print(f"{labelled.n_frames} buffer frames ({labelled.mm_mask.sum(1).min() // 3}-"

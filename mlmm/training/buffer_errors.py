@@ -1,0 +1,114 @@
+"""How well a buffer-embedding network reproduces the QM interaction of the ML region with its solvent.
+
+On solvent snapshots (ML region I with a labelled gas-phase twin, and an MM environment of one
+neutral solvent stored molecule by molecule with its embedding-switched charges), the buffer B
+is every molecule whose anchor (first atom) lies within the buffer cutoff of I and the outer
+region O the rest. Reference (a QM program with O as external point charges):
+
+    E_int = E(I u B; O) - E(B; O) - E(I),
+
+and its forces on the atoms of I minus the gas-phase forces. The buffer scheme, every buffer
+molecule at full weight:
+
+    E_NN(I u B) - E_NN(B) - E_NN(I) + k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij,
+
+with the network's charges q_i of I in I u B shifted to I's total charge. Energies kJ/mol,
+forces kJ/mol/nm, lengths nm.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import numpy as np
+import torch
+
+from mlmm.data.dataset import Dataset
+from mlmm.units import COULOMB_CONSTANT
+
+
+def split_environment(positions: np.ndarray, mm_positions: np.ndarray, mm_charges: np.ndarray,
+                      molecule_size: int, buffer_cutoff: float):
+    """Buffer atoms [b, 3] and outer positions [o, 3] and charges [o] of one snapshot's environment."""
+    molecules, charges = mm_positions.reshape(-1, molecule_size, 3), mm_charges.reshape(-1, molecule_size)
+    nearest = np.linalg.norm(molecules[:, None, 0] - positions[None], axis=-1).min(1)
+    inside = nearest < buffer_cutoff
+    return molecules[inside].reshape(-1, 3), molecules[~inside].reshape(-1, 3), charges[~inside].reshape(-1)
+
+
+def network_interaction(model, species: Sequence[int], buffer_species: Sequence[int], total_charge: float,
+                        x_ml: np.ndarray, x_buffer: np.ndarray, x_outer: np.ndarray, q_outer: np.ndarray):
+    """The buffer scheme's E_int (kJ/mol) and its forces on I (kJ/mol/nm), every buffer molecule at weight 1."""
+    n = len(species)
+    x_ml = torch.tensor(x_ml, dtype=torch.float64, requires_grad=True)
+    species_ml, species_buffer = torch.as_tensor(list(species)), torch.as_tensor(list(buffer_species))
+    whole_x = torch.cat([x_ml, torch.as_tensor(x_buffer, dtype=torch.float64)])
+    ones = torch.ones(len(whole_x), dtype=torch.float64)
+    whole, charges = model.weighted_energy_and_charges(torch.cat([species_ml, species_buffer]), whole_x, ones,
+                                                       total_charge)
+    buffer = model.weighted_energy_and_charges(species_buffer, whole_x[n:], ones[n:], 0.0)[0] \
+        if len(species_buffer) else torch.zeros_like(whole)
+    alone = model.weighted_energy_and_charges(species_ml, x_ml, ones[:n], total_charge)[0]
+    q_ml = charges[:n].to(torch.float64)
+    q_ml = q_ml - (q_ml.sum() - total_charge) / n
+    r = torch.linalg.norm(x_ml.unsqueeze(1) - torch.as_tensor(x_outer).unsqueeze(0), dim=-1)
+    coulomb = COULOMB_CONSTANT * (q_ml.unsqueeze(1) * torch.as_tensor(q_outer).unsqueeze(0) / r).sum()
+    energy = whole - buffer - alone + coulomb
+    (gradient,) = torch.autograd.grad(energy, x_ml)
+    return float(energy.detach()), -gradient.numpy()
+
+
+def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,
+                              buffer_cutoff: float, molecule_species: Sequence[int]) -> Dict[str, float]:
+    """MAE and RMSE of the buffer scheme's E_int (kJ/mol) and forces on I (kJ/mol/nm) on ``frames``.
+
+    ``snapshots`` holds the solvent environments (switched charges), ``vacuum`` the labelled
+    gas-phase twins of the same geometries; ``calculator`` (a
+    :class:`~mlmm.data.calculators.ReferenceCalculator`) computes the reference.
+    """
+    size, charge = len(molecule_species), snapshots.total_charge
+    reference, predicted, reference_forces, predicted_forces = [], [], [], []
+    for k in frames:
+        real = snapshots.mm_mask[k]
+        x_ml = snapshots.positions[k]
+        x_buffer, x_outer, q_outer = split_environment(x_ml, snapshots.mm_positions[k][real],
+                                                       snapshots.mm_charges[k][real], size, buffer_cutoff)
+        buffer_species = list(molecule_species) * (len(x_buffer) // size)
+        whole = calculator.compute(list(snapshots.species) + buffer_species, np.vstack([x_ml, x_buffer]), charge,
+                                   snapshots.multiplicity, x_outer, q_outer)
+        buffer = calculator.compute(buffer_species, x_buffer, 0, 1, x_outer, q_outer)
+        reference.append(whole["energy"] - buffer["energy"] - vacuum.energies[k])
+        reference_forces.append(whole["forces"][:len(x_ml)] - vacuum.forces[k])
+        energy, forces = network_interaction(model, snapshots.species, buffer_species, float(charge), x_ml, x_buffer,
+                                             x_outer, q_outer)
+        predicted.append(energy)
+        predicted_forces.append(forces)
+    reference, predicted = np.array(reference), np.array(predicted)
+    force_error = np.array(predicted_forces) - np.array(reference_forces)
+    return {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
+            "interaction_std": float(reference.std()), "energy_mae": float(np.abs(predicted - reference).mean()),
+            "energy_rmse": float(np.sqrt(((predicted - reference) ** 2).mean())),
+            "forces_mae": float(np.abs(force_error).mean()), "forces_rmse": float(np.sqrt((force_error ** 2).mean()))}
+
+
+def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator, buffer_cutoff: float,
+                        molecule_species: Sequence[int]) -> Dict[str, float]:
+    """:func:`buffer_interaction_errors` on the test snapshots of a buffer network's training run.
+
+    The network was trained on buffer clusters made from the snapshots in ``snapshots_path`` in
+    their order (followed by other frames, e.g. lone-molecule frames); its ``split.json`` selects
+    the test snapshots. Writes ``model_directory/interaction.json`` and returns its content.
+    """
+    import json
+    from pathlib import Path
+
+    from mlmm.data.dataset import load_dataset
+    from mlmm.potentials import load_potential
+
+    directory = Path(model_directory)
+    snapshots, vacuum = load_dataset(snapshots_path), load_dataset(vacuum_path)
+    test = [k for k in json.loads((directory / "split.json").read_text())["test"] if k < snapshots.n_frames]
+    model, _ = load_potential(directory / "model.pt")
+    result = buffer_interaction_errors(model, snapshots, vacuum, test, calculator, buffer_cutoff, molecule_species)
+    (directory / "interaction.json").write_text(json.dumps(result, indent=2))
+    return result

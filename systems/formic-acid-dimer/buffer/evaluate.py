@@ -1,0 +1,27 @@
+"""The buffer embedding's interaction energy on held-out solvent snapshots against GFN2-xTB.
+
+For every test snapshot of the buffer model's split: the buffer B (TIP3P waters with the oxygen
+within 0.45 nm of a dimer atom, as in make_dataset.py) and the outer waters O (the rest of the
+snapshot's environment, with the embedding-switched charges stored in
+../embedding/data/dimer-tip3p-gfn2.h5). Reference: E_int = E(I u B; O charges) - E(B; O charges)
+- E(I), GFN2-xTB with the O charges as external point charges; the scheme's value with every
+buffer water at full weight (mlmm.training.buffer_errors). Writes model/interaction.json. Run
+from the repository root:
+    .venv/bin/python systems/formic-acid-dimer/buffer/evaluate.py
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from mlmm.data.calculators import XTBCalculator
+from mlmm.training.buffer_errors import assess_buffer_model
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  (this folder's recipe)
+
+if __name__ == "__main__":
+    result = assess_buffer_model(SNAPSHOTS / "dimer-tip3p-gfn2.h5", SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5",
+                                 HERE / "model", XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES)
+    print(json.dumps(result, indent=2))

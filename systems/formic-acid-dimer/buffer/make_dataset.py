@@ -1,0 +1,53 @@
+"""GFN2-xTB reference data for the buffer embedding of the formic acid dimer in TIP3P: E(I u B) - E(B).
+
+Frames: the 600 solvent snapshots of ../embedding/data/dimer-tip3p-gfn2.h5 (gas-phase dataset
+geometries of the dimer, including the double proton transfer, superimposed on TIP3P snapshots;
+see ../embedding/DATASET.md). The buffer B of a snapshot is every TIP3P water whose oxygen lies
+within BUFFER_CUTOFF of a dimer atom, i.e. every water the buffer embedding gives a non-zero
+weight (switch from BUFFER_SWITCH_DISTANCE to BUFFER_CUTOFF), at full weight. Labels: GFN2-xTB of
+the dimer with its buffer minus the buffer alone, both in vacuum
+(mlmm.data.calculators.BufferDifference): energy, forces on the dimer and on the buffer atoms.
+Joined with the gas-phase twin of every fourth snapshot as frames with an empty buffer, so the
+network also knows the lone dimer. Writes data/dimer-buffer-gfn2.h5; run from the repository
+root (resumes an interrupted labelling):
+    .venv/bin/python systems/formic-acid-dimer/buffer/make_dataset.py
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from mlmm.data.calculators import BufferDifference
+from mlmm.data.dataset import concatenate, load_dataset
+from mlmm.data.labelling import label
+from mlmm.data.snapshots import buffer_clusters, empty_buffer_frames
+
+HERE = Path(__file__).parent
+SNAPSHOTS = HERE.parent / "embedding" / "data"
+BUFFER_SWITCH_DISTANCE, BUFFER_CUTOFF = 0.35, 0.45  # nm, oxygen to the nearest dimer atom
+TIP3P_SPECIES, TIP3P_CHARGES = [8, 1, 1], [-0.834, 0.417, 0.417]
+
+
+def main():
+    snapshots = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2.h5")
+    clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", {})
+    waters = clusters.mm_mask.sum(1) // 3
+    clusters.provenance = {
+        "description": f"formic acid dimer with its buffer of TIP3P waters (oxygen within {BUFFER_CUTOFF} nm of a "
+                       "dimer atom) from the solvent snapshots of dimer-tip3p-gfn2.h5; E(dimer + buffer) - "
+                       "E(buffer) in vacuum", "sampling": snapshots.provenance.get("sampling", ""),
+        "temperature_K": 300.0, "buffer_cutoff_nm": BUFFER_CUTOFF, "buffer_switch_distance_nm": BUFFER_SWITCH_DISTANCE,
+        "limits": f"{waters.min()}-{waters.max()} buffer waters per frame, TIP3P geometries; vacuum"}
+    labelled = label(clusters, HERE / "data" / "dimer-buffer-only.h5", BufferDifference({"program": "xtb"}),
+                     n_workers=1)
+    vacuum = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5")
+    lone = empty_buffer_frames(vacuum.subset(np.arange(0, snapshots.n_frames, 4)), labelled.mm_positions.shape[1],
+                               "no-buffer-300K")
+    concatenate([labelled, lone]).save(HERE / "data" / "dimer-buffer-gfn2.h5")
+    binding = labelled.energies - vacuum.energies
+    print(f"{labelled.n_frames} buffer frames ({waters.min()}-{waters.max()} waters) + {lone.n_frames} lone-dimer "
+          f"frames; E(I+B) - E(B) - E(I) = {binding.mean():.1f} +- {binding.std():.1f} kJ/mol")
+
+
+if __name__ == "__main__":
+    main()
