@@ -26,7 +26,7 @@ class EmbeddingReporter:
         Steps between rows.
     module : torch.nn.Module
         The embedding module with a ``report(positions, boxvectors)`` method, e.g.
-        ``mlmm.plan_embedding(...).module`` for ``embedding="electrostatic"``.
+        ``mlmm.plan_embedding(...).module`` for ``embedding="electrostatic"`` or ``"buffer"``.
     """
 
     def __init__(self, file: Union[str, Path], interval: int, module: torch.nn.Module, append: bool = False):
@@ -34,7 +34,7 @@ class EmbeddingReporter:
             raise ValueError(f"interval must be a positive number of steps, got {interval!r}")
         if not callable(getattr(module, "report", None)):
             raise TypeError(f"{type(module).__name__} has no report(positions, boxvectors) method; use the module of "
-                            "an electrostatic embedding (mlmm.plan_embedding(...).module)")
+                            "an electrostatic or buffer embedding (mlmm.plan_embedding(...).module)")
         self.interval = int(interval)
         self.module = module
         self.path = Path(file)

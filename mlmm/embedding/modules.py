@@ -100,6 +100,21 @@ class GroupEnvironmentModule(MechanicalEmbeddingModule):
         self.capacity = min(int(capacity), atoms.shape[0])
         self.coulomb_constant = COULOMB_CONSTANT
 
+    def nearby_groups(self, x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The one distance screen per step and the groups it selects.
+
+        Returns ``nearest`` [G] (nm, every group's anchor to the nearest ML atom, no gradient),
+        ``chosen`` [K] (the selected groups, :func:`~mlmm.embedding.environment.selected_molecules`),
+        their ``anchors`` [K], and ``to_anchor`` [n_ml, K, 3] and ``distances`` [n_ml, K] (nm, with
+        gradient; :func:`~mlmm.embedding.environment.anchor_vectors`).
+        """
+        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
+        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
+        anchors = self.anchor_indices.index_select(0, chosen)
+        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        return nearest, chosen, anchors, to_anchor, distances
+
 
 class MLChargesEmbeddingModule(GroupEnvironmentModule):
     """E = E_NN(R_I) + k_e sum_i q_i(R_I) sum_m w(d_im) sum_{j in m} q_j K(r_ij).
@@ -135,10 +150,7 @@ class MLChargesEmbeddingModule(GroupEnvironmentModule):
     def interaction_energy(self, x_ml: torch.Tensor, charges: torch.Tensor, positions: torch.Tensor,
                            boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
         """ML-MM Coulomb energy in kJ/mol for ML positions ``x_ml`` and charges ``charges``."""
-        chosen = selected_molecules(nearest_distances(x_ml, positions, boxvectors, self.anchor_indices), self.cutoff,
-                                    self.capacity)
-        anchors = self.anchor_indices.index_select(0, chosen)
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        _, chosen, anchors, to_anchor, distances = self.nearby_groups(x_ml, positions, boxvectors)
         weight = smooth_switch(distances, self.switch_distance, self.cutoff)  # [n_ml, K]
         in_group = molecule_offsets(positions, boxvectors, anchors, self.group_atoms.index_select(0, chosen))
         r = torch.linalg.norm(to_anchor.unsqueeze(2) + in_group.unsqueeze(0), dim=-1)
@@ -185,10 +197,7 @@ class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """MM positions [K*A, 3] (nm, next to the ML region), weighted charges [K*A] (e), and the
         number of molecules with an anchor inside the cutoff."""
-        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
-        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
-        anchors = self.anchor_indices.index_select(0, chosen)
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        nearest, chosen, anchors, to_anchor, distances = self.nearby_groups(x_ml, positions, boxvectors)
         weights = molecule_weights(distances, self.switch_distance, self.cutoff)
         mm_positions = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
                                         self.group_atoms.index_select(0, chosen)).reshape(-1, 3)
@@ -306,11 +315,8 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         """The energy terms (kJ/mol), ML charges (e) and the number of buffer molecules."""
         x_ml = self.ml_positions(positions, boxvectors)
         dtype = self.model_dtype_probe.dtype
-        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
         # the molecules within the Coulomb cutoff, placed once; the buffer is those of them within its cutoff
-        chosen = selected_molecules(nearest, self.cutoff, self.capacity)
-        anchors = self.anchor_indices.index_select(0, chosen)
-        to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
+        nearest, chosen, anchors, to_anchor, distances = self.nearby_groups(x_ml, positions, boxvectors)
         placed = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
                                   self.group_atoms.index_select(0, chosen))
         buffer_weights = self.buffer_weights(distances, chosen)

@@ -49,8 +49,9 @@ def main():
     pdb = app.PDBFile(str(PDB))
     iron, oxygens = iron_and_oxygens(pdb.topology)
     model = str(HERE / "model" / "model.pt")
-    system = mlmm.create_mixed_system(pdb.topology, mm_system(pdb.topology), [iron], model, **BUFFER)
-    module = mlmm.plan_embedding(pdb.topology, mm_system(pdb.topology), [iron], model, **BUFFER).module
+    force_field = mm_system(pdb.topology)
+    system = mlmm.create_mixed_system(pdb.topology, force_field, [iron], model, **BUFFER)
+    module = mlmm.plan_embedding(pdb.topology, force_field, [iron], model, **BUFFER).module
     platform = openmm.Platform.getPlatformByName("CPU")
     langevin = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_PS * u.picosecond)
     langevin.setRandomNumberSeed(SEED)

@@ -30,8 +30,9 @@ def main():
     iron, oxygens = iron_and_oxygens(pdb.topology)
     options = {"embedding": "buffer", "buffer_cutoff": BUFFER_CUTOFF, "buffer_switch_distance": BUFFER_SWITCH_DISTANCE}
     model = str(HERE / "model" / "model.pt")
-    system = mlmm.create_mixed_system(pdb.topology, mm_system(pdb.topology), [iron], model, **options)
-    module = mlmm.plan_embedding(pdb.topology, mm_system(pdb.topology), [iron], model, **options).module
+    force_field = mm_system(pdb.topology)
+    system = mlmm.create_mixed_system(pdb.topology, force_field, [iron], model, **options)
+    module = mlmm.plan_embedding(pdb.topology, force_field, [iron], model, **options).module
     integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, 0.001 * u.picosecond)
     integrator.setRandomNumberSeed(1)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
