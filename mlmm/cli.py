@@ -1,4 +1,4 @@
-"""The ``mlmm`` command line: ``mlmm demo|run|export|info``.
+"""The ``mlmm`` command line: ``mlmm demo|run|ensemble|export|train|label|evaluate|spectrum|nma|info``.
 
 Errors from bad input print ``mlmm: error: <message>`` and exit with status 1.
 """
@@ -82,6 +82,41 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", type=Path, help="model file written by `mlmm train`")
     evaluate.add_argument("dataset", type=Path, help="labelled dataset file (.h5)")
 
+    nma = commands.add_parser("nma", help="harmonic frequencies and IR intensities of a model at a structure",
+                              description="Optimise a structure with an mlmm model, then print its harmonic "
+                                          "frequencies (cm^-1) and IR intensities (km/mol, charge models).")
+    nma.add_argument("model", type=Path, help="mlmm model file (.pt)")
+    nma.add_argument("structure", type=Path, help="PDB of the molecule (or of a system, with --atoms)")
+    nma.add_argument("--atoms", default="all", help="MDTraj selection of the molecule in the PDB (default: all)")
+    nma.add_argument("--no-optimize", action="store_true", help="use the structure as given (it must be a minimum)")
+    nma.add_argument("--method", choices=["autograd", "finite-differences"], default="autograd",
+                     help="Hessian by automatic differentiation (default) or central differences of the forces")
+    nma.add_argument("--output", type=Path, help="also write the modes as CSV")
+
+    ensemble = commands.add_parser("ensemble", help="run many replicas of a run on Dask (seeds x temperatures)",
+                                   description="Run the replicas of an ensemble TOML (see mlmm.config.load_ensemble) "
+                                               "on a Dask LocalCluster or scheduler; rerunning skips finished "
+                                               "replicas and continues the others from their checkpoints.")
+    ensemble.add_argument("config", type=Path, help="ensemble configuration (.toml)")
+    ensemble.add_argument("--scheduler", help="Dask scheduler address (overrides [dask] scheduler)")
+    ensemble.add_argument("--workers", type=int, help="LocalCluster worker processes (overrides [dask] workers)")
+
+    spectrum = commands.add_parser("spectrum", help="power or IR spectrum of a trajectory, as CSV and PNG",
+                                   description="Power spectrum (VDOS) of an .h5 trajectory written with [output] "
+                                               "velocities = true, or IR spectrum of a dipole CSV log "
+                                               "(EmbeddingReporter). Writes PREFIX.csv and PREFIX.png.")
+    spectrum.add_argument("trajectory", type=Path, help=".h5 trajectory with velocities, or a dipole .csv log")
+    spectrum.add_argument("--topology", type=Path, help="PDB for trajectory formats without a topology")
+    spectrum.add_argument("--atoms", default="all", help="MDTraj selection for the power spectrum (default: all)")
+    spectrum.add_argument("--temperature", type=float, default=300.0,
+                          help="K: normalises the power spectrum, enters the IR quantum correction (default 300)")
+    spectrum.add_argument("--window", choices=["hann", "blackman", "none"], default="hann")
+    spectrum.add_argument("--correction", choices=["harmonic", "standard", "schofield"], default="harmonic",
+                          help="IR quantum correction (default harmonic: the classical line shape)")
+    spectrum.add_argument("--max-lag", type=float, help="longest correlation time in ps (default: all frames)")
+    spectrum.add_argument("--blocks", type=int, default=1, help="block-averaged error bars from N blocks (N >= 2)")
+    spectrum.add_argument("--output", type=Path, help="output prefix (default: TRAJECTORY without suffix + -ir/-power)")
+
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
     info.add_argument("model", type=Path, help="mlmm model file (.pt)")
@@ -96,7 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label,
-                    "evaluate": _evaluate}
+                    "evaluate": _evaluate, "spectrum": _spectrum,
+                    "ensemble": _ensemble, "nma": _nma}
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
@@ -250,6 +286,78 @@ def _info(args: argparse.Namespace) -> int:
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _spectrum(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mlmm.analysis.spectrum_files import spectrum_of_file, write_spectrum
+
+    result = spectrum_of_file(args.trajectory, topology=args.topology, atoms=args.atoms, temperature=args.temperature,
+                              window=args.window, max_lag=args.max_lag, blocks=args.blocks,
+                              correction=args.correction)
+    prefix = args.output or args.trajectory.with_name(f"{args.trajectory.stem}-{result.kind}")
+    table, figure = write_spectrum(result, prefix)
+    band = slice(1, None)  # the strongest band above 0 cm^-1
+    strongest = result.wavenumbers[band][np.argmax(result.intensities[band])]
+    print(f"{result.kind} spectrum of {result.frames} frames every {result.timestep * 1000:.3g} fs: "
+          f"0-{result.wavenumbers[-1]:.0f} cm^-1 in steps of {result.wavenumbers[1]:.2f} cm^-1, strongest band at "
+          f"{strongest:.1f} cm^-1")
+    print(f"Wrote {table} and {figure}")
+    return 0
+
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rich.console import Console
+
+    from mlmm.bridge.ensemble import SUMMARY_FILE, run_ensemble
+    from mlmm.config import load_ensemble
+
+    ensemble = load_ensemble(args.config)
+    overrides = {"scheduler": args.scheduler, "workers": args.workers}
+    ensemble = dataclasses.replace(ensemble, **{k: v for k, v in overrides.items() if v is not None})
+    console = Console(soft_wrap=True)
+    where = ensemble.scheduler or f"a local cluster of {ensemble.workers} processes"
+    console.print(f"{len(ensemble.seeds) * len(ensemble.temperatures_K)} replicas of {ensemble.run.source} on {where} "
+                  f"-> {ensemble.directory}")
+    result = run_ensemble(ensemble, console=console)
+    console.print(f"ran {len(result.ran)}, already finished {len(result.skipped)}, failed {len(result.failed)}; "
+                  f"summary: {ensemble.directory / SUMMARY_FILE}")
+    return 1 if result.failed else 0
+
+
+
+def _nma(args: argparse.Namespace) -> int:
+    import mdtraj
+    import numpy as np
+
+    from mlmm.analysis.normal_modes import harmonic_analysis
+    from mlmm.potentials.io import load_potential
+
+    structure = mdtraj.load(str(args.structure))
+    atoms = structure.topology.select(args.atoms)
+    if atoms.size == 0:
+        raise ValueError(f"the selection {args.atoms!r} matches no atom of {args.structure}")
+    elements = [structure.topology.atom(int(i)).element for i in atoms]
+    model, _ = load_potential(args.model)
+    analysis = harmonic_analysis(model, [e.atomic_number for e in elements], structure.xyz[0, atoms].astype(float),
+                                 [e.mass for e in elements], optimize_first=not args.no_optimize, method=args.method)
+    intensities = analysis.ir_intensities
+    print(f"{len(atoms)} atoms, energy {analysis.energy:.4f} kJ/mol; {len(analysis.wavenumbers)} modes")
+    print(f"{'mode':>4} {'cm^-1':>10} {'k (kJ/mol/nm^2)':>16} {'IR (km/mol)':>12}")
+    for k, (wavenumber, constant) in enumerate(zip(analysis.wavenumbers, analysis.force_constants)):
+        intensity = "-" if intensities is None else f"{intensities[k]:.2f}"
+        print(f"{k + 1:>4} {wavenumber:>10.2f} {constant:>16.1f} {intensity:>12}")
+    if args.output:
+        columns = [analysis.wavenumbers, analysis.force_constants]
+        columns.append(np.full(len(analysis.wavenumbers), np.nan) if intensities is None else intensities)
+        np.savetxt(args.output, np.column_stack(columns), delimiter=",", comments="",
+                   header="wavenumber_cm-1,force_constant_kJ_mol-1_nm-2,ir_intensity_km_mol-1")
+        print(f"Wrote {args.output}")
     return 0
 
 

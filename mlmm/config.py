@@ -31,7 +31,7 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from mlmm.bridge.mixed import EMBEDDINGS
 from mlmm.bridge.transports import TRANSPORTS
@@ -85,12 +85,24 @@ class MDConfig:
 
 
 @dataclass(frozen=True)
+class RestraintConfig:
+    """[[restraints]]: a flat-bottom distance restraint, E = (k/2) (r - max_distance)^2 beyond max_distance
+    (kJ/mol, nm), e.g. to keep a gas-phase complex from coming apart at high temperature."""
+
+    atoms: tuple[int, int]
+    max_distance_nm: float
+    force_constant: float = 10000.0
+
+
+@dataclass(frozen=True)
 class OutputConfig:
-    """[output]: where the trajectory (.dcd or .h5), the CSV log and the checkpoint go."""
+    """[output]: where the trajectory (.dcd or .h5), the CSV log and the checkpoint go; ``velocities``
+    also stores velocities (nm/ps) in an .h5 trajectory, for power spectra."""
 
     directory: Path
     trajectory: str = "trajectory.dcd"
     log: str = "log.csv"
+    velocities: bool = False
 
     @property
     def trajectory_path(self) -> Path:
@@ -110,6 +122,7 @@ class RunConfig:
     md: MDConfig
     output: OutputConfig
     source: Optional[Path] = None
+    restraints: tuple[RestraintConfig, ...] = ()
 
     def with_overrides(self, steps: Optional[int] = None, directory: Optional[Union[str, Path]] = None) -> "RunConfig":
         """A copy with ``md.steps`` and/or ``output.directory`` replaced (command-line overrides)."""
@@ -126,6 +139,9 @@ class RunConfig:
         by its parameters' content hash (so re-saving the same model does not matter)."""
         data = dataclasses.asdict(self)
         del data["source"], data["md"]["steps"], data["md"]["platform"], data["output"]["directory"]
+        restraints = data.pop("restraints")
+        if restraints:  # kept out when absent, so runs from before restraints existed continue
+            data["md"]["restraints"] = restraints
         data["system"]["pdb"] = _sha256(self.system.pdb)
         data["ml"]["model"] = read_metadata(self.ml.model)["content_hash"]
         return _jsonable(data)
@@ -148,29 +164,23 @@ def load_config(path: Union[str, Path]) -> RunConfig:
       ``minimize_ml_region`` [false: the ML atoms stay at their input positions while the MM
       environment is minimised; a network is only trusted near its training geometries, and a
       minimiser's long trial steps can carry the ML region far outside them]
-    - ``[output]``: ``directory``\\*, ``trajectory`` [trajectory.dcd; .dcd or .h5], ``log`` [log.csv]
+    - ``[output]``: ``directory``\\*, ``trajectory`` [trajectory.dcd; .dcd or .h5], ``log`` [log.csv],
+      ``velocities`` [false; true stores velocities in an .h5 trajectory, for power spectra]
+    - ``[[restraints]]`` (optional, repeatable): ``atoms``\\* (two atom indices), ``max_distance_nm``\\*,
+      ``force_constant`` [10000 kJ/mol/nm^2]: a flat-bottom harmonic wall on their distance
 
     Raises ValueError naming the table and key for missing, unknown or invalid entries.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist; pass the path of a run configuration TOML file.")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error}).") from None
-    try:
-        return parse_config(data, path.resolve().parent, source=path.resolve())
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+    return _read_toml(path, "a run configuration", lambda data, source: parse_config(data, source.parent, source))
 
 
 def parse_config(data: dict[str, Any], base_dir: Union[str, Path], source: Optional[Path] = None) -> RunConfig:
     """Validate a configuration already read into a dict; input paths are relative to ``base_dir``."""
     base_dir = Path(base_dir)
-    _check_keys(data, {"system", "ml", "md", "output"}, "the top level", tables=True)
+    _check_keys(data, {"system", "ml", "md", "output", "restraints"}, "the top level", tables=True)
     return RunConfig(system=parse_system(_table(data, "system"), base_dir), ml=_parse_ml(_table(data, "ml"), base_dir),
-                     md=_parse_md(_table(data, "md")), output=_parse_output(_table(data, "output")), source=source)
+                     md=_parse_md(_table(data, "md")), output=_parse_output(_table(data, "output")), source=source,
+                     restraints=_parse_restraints(data.get("restraints", [])))
 
 
 def parse_system(table: dict[str, Any], base_dir: Path) -> SystemConfig:
@@ -229,6 +239,26 @@ def _parse_md(table: dict[str, Any]) -> MDConfig:
         minimize_ml_region=_get(table, "md", "minimize_ml_region", bool, False))
 
 
+def _parse_restraints(tables: Any) -> tuple[RestraintConfig, ...]:
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise ValueError("restraints must be an array of tables ([[restraints]] with atoms, max_distance_nm, "
+                         "force_constant).")
+    restraints = []
+    for table in tables:
+        _check_keys(table, {f.name for f in dataclasses.fields(RestraintConfig)}, "[[restraints]]")
+        atoms = _get(table, "restraints", "atoms", list)
+        if len(atoms) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in atoms) \
+                or atoms[0] == atoms[1]:
+            raise ValueError(f"[[restraints]] atoms = {atoms!r} must be two different atom indices (0-based).")
+        distance = float(_get(table, "restraints", "max_distance_nm", (int, float)))
+        constant = float(_get(table, "restraints", "force_constant", (int, float), 10000.0))
+        if not distance > 0 or not constant > 0:
+            raise ValueError(f"[[restraints]] max_distance_nm = {distance} and force_constant = {constant} must be "
+                             "positive (nm, kJ/mol/nm^2).")
+        restraints.append(RestraintConfig((atoms[0], atoms[1]), distance, constant))
+    return tuple(restraints)
+
+
 def _parse_output(table: dict[str, Any]) -> OutputConfig:
     _check_keys(table, {f.name for f in dataclasses.fields(OutputConfig)}, "[output]")
     trajectory = _get(table, "output", "trajectory", str, "trajectory.dcd")
@@ -238,8 +268,80 @@ def _parse_output(table: dict[str, Any]) -> OutputConfig:
     for key, name in (("trajectory", trajectory), ("log", _get(table, "output", "log", str, "log.csv"))):
         if Path(name).name != name:
             raise ValueError(f"[output] {key} = {name!r} must be a file name; the folder is [output] directory.")
+    velocities = _get(table, "output", "velocities", bool, False)
+    if velocities and Path(trajectory).suffix.lower() != ".h5":
+        raise ValueError(f"[output] velocities = true needs an HDF5 trajectory (a name ending in .h5), not "
+                         f"{trajectory!r}: DCD files hold positions only.")
     return OutputConfig(directory=Path(_get(table, "output", "directory", str)).resolve(), trajectory=trajectory,
-                        log=_get(table, "output", "log", str, "log.csv"))
+                        log=_get(table, "output", "log", str, "log.csv"), velocities=velocities)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """An ensemble of independent replicas of one run (see :func:`load_ensemble`)."""
+
+    run: RunConfig
+    directory: Path
+    seeds: tuple[int, ...]
+    temperatures_K: tuple[float, ...]
+    scheduler: Optional[str] = None
+    workers: int = 2
+    threads_per_worker: int = 1
+    source: Optional[Path] = None
+
+
+def load_ensemble(path: Union[str, Path]) -> EnsembleConfig:
+    """Read and validate an ensemble TOML file: every (temperature, seed) pair is one replica of a run.
+
+    - ``[ensemble]``: ``run``\\* (run configuration TOML, relative to this file), ``directory``\\*
+      (replicas go to DIRECTORY/T<temperature>K-seed<seed>, relative to the launch folder),
+      ``seeds``\\* (list of integers), ``temperatures_K`` [the run's temperature], ``steps``
+      [the run's steps]
+    - ``[dask]`` (optional): ``scheduler`` [none: a LocalCluster on this machine; else the address
+      of a Dask scheduler, e.g. "tcp://10.0.0.1:8786"], ``workers`` [2; LocalCluster processes],
+      ``threads_per_worker`` [1; CPU threads of each replica's OpenMM platform and torch]
+    """
+    return _read_toml(path, "an ensemble configuration", _parse_ensemble)
+
+
+def _read_toml(path: Union[str, Path], what: str, parse: Callable[[dict[str, Any], Path], Any]) -> Any:
+    """``parse(data, resolved path)`` of a TOML file; every error names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist; pass the path of {what} TOML file.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error}).") from None
+    try:
+        return parse(data, path.resolve())
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _parse_ensemble(data: dict[str, Any], source: Path) -> EnsembleConfig:
+    _check_keys(data, {"ensemble", "dask"}, "the top level", tables=True)
+    table, dask = _table(data, "ensemble"), data.get("dask", {})
+    _check_keys(table, {"run", "directory", "seeds", "temperatures_K", "steps"}, "[ensemble]")
+    _check_keys(dask, {"scheduler", "workers", "threads_per_worker"}, "[dask]")
+    run = load_config(_existing(source.parent, _get(table, "ensemble", "run", str), "ensemble", "run"))
+    if "steps" in table:
+        run = run.with_overrides(steps=_get(table, "ensemble", "steps", int))
+    seeds = _get(table, "ensemble", "seeds", list)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ValueError(f"[ensemble] seeds = {seeds!r} must be distinct integers in 0..2147483647, one per replica.")
+    temperatures = _get(table, "ensemble", "temperatures_K", list, [run.md.temperature_K])
+    if not temperatures or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0
+                                   for t in temperatures) or len(set(temperatures)) != len(temperatures):
+        raise ValueError(f"[ensemble] temperatures_K = {temperatures!r} must be distinct positive numbers (K).")
+    return EnsembleConfig(
+        run=run, directory=Path(_get(table, "ensemble", "directory", str)).resolve(), seeds=tuple(seeds),
+        temperatures_K=tuple(float(t) for t in temperatures), scheduler=_get(dask, "dask", "scheduler", str, None),
+        workers=_positive_int(_get(dask, "dask", "workers", int, 2), "dask", "workers"),
+        threads_per_worker=_positive_int(_get(dask, "dask", "threads_per_worker", int, 1), "dask",
+                                         "threads_per_worker"),
+        source=source)
 
 
 def _table(data: dict[str, Any], name: str) -> dict[str, Any]:

@@ -18,6 +18,9 @@ COULOMB_CONSTANT = 138.93545764438198
 #: Speed of light in cm/ps: a frequency in 1/ps divided by it is a wavenumber in cm^-1 (1 ps^-1 = 33.356 cm^-1).
 SPEED_OF_LIGHT_CM_PER_PS = 2.99792458e-2
 
+#: Second radiation constant h c / k_B in cm K: h c nu~ / kT = SECOND_RADIATION_CONSTANT_CM_K * nu~ / T.
+SECOND_RADIATION_CONSTANT_CM_K = 1.438776877
+
 
 def to_float(value: Any, unit: u.Unit, name: str) -> float:
     """Return ``value`` as a float in ``unit``.

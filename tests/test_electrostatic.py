@@ -224,13 +224,19 @@ def test_a_saved_electrostatic_model_keeps_its_scheme_and_environment(tmp_path, 
             float(water_potential.energy_in_field(SPECIES, x, mm_x, mm_q, 0.0)[0]), abs=1e-10)
 
 
-def test_the_reporter_writes_molecules_charges_and_dipole_each_interval(tmp_path, water_box, water_potential):
+def reported_simulation(water_box, water_potential):
+    """The embedding plan and a Verlet simulation (0.2 fs, Reference) of the ML water in its box."""
     pdb, mm_system = water_box
     plan = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", water_potential, "electrostatic")
     system = mlmm.create_mixed_system(pdb.topology, mm_system, "resid 0", water_potential, embedding="electrostatic")
     simulation = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.0002),
                                 openmm.Platform.getPlatformByName("Reference"))
     simulation.context.setPositions(pdb.positions)
+    return plan, simulation
+
+
+def test_the_reporter_writes_molecules_charges_and_dipole_each_interval(tmp_path, water_box, water_potential):
+    plan, simulation = reported_simulation(water_box, water_potential)
     reporter = mlmm.EmbeddingReporter(tmp_path / "embedding.csv", 2, plan.module)
     simulation.reporters.append(reporter)
     simulation.step(4)
@@ -250,6 +256,29 @@ def test_the_reporter_writes_molecules_charges_and_dipole_each_interval(tmp_path
     assert values["energy_kJ_per_mol"] == pytest.approx(float(expected["energy"]), abs=1e-8)
     assert values["static_energy_kJ_per_mol"] + values["induced_energy_kJ_per_mol"] == pytest.approx(
         values["energy_kJ_per_mol"], abs=1e-8)
+
+
+def test_the_reported_dipole_derivative_is_the_directional_derivative_along_the_velocities(
+        tmp_path, water_box, water_potential):
+    plan, simulation = reported_simulation(water_box, water_potential)
+    simulation.context.setVelocitiesToTemperature(300.0, 5)
+    reporter = mlmm.EmbeddingReporter(tmp_path / "embedding.csv", 3, plan.module, dipole_derivative=True)
+    simulation.reporters.append(reporter)
+    simulation.step(3)
+    reporter.close()
+    header, row = (tmp_path / "embedding.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), map(float, row.split(","))))
+    reported = np.array([values[f"dipole_derivative_{x}_e_nm_per_ps"] for x in "xyz"])
+    state = simulation.context.getState(getPositions=True, getVelocities=True)
+    x = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+    v = state.getVelocities(asNumpy=True).value_in_unit(u.nanometer / u.picosecond)
+    box = torch.as_tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
+    h = 1e-5  # ps: central difference of M(r + h v), every atom moving (MM charges polarize the ML water)
+    with torch.no_grad():
+        ahead, behind = (plan.module.report(torch.as_tensor(x + s * h * v), box)["dipole"].numpy() for s in (1, -1))
+    expected = (ahead - behind) / (2 * h)
+    assert np.abs(expected).max() > 1e-3  # the dipole moves, so the comparison can fail
+    np.testing.assert_allclose(reported, expected, rtol=1e-5, atol=1e-8)
 
 
 def test_both_transports_and_lambda_interpolation_agree(water_box, water_potential):

@@ -16,13 +16,14 @@ import mlmm
 from conftest import SYSTEM_DIR
 from mlmm.bridge import simulation as runner
 from mlmm.bridge.simulation import SimulationError, run_simulation
+from mlmm.bridge.trajectory import DCDWriter
 from mlmm.config import load_config
 from mlmm.embedding.selection import resolve_ml_atoms
 
 MODEL = SYSTEM_DIR / "ff-potential.pt"
 
 
-def write_config(tmp_path, model=MODEL, trajectory="trajectory.dcd", **md) -> "mlmm.config.RunConfig":
+def write_config(tmp_path, model=MODEL, trajectory="trajectory.dcd", velocities=False, **md) -> "mlmm.config.RunConfig":
     """A run of the solute alone (22 atoms, vacuum, all ML) written as TOML in ``tmp_path``."""
     settings = {"steps": 30, "timestep_fs": 1.0, "temperature_K": 300.0, "report_interval": 10, "seed": 7,
                 "minimize": False, **md}
@@ -40,6 +41,7 @@ model = "{model}"
 [output]
 directory = "{tmp_path / 'out'}"
 trajectory = "{trajectory}"
+velocities = {json.dumps(velocities)}
 """)
     return path
 
@@ -110,6 +112,36 @@ def test_nan_guard_names_the_step_and_keeps_the_frames(tmp_path):
     assert log_steps(config.output.log_path) == [10 * (i + 1) for i in range(len(frames))]
 
 
+class HoleAfter(torch.nn.Module):
+    """Wraps a potential and opens a deep, steep hole from the ``limit``-th call on: a spurious minimum
+    2 nm wide in which atom 0 gains 10^5 kJ/mol, as a network outside its training data can have."""
+
+    def __init__(self, potential: torch.nn.Module, limit: int):
+        super().__init__()
+        self.potential = potential
+        self.limit = limit
+        self.register_buffer("calls", torch.zeros(1, dtype=torch.int64))
+
+    def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.calls.add_(1)
+        energy = self.potential(species, positions)
+        hole = -5.0e4 * positions[0, 0]  # a force of 5e4 kJ/mol/nm on atom 0 along x
+        return torch.where(self.calls[0] >= self.limit, energy + hole, energy)
+
+
+def test_a_run_heating_up_far_beyond_its_thermostat_is_stopped(tmp_path):
+    inner, _ = mlmm.load_potential(MODEL)
+    model = mlmm.save_potential(HoleAfter(inner, limit=25), tmp_path / "hole.pt", supported_elements=[1, 6, 7, 8])
+    config = load_config(write_config(tmp_path, model=model, steps=100, report_interval=5))
+    with pytest.raises(SimulationError, match=r"kinetic temperature is .* over 10 times the thermostat's 300 K"):
+        run_simulation(config, progress=False)
+    positions = load_frames(config.output.trajectory_path).xyz
+    assert np.abs(positions).max() < 1.0  # no NaN, nothing flown apart: only the temperature shows it
+    # without the hole the same run stays near its thermostat
+    assert run_simulation(load_config(write_config(tmp_path, steps=100, report_interval=5)),
+                          progress=False, overwrite=True).steps == 100
+
+
 def test_absurd_timestep_stops_with_the_frames_before(tmp_path):
     """Atoms flying apart (or OpenMM's own NaN check inside a chunk) raise SimulationError too."""
     config = load_config(write_config(tmp_path, steps=200, timestep_fs=5.0, report_interval=1))
@@ -139,17 +171,17 @@ def test_resume_appends_without_duplicates(tmp_path):
 
 def test_resume_after_interruption_between_checkpoint_and_frame(tmp_path, monkeypatch):
     config = load_config(write_config(tmp_path, steps=40))
-    original = runner._DCDWriter.write
+    original = DCDWriter.write
 
     def interrupted(self, state):
         if self.frames == 1:
             raise KeyboardInterrupt
         original(self, state)
 
-    monkeypatch.setattr(runner._DCDWriter, "write", interrupted)
+    monkeypatch.setattr(DCDWriter, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_simulation(config, progress=False)
-    monkeypatch.setattr(runner._DCDWriter, "write", original)
+    monkeypatch.setattr(DCDWriter, "write", original)
     assert log_steps(config.output.log_path) == [10]
     result = run_simulation(config, progress=False)
     assert (result.start_step, result.frames) == (20, 4)
@@ -198,3 +230,26 @@ def test_minimisation_holds_the_ml_region_unless_asked(minimize_ml_region):
     assert moved[mm].max() > 1e-3
     assert (moved[ml].max() > 1e-4) == minimize_ml_region
     assert [simulation.system.getParticleMass(i) for i in range(len(masses))] == masses
+
+
+def test_flat_bottom_restraints_act_only_beyond_their_distance(tmp_path):
+    path = write_config(tmp_path)
+    text = path.read_text()
+    path.write_text(text + "\n[[restraints]]\natoms = [0, 10]\nmax_distance_nm = 0.2\nforce_constant = 5000.0\n"
+                    "[[restraints]]\natoms = [1, 4]\nmax_distance_nm = 5.0\n")
+    config = load_config(path)
+    simulation = runner.build_simulation(config, seed=1)
+    positions = simulation.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    stretched = np.linalg.norm(positions[10] - positions[0])
+    assert stretched > 0.2  # the first restraint is pulled, the second is slack
+    energies = runner.energy_breakdown(simulation)
+    assert energies["flat-bottom restraints"] == pytest.approx(0.5 * 5000.0 * (stretched - 0.2) ** 2, rel=1e-6)
+    assert config.identity()["md"]["restraints"][1] == {"atoms": [1, 4], "max_distance_nm": 5.0,
+                                                        "force_constant": 10000.0}
+    assert "restraints" not in load_config(write_config(tmp_path)).identity()["md"]
+    path.write_text(text + "\n[[restraints]]\natoms = [0, 0]\nmax_distance_nm = 0.2\n")
+    with pytest.raises(ValueError, match="two different atom indices"):
+        load_config(path)
+    path.write_text(text + "\n[[restraints]]\natoms = [0, 99]\nmax_distance_nm = 0.2\n")
+    with pytest.raises(ValueError, match="the system has 22 atoms"):
+        runner.build_simulation(load_config(path))

@@ -16,7 +16,10 @@ class EmbeddingReporter:
     Columns: step, time (ps), ``molecules`` (MM molecules with a non-zero weight in the
     environment), the energy parts the module reports (kJ/mol), the ML dipole (e nm; for the
     electrostatic scheme charges plus induced dipoles, about the coordinate origin of the
-    whole ML region) and the ML charges q_0 ... q_{n-1} (e).
+    whole ML region), with ``dipole_derivative`` its exact time derivative dM/dt = sum_i (dM/dr_i) . v_i
+    (e nm/ps; automatic differentiation over every atom, the MM ones included, at three extra backward
+    passes per row: the input for :func:`mlmm.analysis.ir_spectrum` with ``derivative=True``), and the
+    ML charges q_0 ... q_{n-1} (e).
 
     Parameters
     ----------
@@ -27,9 +30,14 @@ class EmbeddingReporter:
     module : torch.nn.Module
         The embedding module with a ``report(positions, boxvectors)`` method, e.g.
         ``mlmm.plan_embedding(...).module`` for ``embedding="electrostatic"`` or ``"buffer"``.
+    append : bool
+        Continue an existing file (a resumed run) instead of overwriting it.
+    dipole_derivative : bool
+        Also write dM/dt (columns ``dipole_derivative_{x,y,z}_e_nm_per_ps``).
     """
 
-    def __init__(self, file: Union[str, Path], interval: int, module: torch.nn.Module, append: bool = False):
+    def __init__(self, file: Union[str, Path], interval: int, module: torch.nn.Module, append: bool = False,
+                 dipole_derivative: bool = False):
         if int(interval) < 1:
             raise ValueError(f"interval must be a positive number of steps, got {interval!r}")
         if not callable(getattr(module, "report", None)):
@@ -37,6 +45,7 @@ class EmbeddingReporter:
                             "an electrostatic or buffer embedding (mlmm.plan_embedding(...).module)")
         self.interval = int(interval)
         self.module = module
+        self.dipole_derivative = dipole_derivative
         self.path = Path(file)
         self._file = open(self.path, "a" if append else "w", newline="")
         self._writer = csv.writer(self._file)
@@ -44,25 +53,36 @@ class EmbeddingReporter:
 
     def describeNextReport(self, simulation):
         steps = self.interval - simulation.currentStep % self.interval
-        return {"steps": steps, "periodic": False, "include": ["positions"]}
+        include = ["positions", "velocities"] if self.dipole_derivative else ["positions"]
+        return {"steps": steps, "periodic": False, "include": include}
 
     def report(self, simulation, state) -> None:
         positions = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
         box = None
         if simulation.system.usesPeriodicBoundaryConditions():
             box = torch.as_tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
-        with torch.no_grad():
+        derivative: list = []
+        if self.dipole_derivative:
+            velocities = torch.as_tensor(state.getVelocities(asNumpy=True).value_in_unit(u.nanometer / u.picosecond))
+            positions.requires_grad_(True)
             outputs = self.module.report(positions, box)
+            derivative = [float((torch.autograd.grad(outputs["dipole"][k], positions, retain_graph=k < 2)[0]
+                                 * velocities).sum()) for k in range(3)]
+            outputs = {key: value.detach() for key, value in outputs.items()}
+        else:
+            with torch.no_grad():
+                outputs = self.module.report(positions, box)
         energies = sorted(key for key in outputs if key.endswith("energy"))
         charges = outputs["charges"].tolist()
         if not self._header_written:
             self._writer.writerow(["step", "time_ps", "molecules", *[f"{k}_kJ_per_mol" for k in energies],
                                    "dipole_x_e_nm", "dipole_y_e_nm", "dipole_z_e_nm",
+                                   *([f"dipole_derivative_{x}_e_nm_per_ps" for x in "xyz"] if derivative else []),
                                    *[f"q{i}_e" for i in range(len(charges))]])
             self._header_written = True
         self._writer.writerow([simulation.currentStep, state.getTime().value_in_unit(u.picosecond),
                                int(outputs["molecules"]), *[float(outputs[k]) for k in energies],
-                               *outputs["dipole"].tolist(), *charges])
+                               *outputs["dipole"].tolist(), *derivative, *charges])
         self._file.flush()
 
     def close(self) -> None:

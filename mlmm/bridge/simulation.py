@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import os
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import openmm.unit as u
 import torch
 
 from mlmm.bridge.mixed import create_mixed_system, plan_embedding
+from mlmm.bridge.trajectory import open_trajectory
 from mlmm.config import RunConfig, SystemConfig
 from mlmm.embedding.selection import resolve_ml_atoms
 from mlmm.potentials.io import read_metadata
@@ -37,6 +37,9 @@ TOPOLOGY_FILE = "topology.pdb"
 LOG_COLUMNS = ("step", "time_ps", "potential_kJ_mol", "kinetic_kJ_mol", "temperature_K", "ns_per_day")
 #: Farther from the origin than this (10 micrometres; diffusion covers ~0.1 um per us) atoms have flown apart.
 MAX_COORDINATE_NM = 1.0e4
+#: A kinetic temperature this many times the thermostat's means the run has blown up. Equilibrium never gets
+#: there: even with 6 degrees of freedom the chance per frame is ~1e-10 (chi-square tail).
+MAX_TEMPERATURE_FACTOR = 10.0
 _KJ = u.kilojoule_per_mole
 
 
@@ -101,15 +104,18 @@ def build_mm_system(config: SystemConfig) -> tuple[app.PDBFile, openmm.System]:
     return pdb, system
 
 
-def build_simulation(config: RunConfig, seed: Optional[int] = None) -> app.Simulation:
+def build_simulation(config: RunConfig, seed: Optional[int] = None, threads: Optional[int] = None) -> app.Simulation:
     """The ML/MM Simulation of ``config`` at the PDB positions, one force group per force.
 
     ``seed`` (default ``config.md.seed``) seeds the Langevin integrator; None means random.
+    ``threads`` limits the CPU platform's threads (default: OpenMM's choice, all cores).
     """
     pdb, mm_system = build_mm_system(config.system)
     atoms = config.ml.atoms if isinstance(config.ml.atoms, str) else list(config.ml.atoms)
     system = create_mixed_system(pdb.topology, mm_system, atoms, config.ml.model, config.ml.embedding,
                                  transport=config.ml.transport, **config.ml.options)
+    if config.restraints:
+        system.addForce(restraint_force(config, pdb.topology.getNumAtoms(), mm_system.usesPeriodicBoundaryConditions()))
     if system.getNumForces() <= 32:  # separate groups give the per-force energy breakdown
         for group, force in enumerate(system.getForces()):
             force.setForceGroup(group)
@@ -125,9 +131,25 @@ def build_simulation(config: RunConfig, seed: Optional[int] = None) -> app.Simul
         available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
         raise ValueError(f"[md] platform = {md.platform!r} is not available on this machine (available: "
                          f"{available}).") from None
-    simulation = app.Simulation(pdb.topology, system, integrator, platform)
+    properties = {"Threads": str(threads)} if threads and md.platform == "CPU" else {}
+    simulation = app.Simulation(pdb.topology, system, integrator, platform, properties)
     simulation.context.setPositions(pdb.positions)
     return simulation
+
+
+def restraint_force(config: RunConfig, n_atoms: int, periodic: bool) -> openmm.CustomBondForce:
+    """The [[restraints]] of ``config`` as one flat-bottom CustomBondForce (kJ/mol, nm)."""
+    force = openmm.CustomBondForce("step(r - r_max) * 0.5 * k_restraint * (r - r_max)^2")
+    force.setName("flat-bottom restraints")
+    force.addPerBondParameter("r_max")
+    force.addPerBondParameter("k_restraint")
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    for restraint in config.restraints:
+        if max(restraint.atoms) >= n_atoms:
+            raise ValueError(f"[[restraints]] atoms = {list(restraint.atoms)}: the system has {n_atoms} atoms "
+                             f"(indices 0-{n_atoms - 1}).")
+        force.addBond(*restraint.atoms, [restraint.max_distance_nm, restraint.force_constant])
+    return force
 
 
 def energy_breakdown(simulation: app.Simulation) -> dict[str, float]:
@@ -149,80 +171,6 @@ def degrees_of_freedom(system: openmm.System) -> int:
     return dof
 
 
-class _DCDWriter:
-    """Appends frames to a DCD file (OpenMM's DCDFile, which updates the header with every frame).
-
-    A new file is created with its first frame, so a run that fails before leaves no empty file.
-    """
-
-    def __init__(self, path: Path, topology: app.Topology, timestep_ps: float, interval: int, append: bool):
-        self.frames = 0
-        self._file = None
-        self._open = lambda: open(path, "r+b" if append else "wb")
-        self._dcd_arguments = (topology, timestep_ps, interval, interval, append)
-        if append:
-            with open(path, "rb") as handle:
-                handle.seek(8)
-                self.frames = struct.unpack("<i", handle.read(4))[0]
-
-    def write(self, state: openmm.State) -> None:
-        if self._file is None:
-            self._file = self._open()
-            self._dcd = app.DCDFile(self._file, *self._dcd_arguments)
-        self._dcd.writeModel(state.getPositions(asNumpy=True), periodicBoxVectors=state.getPeriodicBoxVectors())
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-class _HDF5Writer:
-    """Appends frames (positions, time, box) to an MDTraj HDF5 file, created with its first frame."""
-
-    def __init__(self, path: Path, topology: app.Topology, append: bool):
-        try:
-            from mdtraj.formats import HDF5TrajectoryFile
-        except ImportError as error:
-            raise ValueError(f"trajectory {path.name!r} needs PyTables ({error}); install 'tables' or write a "
-                             ".dcd trajectory.") from None
-        self._open = lambda: HDF5TrajectoryFile(str(path), mode="a" if append else "w")
-        self._topology = topology
-        self._file = None
-        self.frames = 0
-        if append:
-            self._file = self._open()
-            self.frames = len(self._file) if "coordinates" in self._file.root else 0
-
-    def write(self, state: openmm.State) -> None:
-        import mdtraj
-        from mdtraj.utils import box_vectors_to_lengths_and_angles
-
-        if self._file is None:
-            self._file = self._open()
-            self._file.topology = mdtraj.Topology.from_openmm(self._topology)
-        cell: dict[str, Any] = {}
-        if self._topology.getPeriodicBoxVectors() is not None:
-            *lengths, alpha, beta, gamma = box_vectors_to_lengths_and_angles(
-                *state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
-            cell = {"cell_lengths": np.array([lengths]), "cell_angles": np.array([[alpha, beta, gamma]])}
-        self._file.write(state.getPositions(asNumpy=True).value_in_unit(u.nanometer)[None],
-                         time=np.array([state.getTime().value_in_unit(u.picosecond)]), **cell)
-        self._file.flush()
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def _open_trajectory(config: RunConfig, topology: app.Topology, append: bool):
-    path = config.output.trajectory_path
-    if path.suffix.lower() == ".h5":
-        return _HDF5Writer(path, topology, append)
-    return _DCDWriter(path, topology, config.md.timestep_fs * 1e-3, config.md.report_interval, append)
-
-
 def _read_checkpoint(config: RunConfig) -> dict[str, Any]:
     """The saved checkpoint, after checking that it belongs to ``config`` and its trajectory exists."""
     path = config.output.directory / CHECKPOINT_FILE
@@ -237,6 +185,16 @@ def _read_checkpoint(config: RunConfig) -> dict[str, Any]:
                          f"{config.output.trajectory_path}; restore the file, or overwrite (--overwrite) to start "
                          "over.")
     return saved
+
+
+def checkpoint_step(config: RunConfig) -> int:
+    """The step a run of ``config`` has reached (0 when its directory holds no checkpoint).
+
+    Raises ValueError, like :func:`run_simulation`, when the directory holds a run of another configuration.
+    """
+    if not (config.output.directory / CHECKPOINT_FILE).is_file():
+        return 0
+    return int(_read_checkpoint(config)["step"])
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -269,13 +227,13 @@ def _repair_log(path: Path, step: int, row: list) -> None:
 
 
 def _frame(simulation: app.Simulation, periodic: bool) -> openmm.State:
-    return simulation.context.getState(getPositions=True, enforcePeriodicBox=periodic)
+    return simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=periodic)
 
 
 def _resume(simulation: app.Simulation, config: RunConfig, saved: dict[str, Any], periodic: bool):
     """Restore the checkpointed state; complete the trajectory and log to match it; return the writer."""
     simulation.context.setState(openmm.XmlSerializer.deserialize(saved["state"]))
-    writer = _open_trajectory(config, simulation.topology, append=config.output.trajectory_path.is_file())
+    writer = open_trajectory(config, simulation.topology, append=config.output.trajectory_path.is_file())
     if writer.frames == saved["frames"] - 1:  # interrupted between checkpoint and frame
         writer.write(_frame(simulation, periodic))
     elif writer.frames != saved["frames"]:
@@ -295,7 +253,7 @@ def _start(simulation: app.Simulation, config: RunConfig, overwrite: bool):
         for path in (out.directory / CHECKPOINT_FILE, out.trajectory_path, out.log_path):
             path.unlink(missing_ok=True)
     elif out.trajectory_path.is_file():
-        writer = _open_trajectory(config, simulation.topology, append=True)
+        writer = open_trajectory(config, simulation.topology, append=True)
         frames = writer.frames
         writer.close()
         if frames:
@@ -310,7 +268,7 @@ def _start(simulation: app.Simulation, config: RunConfig, overwrite: bool):
         app.PDBFile.writeFile(simulation.topology, state.getPositions(), handle)
     with open(out.log_path, "w", newline="") as handle:
         csv.writer(handle).writerow(LOG_COLUMNS)
-    return _open_trajectory(config, simulation.topology, append=False)
+    return open_trajectory(config, simulation.topology, append=False)
 
 
 def _minimize(simulation: app.Simulation, config: RunConfig) -> None:
@@ -383,7 +341,7 @@ def embedding_breakdown(simulation: app.Simulation, config: RunConfig) -> dict[s
 
 
 def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = False,
-                   console: Any = None) -> RunResult:
+                   console: Any = None, threads: Optional[int] = None) -> RunResult:
     """Run (or continue) the simulation described by ``config``.
 
     Parameters
@@ -396,6 +354,8 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
         Start over even if the output directory holds a checkpoint of this configuration.
     console : rich.console.Console, optional
         Where to print (default: standard output).
+    threads : int, optional
+        CPU threads of OpenMM's CPU platform (default: all cores).
 
     Returns
     -------
@@ -404,9 +364,10 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
     Raises
     ------
     SimulationError
-        When the energy or the coordinates become NaN/infinite or atoms fly apart (farther
-        than ``MAX_COORDINATE_NM`` from the origin); the trajectory is closed with the frames
-        before, and the checkpoint holds the last good state.
+        When the energy or the coordinates become NaN/infinite, atoms fly apart (farther
+        than ``MAX_COORDINATE_NM`` from the origin) or the kinetic temperature exceeds
+        ``MAX_TEMPERATURE_FACTOR`` times the thermostat's; the trajectory is closed with the
+        frames before, and the checkpoint holds the last good state.
     ValueError
         For an output directory holding a different run or a trajectory without checkpoint.
     """
@@ -418,7 +379,7 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
     checkpoint = out.directory / CHECKPOINT_FILE
     saved = _read_checkpoint(config) if checkpoint.is_file() and not overwrite else None
     seed = None if saved is None or config.md.seed is None else (config.md.seed + saved["step"]) % 2**31
-    simulation = build_simulation(config, seed)
+    simulation = build_simulation(config, seed, threads)
     periodic = simulation.system.usesPeriodicBoundaryConditions()
     writer = _resume(simulation, config, saved, periodic) if saved else _start(simulation, config, overwrite)
     start_step = simulation.currentStep
@@ -441,11 +402,12 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
             except openmm.OpenMMException as error:  # OpenMM's own NaN checks (e.g. CPU PME)
                 raise _blew_up(f"OpenMM stopped ({error})", target, step, out.trajectory_path, writer) from None
             energy = state.getPotentialEnergy().value_in_unit(_KJ)
-            reason = _unphysical(energy, state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
-            if reason:
-                raise _blew_up(reason, target, step, out.trajectory_path, writer)
             speed = _ns_per_day(target - step, timestep_ps, time.perf_counter() - chunk_began)
             row = _log_row(target, state, dof, speed)
+            reason = _unphysical(energy, state.getPositions(asNumpy=True).value_in_unit(u.nanometer), row[4],
+                                 config.md.temperature_K)
+            if reason:
+                raise _blew_up(reason, target, step, out.trajectory_path, writer)
             _save_checkpoint(checkpoint, identity, target, writer.frames + 1, row, state)
             writer.write(_frame(simulation, periodic) if periodic else state)
             csv.writer(log).writerow(row)
@@ -473,10 +435,15 @@ def _log_row(step: int, state: openmm.State, dof: int, speed: float) -> list:
             kinetic, temperature, round(speed, 3)]
 
 
-def _unphysical(energy: float, positions: np.ndarray) -> str:
-    """Why the state cannot be right (NaN/inf energy or coordinates, atoms flown apart), or ''."""
+def _unphysical(energy: float, positions: np.ndarray, temperature: float, thermostat: float) -> str:
+    """Why the state cannot be right (NaN/inf energy or coordinates, atoms flown apart, a kinetic
+    temperature far above the thermostat's), or ''."""
     if not math.isfinite(energy):
         return f"the potential energy is {energy} kJ/mol"
+    if temperature > MAX_TEMPERATURE_FACTOR * thermostat:
+        return (f"the kinetic temperature is {temperature:.4g} K, over {MAX_TEMPERATURE_FACTOR:g} times the "
+                f"thermostat's {thermostat:g} K (potential energy {energy:.6g} kJ/mol): energy was released that the "
+                "potential should not hold, typically a network driven outside its training data")
     largest = float(np.abs(positions).max())
     if not largest <= MAX_COORDINATE_NM:  # also catches NaN
         return f"a coordinate is {largest:.3g} nm from the origin (limit {MAX_COORDINATE_NM:g} nm)"

@@ -1,0 +1,87 @@
+"""Replica ensembles on a Dask LocalCluster: an interrupted ensemble completes only what is missing."""
+
+import json
+
+import pytest
+import torch
+
+from mlmm.bridge.ensemble import SUMMARY_FILE, replicas, run_ensemble
+from mlmm.bridge.simulation import checkpoint_step, run_simulation
+from mlmm.cli import main
+from mlmm.config import load_config, load_ensemble
+from test_simulation import write_config
+
+distributed = pytest.importorskip("distributed")
+Client, LocalCluster = distributed.Client, distributed.LocalCluster
+
+
+def write_ensemble(tmp_path, extra: str = "") -> "mlmm.config.EnsembleConfig":
+    run = write_config(tmp_path, steps=20)  # the alanine dipeptide model alone, 22 atoms, 10 steps per frame
+    path = tmp_path / "ensemble.toml"
+    path.write_text(f"""
+[ensemble]
+run = "{run.name}"
+directory = "{tmp_path / 'replicas'}"
+seeds = [1, 2]
+temperatures_K = [300, 350]
+{extra}
+[dask]
+workers = 2
+""")
+    return path
+
+
+def test_an_interrupted_ensemble_completes_only_the_missing_replicas(tmp_path, capsys):
+    path = write_ensemble(tmp_path)
+    ensemble = load_ensemble(path)
+    members = replicas(ensemble)
+    assert [m.name for m in members] == ["T300K-seed1", "T300K-seed2", "T350K-seed1", "T350K-seed2"]
+    # the state an interruption leaves: one replica finished, one stopped at its first checkpoint, two not begun
+    run_simulation(members[0].config, progress=False)
+    run_simulation(members[3].config.with_overrides(steps=10), progress=False)
+    finished = (members[0].config.output.directory / "checkpoint.json").read_bytes()
+
+    result = run_ensemble(ensemble)  # a LocalCluster of two worker processes
+    assert result.skipped == ["T300K-seed1"] and not result.failed
+    assert sorted(result.ran) == ["T300K-seed2", "T350K-seed1", "T350K-seed2"]
+    assert result.ran["T350K-seed2"].start_step == 10 and result.ran["T300K-seed2"].start_step == 0
+    assert all(checkpoint_step(m.config) == 20 for m in members)
+    assert (members[0].config.output.directory / "checkpoint.json").read_bytes() == finished
+    # each replica ran its own temperature and seed: its checkpoint belongs to that configuration only
+    saved = json.loads((members[2].config.output.directory / "checkpoint.json").read_text())["config"]["md"]
+    assert (saved["temperature_K"], saved["seed"]) == (350.0, 1)
+    summary = json.loads((tmp_path / "replicas" / SUMMARY_FILE).read_text())["replicas"]
+    assert [row["state"] for row in summary] == ["finished"] * 4
+
+    # a rerun has nothing left to do and starts no cluster
+    assert main(["ensemble", str(path)]) == 0
+    assert "ran 0, already finished 4, failed 0" in capsys.readouterr().out
+
+
+def test_a_replica_folder_holding_another_run_fails_alone(tmp_path):
+    ensemble = load_ensemble(write_ensemble(tmp_path, extra="steps = 10"))
+    members = replicas(ensemble)
+    stranger = load_config(write_config(tmp_path, steps=10, timestep_fs=0.5))
+    run_simulation(stranger.with_overrides(directory=members[1].config.output.directory), progress=False)
+    for member in members[2:]:
+        run_simulation(member.config, progress=False)
+    threads = torch.get_num_threads()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:  # a client of the caller's, here with its worker in this process
+        result = run_ensemble(ensemble, client=client)
+    torch.set_num_threads(threads)  # the in-process worker set this process's torch threads
+    assert list(result.failed) == ["T300K-seed2"] and "different configuration" in result.failed["T300K-seed2"]
+    assert sorted(result.ran) == ["T300K-seed1"] and sorted(result.skipped) == ["T350K-seed1", "T350K-seed2"]
+
+
+def test_bad_ensembles_are_refused_by_key(tmp_path):
+    for extra, named in (("seeds = [1, 1]", "seeds"), ("temperatures_K = [-3]", "temperatures_K"),
+                         ("replicas = 3", "replicas")):
+        path = write_ensemble(tmp_path)
+        text = path.read_text().replace("seeds = [1, 2]\n", "" if extra.startswith("seeds") else "seeds = [1, 2]\n")
+        text = text.replace("temperatures_K = [300, 350]\n", "" if "temperatures" in extra else
+                            "temperatures_K = [300, 350]\n")
+        path.write_text(text.replace("[dask]", f"{extra}\n[dask]"))
+        with pytest.raises(ValueError, match=named):
+            load_ensemble(path)
+

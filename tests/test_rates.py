@@ -1,0 +1,118 @@
+"""Rates from replicas against one long run of a double well; states with hysteresis; Arrhenius and Eyring fits."""
+
+import numpy as np
+import pytest
+
+from mlmm.analysis.rates import (BOLTZMANN_OVER_PLANCK_PER_PS_K, Rate, arrhenius_fit, committed_states,
+                                 count_transitions, distance, distance_difference, eyring_fit, poisson_interval,
+                                 transition_rate)
+from mlmm.units import MOLAR_GAS_CONSTANT
+
+BARRIER = 3.0  # kT: V(x) = BARRIER (x^2 - 1)^2 in units of kT
+STEP = 1e-3  # time step of the Brownian dynamics (units of the diffusion time)
+STATES = [(-np.inf, -0.6), (0.6, np.inf)]
+
+
+def brownian_double_well(steps: int, replicas: int, seed: int) -> np.ndarray:
+    """Overdamped Langevin paths x [replicas, steps] in the double well (kT = D = 1), started at the minima."""
+    rng = np.random.default_rng(seed)
+    x = np.where(np.arange(replicas) % 2 == 0, -1.0, 1.0)
+    paths = np.empty((replicas, steps))
+    noise = np.sqrt(2.0 * STEP)
+    for n in range(steps):
+        x = x - STEP * 4.0 * BARRIER * x * (x * x - 1.0) + noise * rng.standard_normal(replicas)
+        paths[:, n] = x
+    return paths
+
+
+def test_many_short_replicas_give_the_rate_of_one_long_run():
+    long_run = brownian_double_well(600_000, 1, seed=1)[0]
+    replicas = brownian_double_well(3_000, 200, seed=2)  # the same total time in 200 pieces
+    long = transition_rate(long_run, STEP, STATES)
+    short = transition_rate(list(replicas), STEP, STATES)
+    assert long.transitions > 50 and short.transitions > 50  # enough events for the intervals to be narrow
+    assert short.lower <= long.rate <= short.upper
+    assert long.lower <= short.rate <= long.upper
+    # and both near Kramers' high-barrier estimate sqrt(V''(min) |V''(top)|) / 2 pi exp(-barrier) = 0.135,
+    # which overestimates a 3 kT barrier's rate by some 10-30 %
+    kramers = np.sqrt(8.0 * BARRIER * 4.0 * BARRIER) / (2.0 * np.pi) * np.exp(-BARRIER)
+    assert 0.6 * kramers < long.rate < kramers
+
+
+def test_hysteresis_counts_only_committed_transitions():
+    cv = np.array([0.0, -0.7, -0.1, 0.1, -0.2, 0.3, 0.7, 0.2, -0.65, 0.8])
+    states = committed_states(cv, STATES)
+    assert states.tolist() == [-1, 0, 0, 0, 0, 0, 1, 1, 0, 1]
+    counts, frames_in = count_transitions(states, 2)
+    assert counts.tolist() == [[0, 2], [1, 0]]
+    assert frames_in.tolist() == [6, 3]
+    forward = transition_rate(cv, 0.5, STATES, reactant=0, product=1)
+    assert (forward.transitions, forward.time, forward.rate) == (2, 3.0, pytest.approx(2 / 3))
+    noise = 0.5 * np.sin(np.arange(1000))  # crosses 0 hundreds of times, never reaches a state
+    with pytest.raises(ValueError, match="no frame was committed"):
+        transition_rate(noise, 0.1, STATES)
+
+
+def test_garwood_interval_matches_tabulated_values():
+    # Garwood (1936) 95 % limits: 0 -> (0, 3.689), 1 -> (0.0253, 5.572), 10 -> (4.795, 18.39)
+    assert poisson_interval(0) == pytest.approx((0.0, 3.689), abs=1e-3)
+    assert poisson_interval(1) == pytest.approx((0.0253, 5.572), abs=1e-3)
+    assert poisson_interval(10) == pytest.approx((4.795, 18.39), abs=1e-2)
+
+
+def test_arrhenius_errors_cover_the_true_activation_energy_as_often_as_they_claim():
+    # counts drawn from Poisson around an exact Arrhenius law, fitted 400 times
+    rng = np.random.default_rng(3)
+    temperatures, time = np.array([280.0, 300.0, 320.0, 340.0]), 1000.0  # K, ps
+    activation, ln_prefactor = 15.0, np.log(20.0)  # kJ/mol, ln(1/ps): 32 to 99 transitions per temperature
+    expected = np.exp(ln_prefactor - activation / (MOLAR_GAS_CONSTANT * temperatures)) * time
+    inside, chi2 = 0, []
+    for _ in range(400):
+        rates = [_rate(n, time) for n in rng.poisson(expected)]
+        fit = arrhenius_fit(temperatures, rates)
+        inside += abs(fit.activation_energy - activation) < fit.activation_energy_error
+        chi2.append(fit.chi2_per_dof)
+    assert 0.60 < inside / 400 < 0.76  # a 1-sigma error bar covers the truth about 68 % of the time
+    assert 0.8 < np.mean(chi2) < 1.2
+    assert fit.rate(300.0) == pytest.approx(expected[1] / time, rel=0.2)
+
+
+def test_eyring_fit_recovers_the_activation_enthalpy_and_entropy():
+    temperatures = np.array([250.0, 300.0, 350.0, 400.0])
+    enthalpy, entropy = 40.0, -12.0  # kJ/mol, J/mol/K
+    exact = (BOLTZMANN_OVER_PLANCK_PER_PS_K * temperatures * np.exp(entropy / (1e3 * MOLAR_GAS_CONSTANT))
+             * np.exp(-enthalpy / (MOLAR_GAS_CONSTANT * temperatures)))
+    time = 1e7 / exact  # ten million transitions at every temperature: a nearly exact rate
+    fit = eyring_fit(temperatures, [_rate(int(round(k * t)), t) for k, t in zip(exact, time)])
+    assert fit.enthalpy == pytest.approx(enthalpy, abs=3 * fit.enthalpy_error)
+    assert fit.entropy == pytest.approx(entropy, abs=3 * fit.entropy_error)
+    assert fit.enthalpy_error < 0.1 and fit.entropy_error < 0.5
+    assert fit.free_energy(300.0) == pytest.approx(enthalpy - 300.0 * entropy * 1e-3, abs=0.1)
+
+
+def test_collective_variables_use_the_minimum_image():
+    box = np.diag([2.0, 2.0, 2.0])
+    positions = np.array([[[0.05, 0.0, 0.0], [1.95, 0.0, 0.0], [0.05, 0.3, 0.0]]])
+    assert distance(positions, 0, 1) == pytest.approx([1.9])
+    assert distance(positions, 0, 1, boxes=box) == pytest.approx([0.1])
+    assert distance_difference(positions, (0, 1), (0, 2), boxes=box) == pytest.approx([-0.2])
+
+
+def test_bad_rate_input_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="overlap"):
+        committed_states(np.zeros(10), [(-1.0, 0.1), (0.0, 1.0)])
+    with pytest.raises(ValueError, match="NaN"):
+        committed_states(np.array([0.0, np.nan]), STATES)
+    with pytest.raises(ValueError, match="out of range"):
+        distance(np.zeros((2, 3, 3)), 0, 3)
+    with pytest.raises(ValueError, match="both reactant and product"):
+        transition_rate(np.zeros(10), 0.1, STATES, reactant=0)
+    with pytest.raises(ValueError, match=r"no transitions were counted at \[300.0\] K"):
+        arrhenius_fit([300.0, 350.0], [_rate(0, 10.0), _rate(5, 10.0)])
+    with pytest.raises(ValueError, match="distinct"):
+        arrhenius_fit([300.0, 300.0], [_rate(3, 10.0), _rate(5, 10.0)])
+
+
+def _rate(events: int, time: float) -> Rate:
+    lower, upper = poisson_interval(events)
+    return Rate(events / time, lower / time, upper / time, events, time, 0.95)
