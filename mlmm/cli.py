@@ -1,4 +1,4 @@
-"""The ``mlmm`` command line: ``mlmm demo|run|ensemble|export|train|label|evaluate|spectrum|nma|info``.
+"""The ``mlmm`` command line: ``mlmm demo|run|ensemble|rate|export|train|label|evaluate|spectrum|nma|info``.
 
 Errors from bad input print ``mlmm: error: <message>`` and exit with status 1.
 """
@@ -101,6 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--scheduler", help="Dask scheduler address (overrides [dask] scheduler)")
     ensemble.add_argument("--workers", type=int, help="LocalCluster worker processes (overrides [dask] workers)")
 
+    rate = commands.add_parser("rate", help="reaction rates of an ensemble's replicas, with an Arrhenius fit",
+                               description="Rates per temperature from the finished replicas of an ensemble "
+                                           "(collective variable, two states with hysteresis, Garwood intervals), "
+                                           "Arrhenius and Eyring fits; writes PREFIX.json and PREFIX.png.")
+    rate.add_argument("config", type=Path, help="ensemble configuration (.toml) whose replicas have run")
+    rate.add_argument("--proton", action="append", default=[], metavar="D,H,A",
+                      help="a proton-transfer coordinate d(D-H) - d(H-A) (0-based atom indices); repeatable")
+    rate.add_argument("--distance", action="append", default=[], metavar="I,J", help="a distance; repeatable")
+    rate.add_argument("--reactant", required=True, metavar="LOW:HIGH",
+                      help="reactant interval of the collective variable (mean of the terms, nm), e.g. "
+                           "--reactant=-inf:-0.03 (with '=' when it starts with '-')")
+    rate.add_argument("--product", required=True, metavar="LOW:HIGH", help="product interval, e.g. --product=0.03:inf")
+    rate.add_argument("--one-way", action="store_true",
+                      help="count reactant -> product only (default: both ways over the time in either state)")
+    rate.add_argument("--output", type=Path, help="output prefix (default: DIRECTORY/rates)")
+
     spectrum = commands.add_parser("spectrum", help="power or IR spectrum of a trajectory, as CSV and PNG",
                                    description="Power spectrum (VDOS) of an .h5 trajectory written with [output] "
                                                "velocities = true, or IR spectrum of a dipole CSV log "
@@ -132,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label,
                     "evaluate": _evaluate, "spectrum": _spectrum,
-                    "ensemble": _ensemble, "nma": _nma}
+                    "ensemble": _ensemble, "nma": _nma, "rate": _rate}
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
@@ -358,6 +374,67 @@ def _nma(args: argparse.Namespace) -> int:
         np.savetxt(args.output, np.column_stack(columns), delimiter=",", comments="",
                    header="wavenumber_cm-1,force_constant_kJ_mol-1_nm-2,ir_intensity_km_mol-1")
         print(f"Wrote {args.output}")
+    return 0
+
+
+
+def _indices(text: str, count: int, option: str) -> tuple:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise ValueError(f"--{option} {text!r} must be {count} comma-separated atom indices")
+    return values
+
+
+def _interval(text: str, option: str) -> tuple:
+    try:
+        low, high = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--{option} {text!r} must be LOW:HIGH in nm, e.g. -inf:-0.03") from None
+    return low, high
+
+
+def _rate(args: argparse.Namespace) -> int:
+    import json
+
+    from mlmm.analysis.plots import plot_arrhenius
+    from mlmm.analysis.rate_files import CollectiveVariable, ensemble_rates, rate_table
+    from mlmm.analysis.rates import arrhenius_fit, eyring_fit
+    from mlmm.bridge.ensemble import SUMMARY_FILE
+    from mlmm.config import load_ensemble
+
+    ensemble = load_ensemble(args.config)
+    variable = CollectiveVariable(tuple(_indices(p, 3, "proton") for p in args.proton),
+                                  tuple(_indices(d, 2, "distance") for d in args.distance))
+    bounds = [_interval(args.reactant, "reactant"), _interval(args.product, "product")]
+    result = ensemble_rates(ensemble.directory / SUMMARY_FILE, variable, bounds,
+                            *((0, 1) if args.one_way else (None, None)))
+    output = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
+              "reactant": bounds[0], "product": bounds[1], "one_way": args.one_way, "rates": rate_table(result)}
+    print(f"{'T (K)':>8} {'replicas':>8} {'transitions':>11} {'time (ps)':>10} {'k (1/ps)':>10}  95% interval")
+    for row in output["rates"]:
+        print(f"{row['temperature_K']:>8g} {row['replicas']:>8d} {row['transitions']:>11d} {row['time_ps']:>10.1f} "
+              f"{row['rate_per_ps']:>10.4g}  [{row['lower_per_ps']:.4g}, {row['upper_per_ps']:.4g}]")
+    prefix = args.output or ensemble.directory / "rates"
+    counted = [(t, r) for t, r in zip(result.temperatures, result.rates) if r.transitions > 0]
+    if len(counted) >= 2:
+        arrhenius, eyring = arrhenius_fit(*zip(*counted)), eyring_fit(*zip(*counted))
+        output["arrhenius"] = {"activation_energy_kJ_mol": arrhenius.activation_energy,
+                               "activation_energy_error": arrhenius.activation_energy_error,
+                               "ln_prefactor_per_ps": arrhenius.ln_prefactor,
+                               "ln_prefactor_error": arrhenius.ln_prefactor_error,
+                               "chi2_per_dof": arrhenius.chi2_per_dof}
+        output["eyring"] = {"enthalpy_kJ_mol": eyring.enthalpy, "enthalpy_error": eyring.enthalpy_error,
+                            "entropy_J_mol_K": eyring.entropy, "entropy_error": eyring.entropy_error}
+        plot_arrhenius(*zip(*counted), arrhenius, "rate against temperature", prefix.with_suffix(".png"))
+        print(f"Arrhenius: Ea = {arrhenius.activation_energy:.2f} +- {arrhenius.activation_energy_error:.2f} kJ/mol, "
+              f"ln(A ps) = {arrhenius.ln_prefactor:.2f} +- {arrhenius.ln_prefactor_error:.2f}; Eyring: dH = "
+              f"{eyring.enthalpy:.2f} +- {eyring.enthalpy_error:.2f} kJ/mol, dS = {eyring.entropy:.1f} +- "
+              f"{eyring.entropy_error:.1f} J/mol/K")
+    prefix.with_suffix(".json").write_text(json.dumps(output, indent=1))
+    print(f"Wrote {prefix.with_suffix('.json')}" + (f" and {prefix.with_suffix('.png')}" if len(counted) >= 2 else ""))
     return 0
 
 

@@ -85,3 +85,40 @@ def test_bad_ensembles_are_refused_by_key(tmp_path):
         with pytest.raises(ValueError, match=named):
             load_ensemble(path)
 
+
+
+def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
+    import mdtraj
+    import numpy as np
+
+    from mlmm.analysis.rates import transition_rate
+
+    path = write_ensemble(tmp_path, extra="steps = 300")
+    path.write_text(path.read_text().replace("[dask]", "[dask]\nworkers = 1\n").replace("workers = 2\n", ""))
+    run = tmp_path / "run.toml"
+    run.write_text(run.read_text().replace("report_interval = 10", "report_interval = 2"))
+    ensemble = load_ensemble(path)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        threads = torch.get_num_threads()
+        assert not run_ensemble(ensemble, client=client).failed
+        torch.set_num_threads(threads)
+    # a C-H bond of the methyl group as the "reaction": short and long with a gap between
+    bounds = ["-inf:0.1085", "0.1105:inf"]
+    assert main(["rate", str(path), "--distance", "0,1", f"--reactant={bounds[0]}", f"--product={bounds[1]}"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "replicas" / "rates.json").read_text())
+    assert [row["temperature_K"] for row in result["rates"]] == [300.0, 350.0]
+    for row, temperature in zip(result["rates"], (300, 350)):
+        cvs = []
+        for seed in (1, 2):
+            folder = tmp_path / "replicas" / f"T{temperature}K-seed{seed}"
+            frames = mdtraj.load(str(folder / "trajectory.dcd"), top=str(folder / "topology.pdb"))
+            cvs.append(mdtraj.compute_distances(frames, [[0, 1]])[:, 0].astype(float))
+        expected = transition_rate(cvs, 0.002, [(-np.inf, 0.1085), (0.1105, np.inf)])
+        assert row["transitions"] == expected.transitions > 0
+        assert row["rate_per_ps"] == pytest.approx(expected.rate, rel=1e-4)
+        assert row["time_ps"] <= 2 * 0.3 + 1e-9  # two replicas of 300 steps of 1 fs
+    assert "activation_energy_kJ_mol" in result["arrhenius"] and "Arrhenius: Ea" in printed
+    assert (tmp_path / "replicas" / "rates.png").stat().st_size > 10_000
+    assert main(["rate", str(path), "--distance", "0", f"--reactant={bounds[0]}", f"--product={bounds[1]}"]) == 1

@@ -11,6 +11,7 @@ from typing import Optional, Union
 import numpy as np
 
 from mlmm.analysis.correlation import frame_interval
+from mlmm.analysis.plots import plot_spectrum
 from mlmm.analysis.spectra import block_spectrum, ir_spectrum, power_spectrum
 from mlmm.analysis.trajectory import read_trajectory
 
@@ -96,11 +97,6 @@ def spectrum_of_file(path: Union[str, Path], topology: Optional[Union[str, Path]
 
 def write_spectrum(result: SpectrumResult, prefix: Union[str, Path]) -> tuple[Path, Path]:
     """Write ``prefix``.csv (wavenumber, intensity[, error]) and ``prefix``.png; return both paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     prefix = Path(prefix)
     unit = "degrees of freedom per cm^-1" if result.kind == "power" else "(e nm/ps)^2 per cm^-1"
     column = "intensity_dof_per_cm-1" if result.kind == "power" else "intensity_e2_nm2_ps-2_per_cm-1"
@@ -108,15 +104,7 @@ def write_spectrum(result: SpectrumResult, prefix: Union[str, Path]) -> tuple[Pa
     columns = [result.wavenumbers, result.intensities] + ([] if result.errors is None else [result.errors])
     header = f"wavenumber_cm-1,{column}" + ("" if result.errors is None else ",standard_error")
     np.savetxt(table, np.column_stack(columns), delimiter=",", header=header, comments="")
-    figure, axes = plt.subplots(figsize=(7, 3.5))
-    axes.plot(result.wavenumbers, result.intensities, lw=0.8)
-    if result.errors is not None:
-        axes.fill_between(result.wavenumbers, result.intensities - result.errors,
-                          result.intensities + result.errors, alpha=0.3, lw=0)
-    axes.set(xlabel="wavenumber (cm$^{-1}$)", ylabel=unit, xlim=(0, result.wavenumbers[-1]),
-             title=f"{'IR' if result.kind == 'ir' else 'power'} spectrum, {result.frames} frames every "
-                   f"{result.timestep * 1000:.3g} fs")
-    figure.tight_layout()
-    figure.savefig(figure_path, dpi=120)
-    plt.close(figure)
+    title = (f"{'IR' if result.kind == 'ir' else 'power'} spectrum, {result.frames} frames every "
+             f"{result.timestep * 1000:.3g} fs")
+    plot_spectrum(result.wavenumbers, result.intensities, result.errors, unit, title, figure_path)
     return table, figure_path

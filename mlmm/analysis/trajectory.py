@@ -5,6 +5,7 @@ Units: nm, nm/ps, ps, amu; box vectors as rows (nm).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -39,6 +40,22 @@ class TrajectoryData:
     topology: object
 
 
+#: The AKMA time unit of DCD headers, in ps.
+AKMA_TIME_PS = 0.04888821
+
+
+def dcd_times(path: Path, frames: int) -> np.ndarray:
+    """Times (ps) of the frames of a DCD file from its header: first step, steps between frames and the
+    time step (AKMA units), as OpenMM and CHARMM write them."""
+    with open(path, "rb") as handle:
+        header = handle.read(48)
+    marker, magic, _, first_step, interval = struct.unpack("<i4s3i", header[:20])
+    (timestep,) = struct.unpack("<f", header[44:48])
+    if marker != 84 or magic != b"CORD":
+        raise ValueError(f"{path} is not a DCD file (no CORD header)")
+    return (first_step + interval * np.arange(frames)) * float(timestep) * AKMA_TIME_PS
+
+
 def read_trajectory(path: Union[str, Path], topology: Optional[Union[str, Path]] = None) -> TrajectoryData:
     """Load an MDTraj HDF5 (.h5, with velocities if stored) or any MDTraj-readable trajectory (``topology``
     needed for formats without one, e.g. the PDB an mlmm run writes beside its DCD)."""
@@ -62,6 +79,8 @@ def read_trajectory(path: Union[str, Path], topology: Optional[Union[str, Path]]
             raise ValueError(f"{path.name} holds no topology; pass the PDB written beside it (topology.pdb)")
         trajectory = mdtraj.load(str(path), top=str(topology))
         mdtop, positions, times = trajectory.topology, trajectory.xyz, trajectory.time
+        if path.suffix.lower() == ".dcd":  # MDTraj numbers DCD frames 0, 1, ...; the header has the times
+            times = dcd_times(path, len(trajectory))
         lengths, angles = trajectory.unitcell_lengths, trajectory.unitcell_angles
     boxes = None
     if lengths is not None:

@@ -142,7 +142,7 @@ def _report(console: Any, name: str, result: EnsembleResult) -> None:
 
 
 def _write_summary(ensemble: EnsembleConfig, members: list[Replica], result: EnsembleResult) -> None:
-    """DIRECTORY/ensemble.json: every replica's folder, temperature, seed, steps reached and state."""
+    """DIRECTORY/ensemble.json: every replica's folder, trajectory, temperature, seed, steps reached and state."""
     rows = []
     for replica in members:
         if replica.name in result.failed:
@@ -151,7 +151,8 @@ def _write_summary(ensemble: EnsembleConfig, members: list[Replica], result: Ens
             steps = checkpoint_step(replica.config)
             state = "finished" if steps >= replica.config.md.steps else "incomplete"
         rows.append({"name": replica.name, "temperature_K": replica.temperature_K, "seed": replica.seed,
-                     "steps": steps, "state": state, "directory": str(replica.config.output.directory)})
+                     "steps": steps, "state": state, "directory": str(replica.config.output.directory),
+                     "trajectory": str(replica.config.output.trajectory_path)})
     ensemble.directory.mkdir(parents=True, exist_ok=True)
     (ensemble.directory / SUMMARY_FILE).write_text(json.dumps({"source": str(ensemble.source), "replicas": rows},
                                                               indent=1))

@@ -8,10 +8,14 @@ the double proton transfer barrier of the model against GFN2-xTB.
    restraint force vanishes there), each optimised with GFN2-xTB and with the model.
    Reports the xTB barrier, the model's barrier at the xTB geometries, and the model's barrier
    at its own geometries.
-Writes model/evaluation.json. Run from the repository root:
+Writes evaluation.json beside the model. Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/evaluate_model.py
+For the model refined at 500-700 K (its split covers both of its datasets, in this order):
+    .venv/bin/python systems/formic-acid-dimer/evaluate_model.py --model rates/model \
+        --datasets data/dimer-gfn2.h5 rates/data/dimer-gfn2-hot.h5
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import numpy as np
 
 from make_dataset import PROTON_TRANSFER
 from mlmm.data.calculators import XTBCalculator
-from mlmm.data.dataset import load_dataset
+from mlmm.data.dataset import concatenate, load_dataset
 from mlmm.data.recipes import molecule_from_pdb
 from mlmm.data.sampling import calculator_forces, harmonic_bias, optimize, potential_forces
 from mlmm.training.metrics import errors
@@ -52,10 +56,17 @@ def barrier(force_fn, minimum, transition_state):
 
 
 def main():
-    model = rebuild(HERE / "model" / "model.pt").double()
-    data = load_dataset(HERE / "data" / "dimer-gfn2.h5").labelled()
-    test = data.subset(json.loads((HERE / "model" / "split.json").read_text())["test"])
-    in_region = np.flatnonzero(np.abs(test.reaction_coordinate) < TS_REGION)
+    parser = argparse.ArgumentParser(description="transition-state errors and barrier of a dimer model")
+    parser.add_argument("--model", default="model", help="model folder, relative to this file's (default: model)")
+    parser.add_argument("--datasets", nargs="+", default=["data/dimer-gfn2.h5"],
+                        help="the model's training datasets in the order of its config (relative to this folder)")
+    args = parser.parse_args()
+    folder = HERE / args.model
+    model = rebuild(folder / "model.pt").double()
+    data = concatenate([load_dataset(HERE / name).labelled() for name in args.datasets])
+    test = data.subset(json.loads((folder / "split.json").read_text())["test"])
+    xi = np.array([PROTON_TRANSFER(x)[0] for x in test.positions])
+    in_region = np.flatnonzero(np.abs(xi) < TS_REGION)
     result = {"transition_state_region": dict(errors(model, test.subset(in_region)), max_abs_xi_nm=TS_REGION)}
 
     species, _, positions = molecule_from_pdb(HERE / "formic-acid-dimer.pdb")
@@ -73,7 +84,7 @@ def main():
     result["largest_unrestrained_force_at_transition_state_kj_per_mol_nm"] = {
         "gfn2_xtb": float(np.abs(xtb(xtb_points[1])[1]).max()),
         "model": float(np.abs(network(model_points[1])[1]).max())}
-    (HERE / "model" / "evaluation.json").write_text(json.dumps(result, indent=2))
+    (folder / "evaluation.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
