@@ -412,7 +412,8 @@ def _rate(args: argparse.Namespace) -> int:
     result = ensemble_rates(ensemble.directory / SUMMARY_FILE, variable, bounds,
                             *((0, 1) if args.one_way else (None, None)))
     output = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
-              "reactant": bounds[0], "product": bounds[1], "one_way": args.one_way, "rates": rate_table(result)}
+              "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way,
+              "rates": rate_table(result)}
     print(f"{'T (K)':>8} {'replicas':>8} {'transitions':>11} {'time (ps)':>10} {'k (1/ps)':>10}  95% interval")
     for row in output["rates"]:
         print(f"{row['temperature_K']:>8g} {row['replicas']:>8d} {row['transitions']:>11d} {row['time_ps']:>10.1f} "
