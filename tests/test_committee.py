@@ -93,3 +93,44 @@ def test_network_as_create_mixed_system_potential(family, tmp_path, solvated, pm
     from_module = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, model, force_group=5)
     assert evaluate(from_module, solvated.positions, groups={5})[0] == pytest.approx(energy, rel=1e-12)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_the_uncertainty_reporter_writes_the_committee_spread_along_a_run(tmp_path):
+    import csv
+
+    import numpy as np
+    import openmm
+    import openmm.app as app
+    import openmm.unit as unit
+
+    from conftest import SYSTEM_DIR
+
+    water = SYSTEM_DIR.parent / "water"
+    committee, _ = mlmm.load_potential(water / "active-learning" / "iteration-1" / "model.pt")
+    pdb = app.PDBFile(str(water / "water.pdb"))
+    mm = app.ForceField("amber14/tip3p.xml").createSystem(pdb.topology, nonbondedMethod=app.NoCutoff,
+                                                          constraints=None, rigidWater=False)
+    system = mlmm.create_mixed_system(pdb.topology, mm, "all", committee)
+    simulation = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.0002),
+                                openmm.Platform.getPlatformByName("Reference"))
+    simulation.context.setPositions(pdb.positions)
+    simulation.context.setVelocitiesToTemperature(300.0, 3)
+    reporter = mlmm.UncertaintyReporter(tmp_path / "uncertainty.csv", 5, committee, [0, 1, 2])
+    simulation.reporters.append(reporter)
+    simulation.step(10)
+    reporter.close()
+    with open(tmp_path / "uncertainty.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [5, 10]
+    state = simulation.context.getState(getPositions=True, getEnergy=True)
+    x = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    energy, sigma_e, sigma_f = committee.energy_and_uncertainty(torch.tensor([8, 1, 1]), x)
+    assert float(rows[-1]["energy_kJ_per_mol"]) == pytest.approx(float(energy), abs=1e-6)
+    # the ML region is all of the system: the reported energy is the simulation's potential energy
+    assert float(rows[-1]["energy_kJ_per_mol"]) == pytest.approx(
+        state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole), abs=1e-4)
+    assert float(rows[-1]["sigma_energy_kJ_per_mol"]) == pytest.approx(float(sigma_e), abs=1e-8) and float(sigma_e) > 0
+    assert float(rows[-1]["max_sigma_force_kJ_per_mol_nm"]) == pytest.approx(float(sigma_f.max()), rel=1e-8)
+    assert int(rows[-1]["atom_of_max_sigma_force"]) == int(np.argmax(sigma_f.numpy()))
+    with pytest.raises(TypeError, match="energy_and_uncertainty"):
+        mlmm.UncertaintyReporter(tmp_path / "x.csv", 5, torch.nn.Linear(3, 1), [0, 1, 2])

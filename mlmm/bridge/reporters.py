@@ -1,4 +1,5 @@
-"""OpenMM reporter of what a charge-coupled embedding sees: MM molecules around the ML region, ML charges, dipole."""
+"""OpenMM reporters: what a charge-coupled embedding sees (MM molecules around the ML region, ML charges,
+dipole and its time derivative) and how much a committee disagrees on the ML region."""
 
 from __future__ import annotations
 
@@ -10,7 +11,30 @@ import openmm.unit as u
 import torch
 
 
-class EmbeddingReporter:
+class _CSVReporter:
+    """Shared by the reporters: a CSV file written every ``interval`` steps, appended to when ``append``."""
+
+    include = ["positions"]
+
+    def __init__(self, file: Union[str, Path], interval: int, append: bool):
+        if int(interval) < 1:
+            raise ValueError(f"interval must be a positive number of steps, got {interval!r}")
+        self.interval = int(interval)
+        self.path = Path(file)
+        self._file = open(self.path, "a" if append else "w", newline="")
+        self._writer = csv.writer(self._file)
+        self._header_written = append and self.path.stat().st_size > 0
+
+    def describeNextReport(self, simulation):
+        steps = self.interval - simulation.currentStep % self.interval
+        return {"steps": steps, "periodic": False, "include": self.include}
+
+    def close(self) -> None:
+        """Close the CSV file."""
+        self._file.close()
+
+
+class EmbeddingReporter(_CSVReporter):
     """Write, every ``interval`` steps, one CSV row of the embedding's view of the system.
 
     Columns: step, time (ps), ``molecules`` (MM molecules with a non-zero weight in the
@@ -38,23 +62,14 @@ class EmbeddingReporter:
 
     def __init__(self, file: Union[str, Path], interval: int, module: torch.nn.Module, append: bool = False,
                  dipole_derivative: bool = False):
-        if int(interval) < 1:
-            raise ValueError(f"interval must be a positive number of steps, got {interval!r}")
         if not callable(getattr(module, "report", None)):
             raise TypeError(f"{type(module).__name__} has no report(positions, boxvectors) method; use the module of "
                             "an electrostatic or buffer embedding (mlmm.plan_embedding(...).module)")
-        self.interval = int(interval)
+        super().__init__(file, interval, append)
         self.module = module
         self.dipole_derivative = dipole_derivative
-        self.path = Path(file)
-        self._file = open(self.path, "a" if append else "w", newline="")
-        self._writer = csv.writer(self._file)
-        self._header_written = append and self.path.stat().st_size > 0
-
-    def describeNextReport(self, simulation):
-        steps = self.interval - simulation.currentStep % self.interval
-        include = ["positions", "velocities"] if self.dipole_derivative else ["positions"]
-        return {"steps": steps, "periodic": False, "include": include}
+        if dipole_derivative:
+            self.include = ["positions", "velocities"]
 
     def report(self, simulation, state) -> None:
         positions = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
@@ -85,6 +100,48 @@ class EmbeddingReporter:
                                *outputs["dipole"].tolist(), *derivative, *charges])
         self._file.flush()
 
-    def close(self) -> None:
-        """Close the CSV file."""
-        self._file.close()
+
+class UncertaintyReporter(_CSVReporter):
+    """Write, every ``interval`` steps, one CSV row of a committee's disagreement on the ML region.
+
+    The committee (an mlmm network with ``energy_and_uncertainty``, e.g. the model of an active-learning
+    iteration) is evaluated on the ML atoms alone, in vacuum, at the simulation's positions. Columns: step,
+    time (ps), the committee-mean energy and its spread sigma_E (kJ/mol), the largest per-atom force spread
+    sigma_F (kJ/mol/nm) and the atom (system index) that has it. Frames with a large sigma_F are where the
+    network is extrapolating: candidates for labelling.
+
+    Parameters
+    ----------
+    file, interval, append
+        As for :class:`EmbeddingReporter`.
+    potential : torch.nn.Module
+        The committee (``mlmm.load_potential(path)[0]``).
+    ml_atoms : sequence of int
+        System indices of the ML atoms, in the order the potential expects.
+    """
+
+    def __init__(self, file: Union[str, Path], interval: int, potential: torch.nn.Module, ml_atoms,
+                 append: bool = False):
+        if not callable(getattr(potential, "energy_and_uncertainty", None)):
+            raise TypeError(f"{type(potential).__name__} has no energy_and_uncertainty(species, positions); use an "
+                            "mlmm network potential (a committee: n_members >= 2, or its spread is zero)")
+        super().__init__(file, interval, append)
+        self.potential = potential
+        self.ml_atoms = torch.as_tensor(list(ml_atoms), dtype=torch.long)
+        self._species = None
+        if not self._header_written:
+            self._writer.writerow(["step", "time_ps", "energy_kJ_per_mol", "sigma_energy_kJ_per_mol",
+                                   "max_sigma_force_kJ_per_mol_nm", "atom_of_max_sigma_force"])
+            self._header_written = True
+
+    def report(self, simulation, state) -> None:
+        if self._species is None:
+            atoms = list(simulation.topology.atoms())
+            self._species = torch.tensor([atoms[int(i)].element.atomic_number for i in self.ml_atoms])
+        positions = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
+        energy, sigma_energy, sigma_forces = self.potential.energy_and_uncertainty(
+            self._species, positions.index_select(0, self.ml_atoms))
+        worst = int(torch.argmax(sigma_forces))
+        self._writer.writerow([simulation.currentStep, state.getTime().value_in_unit(u.picosecond), float(energy),
+                               float(sigma_energy), float(sigma_forces[worst]), int(self.ml_atoms[worst])])
+        self._file.flush()
