@@ -154,8 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"mlmm: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("mlmm: interrupted; the same command continues from the last checkpoint (`run`, `demo`, `train`) "
-              "or the last labelled frame (`label`).", file=sys.stderr)
+        print("mlmm: interrupted; the same command continues from the last checkpoint (`run`, `demo`, `ensemble`, "
+              "`train`) or the last labelled frame (`label`).", file=sys.stderr)
         return 130
 
 

@@ -109,6 +109,7 @@ def run_ensemble(ensemble: EnsembleConfig, client: Any = None, console: Any = No
                 except Exception as error:  # one failed replica must not stop the others; reported below
                     result.failed[name] = f"{type(error).__name__}: {error}"
                 _report(console, name, result)
+                _write_summary(ensemble, members, result)  # current after every replica
     _write_summary(ensemble, members, result)
     return result
 
