@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
+
+from mlmm.potentials.neighbors import lattice_shift
 
 __all__ = ["unwrap_positions", "dipole_moments"]
 
@@ -15,8 +18,7 @@ __all__ = ["unwrap_positions", "dipole_moments"]
 def unwrap_positions(positions, boxes, molecules: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
     """Continuous atom trajectories [frames, atoms, 3] (nm) from wrapped ones.
 
-    Every frame-to-frame displacement is reduced by whole box vectors (fractional components rounded),
-    so atoms never jump across the box; ``molecules`` (lists of atom indices) are first made whole in
+    Every frame-to-frame displacement is reduced to its minimum image, so atoms never jump across the box; ``molecules`` (lists of atom indices) are first made whole in
     frame 0 around their first atom. Assumes no atom moves half a box width between saved frames.
 
     Parameters
@@ -42,10 +44,10 @@ def unwrap_positions(positions, boxes, molecules: Optional[Sequence[Sequence[int
     for atoms in molecules or ():
         atoms = np.asarray(atoms, dtype=np.int64)
         offsets = positions[0, atoms] - positions[0, atoms[0]]
-        positions[0, atoms] -= _lattice_part(offsets, boxes[0])
+        positions[0, atoms] += lattice_shift_nm(offsets, boxes[0])
     steps = np.diff(positions, axis=0)
     for n in range(steps.shape[0]):
-        steps[n] -= _lattice_part(steps[n], boxes[n + 1])
+        steps[n] += lattice_shift_nm(steps[n], boxes[n + 1])
     return np.concatenate([positions[:1], positions[:1] + np.cumsum(steps, axis=0)])
 
 
@@ -78,7 +80,8 @@ def dipole_moments(positions, charges, boxes=None, molecules: Optional[Sequence[
     return np.einsum("fa,fax->fx", weights, positions)
 
 
-def _lattice_part(vectors: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The whole box vectors [n, 3] (nm) in ``vectors`` [n, 3]: rounded fractional coordinates times the box."""
-    fractional = vectors @ np.linalg.inv(box)
-    return np.round(fractional) @ box
+
+def lattice_shift_nm(vectors: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The lattice vectors [n, 3] (nm) that take ``vectors`` [n, 3] to their minimum image in a reduced
+    box (rows a, b, c): :func:`mlmm.potentials.neighbors.lattice_shift` on numpy arrays."""
+    return lattice_shift(torch.tensor(vectors, dtype=torch.float64), torch.tensor(box, dtype=torch.float64)).numpy()

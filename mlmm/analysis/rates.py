@@ -14,6 +14,7 @@ import numpy as np
 import scipy.constants
 import scipy.stats
 
+from mlmm.analysis.dipoles import lattice_shift_nm
 from mlmm.units import MOLAR_GAS_CONSTANT
 
 __all__ = ["distance", "distance_difference", "committed_states", "count_transitions", "Rate", "transition_rate",
@@ -26,7 +27,7 @@ UNCOMMITTED = -1
 
 def distance(positions, i: int, j: int, boxes=None) -> np.ndarray:
     """Distance |r_j - r_i| (nm) per frame of ``positions`` [frames, atoms, 3], minimum image when ``boxes``
-    ([3, 3] or [frames, 3, 3], rows nm) are given (exact for displacements within half the shortest box height)."""
+    ([3, 3] or [frames, 3, 3], reduced boxes, rows nm) are given."""
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[2] != 3:
         raise ValueError(f"positions must have shape [frames, atoms, 3] in nm, got {positions.shape}")
@@ -35,9 +36,11 @@ def distance(positions, i: int, j: int, boxes=None) -> np.ndarray:
             raise ValueError(f"atom index {index} is out of range for {positions.shape[1]} atoms")
     vectors = positions[:, j] - positions[:, i]
     if boxes is not None:
-        boxes = np.broadcast_to(np.asarray(boxes, dtype=np.float64), (positions.shape[0], 3, 3))
-        fractional = np.einsum("fx,fxy->fy", vectors, np.linalg.inv(boxes))
-        vectors = vectors - np.einsum("fx,fxy->fy", np.round(fractional), boxes)
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim == 2:
+            vectors = vectors + lattice_shift_nm(vectors, boxes)
+        else:
+            vectors = vectors + np.concatenate([lattice_shift_nm(v[None], box) for v, box in zip(vectors, boxes)])
     return np.linalg.norm(vectors, axis=1)
 
 

@@ -226,8 +226,9 @@ def _repair_log(path: Path, step: int, row: list) -> None:
         csv.writer(handle).writerows([LOG_COLUMNS, *rows])
 
 
-def _frame(simulation: app.Simulation, periodic: bool) -> openmm.State:
-    return simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=periodic)
+def _frame(simulation: app.Simulation, periodic: bool, velocities: bool) -> openmm.State:
+    """The state a trajectory frame is written from (velocities only when the trajectory stores them)."""
+    return simulation.context.getState(getPositions=True, getVelocities=velocities, enforcePeriodicBox=periodic)
 
 
 def _resume(simulation: app.Simulation, config: RunConfig, saved: dict[str, Any], periodic: bool):
@@ -235,7 +236,7 @@ def _resume(simulation: app.Simulation, config: RunConfig, saved: dict[str, Any]
     simulation.context.setState(openmm.XmlSerializer.deserialize(saved["state"]))
     writer = open_trajectory(config, simulation.topology, append=config.output.trajectory_path.is_file())
     if writer.frames == saved["frames"] - 1:  # interrupted between checkpoint and frame
-        writer.write(_frame(simulation, periodic))
+        writer.write(_frame(simulation, periodic, config.output.velocities))
     elif writer.frames != saved["frames"]:
         writer.close()
         raise ValueError(f"trajectory {config.output.trajectory_path} has {writer.frames} frames but the checkpoint "
@@ -409,7 +410,7 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
             if reason:
                 raise _blew_up(reason, target, step, out.trajectory_path, writer)
             _save_checkpoint(checkpoint, identity, target, writer.frames + 1, row, state)
-            writer.write(_frame(simulation, periodic) if periodic else state)
+            writer.write(_frame(simulation, periodic, out.velocities) if periodic else state)
             csv.writer(log).writerow(row)
             log.flush()
             step = target
