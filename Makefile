@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench install clean
 
-$(STAMP): pyproject.toml
+PLUGINS := plugins/openmmml-mlmm plugins/mlmm-torchani plugins/mlmm-mace
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_potentials.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_embeddings.py
+	$(PY) benchmarks/bench_scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -55,19 +55,6 @@ def cluster(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return species, torch.stack(positions)
 
 
-def ani2x(ensemble_size: int) -> torch.nn.Module:
-    """ANI-2x's architecture (AEV, element networks, self energies) with random weights."""
-    from torchani.models import SYMBOLS_2X, Assembler
-    assembler = Assembler(periodic_table_index=True)
-    assembler.set_symbols(SYMBOLS_2X)
-    assembler.set_global_cutoff_fn("cosine")
-    assembler.set_aev_computer(radial="ani2x", angular="ani2x", strategy="pyaev")
-    assembler.set_atomic_networks(ctor="ani2x")
-    assembler.set_neighborlist("all_pairs")
-    assembler.set_gsaes_as_self_energies("wb97x-631gd")
-    return assembler.assemble(ensemble_size)
-
-
 class TorchANIEnergy(torch.nn.Module):
     """ANI-2x behind mlmm's contract: atomic numbers and nm in, energy out (Hartree, unconverted)."""
 
@@ -89,10 +76,12 @@ def models() -> dict[str, torch.nn.Module]:
         "mlmm HDNNP-wACSF": HDNNP(ELEMENTS),
     }
     try:
-        built[ANI] = TorchANIEnergy(ani2x(8)[0])
-        built[ANI_ENSEMBLE] = TorchANIEnergy(ani2x(8))
+        from mlmm_torchani import ani2x_architecture
+
+        built[ANI] = TorchANIEnergy(ani2x_architecture(8)[0])
+        built[ANI_ENSEMBLE] = TorchANIEnergy(ani2x_architecture(8))
     except ImportError:
-        print("torchani is not installed (pip install '.[bench]'); ANI-2x is left out")
+        print("torchani or plugins/mlmm-torchani is not installed (make install); ANI-2x is left out")
     return {name: inference_script(model.float()) for name, model in built.items()}
 
 

@@ -1,4 +1,4 @@
-"""The ``mlmm`` command line: ``mlmm demo|run|ensemble|rate|export|train|label|evaluate|spectrum|nma|info``.
+"""The ``mlmm`` command line: ``mlmm demo|run|ensemble|rate|export|train|label|evaluate|spectrum|nma|adapt|bench|info``.
 
 Errors from bad input print ``mlmm: error: <message>`` and exit with status 1.
 """
@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from mlmm._version import __version__
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "systems" / "formic-acid-dimer" / "demo.toml"
+BENCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scaling.py"
 
 
 class _QuietSimtkNotice(logging.Filter):
@@ -133,6 +134,19 @@ def _parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--blocks", type=int, default=1, help="block-averaged error bars from N blocks (N >= 2)")
     spectrum.add_argument("--output", type=Path, help="output prefix (default: TRAJECTORY without suffix + -ir/-power)")
 
+    adapt = commands.add_parser("adapt", help="save a third-party model (TorchANI, MACE, ...) as an mlmm model file",
+                                description="Convert a model of another family through its installed mlmm adapter "
+                                            "(entry points 'mlmm.adapters', see plugins/) into an mlmm model file.")
+    adapt.add_argument("family", help="model family, e.g. torchani or mace (an error lists the installed ones)")
+    adapt.add_argument("source", type=Path, help="the family's own model file")
+    adapt.add_argument("output", type=Path, help="mlmm model file to write (.pt)")
+    adapt.add_argument("--name", help="model name stored in the metadata (default: FAMILY SOURCE)")
+
+    commands.add_parser("bench", help="ms/step of every scheme and transport, pure MM and openmm-ml beside",
+                        description="Run benchmarks/bench_scaling.py (a source checkout's): the grid of MM "
+                                    "environment and ML region sizes; arguments after 'bench' go to it "
+                                    "(e.g. mlmm bench --mm-atoms 3000 --ml-waters 3).")
+
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
     info.add_argument("model", type=Path, help="mlmm model file (.pt)")
@@ -141,14 +155,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``mlmm`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, passed_on = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.arguments = passed_on  # bench_scaling.py's own options
+    elif passed_on:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     logging.getLogger().addFilter(_QuietSimtkNotice())
     from mlmm.bridge.simulation import SimulationError
 
     try:
         handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label,
                     "evaluate": _evaluate, "spectrum": _spectrum,
-                    "ensemble": _ensemble, "nma": _nma, "rate": _rate}
+                    "ensemble": _ensemble, "nma": _nma, "rate": _rate, "adapt": _adapt,
+                    "bench": _bench}
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
@@ -265,6 +285,28 @@ def _label(args: argparse.Namespace) -> int:
     failed = int((result.status == FAILED).sum())
     print(f"{int(result.labelled_mask().sum())} of {result.n_frames} frames labelled, {failed} failed; "
           f"written to {args.output}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if not BENCH_SCRIPT.is_file():
+        raise FileNotFoundError(f"the benchmark script {BENCH_SCRIPT} is missing; `mlmm bench` needs a source "
+                                "checkout of mlmm (pip install -e .).")
+    return subprocess.run([sys.executable, str(BENCH_SCRIPT), *args.arguments]).returncode
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    import mlmm
+    from mlmm.potentials.adapters import adapt
+
+    potential = adapt(args.family, args.source)
+    name = args.name or f"{args.family} {args.source.name}"
+    mlmm.save_potential(potential, args.output, name=name, extra={"adapted_from": {"family": args.family,
+                                                                                   "source": str(args.source)}})
+    metadata = mlmm.read_metadata(args.output)
+    print(f"{args.output}: {name}, elements {metadata['supported_elements']}, cutoff {metadata['cutoff_nm']} nm")
     return 0
 
 

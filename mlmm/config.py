@@ -65,6 +65,7 @@ class MLConfig:
     model: Path
     embedding: str = "mechanical"
     transport: str = "torch"
+    cuda_graphs: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,10 +136,12 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a run must keep to be continued: everything but ``md.steps``,
-        ``md.platform`` and the locations. The structure counts by its file's SHA-256, the model
-        by its parameters' content hash (so re-saving the same model does not matter)."""
+        ``md.platform``, ``ml.cuda_graphs`` (how, not what, is computed) and the locations. The
+        structure counts by its file's SHA-256, the model by its parameters' content hash (so
+        re-saving the same model does not matter)."""
         data = dataclasses.asdict(self)
         del data["source"], data["md"]["steps"], data["md"]["platform"], data["output"]["directory"]
+        del data["ml"]["cuda_graphs"]
         restraints = data.pop("restraints")
         if restraints:  # kept out when absent, so runs from before restraints existed continue
             data["md"]["restraints"] = restraints
@@ -156,8 +159,9 @@ def load_config(path: Union[str, Path]) -> RunConfig:
       CutoffNonPeriodic), ``forcefield`` [amber14-all.xml, amber14/tip3p.xml], ``cutoff_nm``
       [1.0], ``constraints`` [HBonds; None, AllBonds, HAngles], ``rigid_water`` [true]
     - ``[ml]``: ``atoms``\\* (MDTraj selection or list of indices), ``model``\\* (mlmm model
-      file), ``embedding`` [mechanical], ``transport`` [torch], ``[ml.options]`` (embedding
-      options, see :func:`mlmm.create_mixed_system`)
+      file), ``embedding`` [mechanical], ``transport`` [torch], ``cuda_graphs`` [false: capture
+      the ML force in a CUDA graph on the CUDA platform], ``[ml.options]`` (embedding options,
+      see :func:`mlmm.create_mixed_system`)
     - ``[md]``: ``steps``\\*, ``timestep_fs``\\*, ``temperature_K``\\*, ``friction_per_ps`` [1.0],
       ``report_interval`` [1000], ``platform`` [CPU; Reference, CUDA], ``seed`` [random],
       ``minimize`` [true], ``minimize_max_iterations`` [0: until converged to 10 kJ/mol/nm],
@@ -215,6 +219,7 @@ def _parse_ml(table: dict[str, Any], base_dir: Path) -> MLConfig:
     return MLConfig(atoms=atoms, model=_existing(base_dir, _get(table, "ml", "model", str), "ml", "model"),
                     embedding=_choice(table, "ml", "embedding", EMBEDDINGS, "mechanical"),
                     transport=_choice(table, "ml", "transport", TRANSPORTS, "torch"),
+                    cuda_graphs=_get(table, "ml", "cuda_graphs", bool, False),
                     options=dict(_get(table, "ml", "options", dict, {})))
 
 

@@ -132,3 +132,74 @@ def ff_potential(vacuum_solute_system, solute_pdb):
 def solute_positions_tensor(positions) -> torch.Tensor:
     """Solute positions (nm) as a float64 tensor."""
     return torch.tensor(np.asarray(positions.value_in_unit(u.nanometer))[SOLUTE], dtype=torch.float64)
+
+
+DIMER_DIR = Path(__file__).resolve().parents[1] / "systems" / "formic-acid-dimer"
+ML_FORCE_GROUP = 5
+
+
+@pytest.fixture(scope="session")
+def dimer_in_water():
+    """The formic acid dimer in TIP3P: (pdb, PME 0.9 nm system with rigid waters and a flexible dimer, dimer atoms)."""
+    pdb = app.PDBFile(str(DIMER_DIR / "formic-acid-dimer-tip3p.pdb"))
+    forcefield = app.ForceField(str(DIMER_DIR / "formic-acid.xml"), "amber14/tip3p.xml")
+    system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer,
+                                     constraints=None, rigidWater=True)
+    return pdb, system, [a.index for a in pdb.topology.atoms() if a.residue.name == "FMA"]
+
+
+def ml_force_energy(system: openmm.System, positions) -> tuple[float, np.ndarray]:
+    """Energy (kJ/mol) and forces (kJ/mol/nm) of the forces named ``mlmm*`` alone (Reference platform)."""
+    for force in system.getForces():
+        if force.getName().startswith("mlmm"):
+            force.setForceGroup(ML_FORCE_GROUP)
+    return evaluate(system, positions, groups={ML_FORCE_GROUP})
+
+
+def check_qeq_charges_scheme(potential: torch.nn.Module, dimer) -> None:
+    """An energy-only potential with QEq charges in the mechanical-ml-charges scheme, on the dimer in water.
+
+    QEq charges do not depend on the MM charges, so the ML force is E_ML + s C with the MM charges
+    scaled by s: 2 E(1/2) - E(1) must equal the potential's mechanical-embedding energy.
+    """
+    import mlmm
+    from mlmm.embedding.surgery import clone_system
+
+    pdb, mm_system, ml_atoms = dimer
+    energies = {}
+    for scale in (0.5, 1.0):
+        scaled = clone_system(mm_system)
+        nonbonded = next(f for f in scaled.getForces() if isinstance(f, openmm.NonbondedForce))
+        for i in set(range(scaled.getNumParticles())) - set(ml_atoms):
+            charge, sigma, epsilon = nonbonded.getParticleParameters(i)
+            nonbonded.setParticleParameters(i, scale * charge, sigma, epsilon)
+        mixed = mlmm.create_mixed_system(pdb.topology, scaled, ml_atoms, mlmm.potentials.QEqCharges(potential),
+                                         embedding="mechanical-ml-charges")
+        energies[scale] = ml_force_energy(mixed, pdb.positions)[0]
+    mechanical = ml_force_energy(mlmm.create_mixed_system(pdb.topology, mm_system, ml_atoms, potential),
+                                 pdb.positions)[0]
+    assert 2 * energies[0.5] - energies[1.0] == pytest.approx(mechanical, rel=1e-10)
+    assert abs(energies[1.0] - mechanical) > 1.0  # the QEq charges do interact with the water
+
+
+def check_adapted_model_file(family: str, source: Path, potential: torch.nn.Module, dimer, output: Path) -> None:
+    """``mlmm adapt FAMILY SOURCE OUTPUT`` writes a model file that runs without the adapter, as ``potential``."""
+    import mlmm
+    from mlmm.cli import main
+
+    pdb, mm_system, ml_atoms = dimer
+    assert main(["adapt", family, str(source), str(output)]) == 0
+    from_file = mlmm.create_mixed_system(pdb.topology, mm_system, ml_atoms, output)
+    in_memory = mlmm.create_mixed_system(pdb.topology, mm_system, ml_atoms, potential)
+    assert ml_force_energy(from_file, pdb.positions)[0] == pytest.approx(
+        ml_force_energy(in_memory, pdb.positions)[0], rel=1e-12)
+
+
+WATER_DIR = Path(__file__).resolve().parents[1] / "systems" / "water"
+#: The trained water models for each scheme (a vacuum model serves both mechanical schemes).
+WATER_MODELS = {
+    "mechanical": WATER_DIR / "model" / "model.pt",
+    "mechanical-ml-charges": WATER_DIR / "model" / "model.pt",
+    "electrostatic": WATER_DIR / "embedding" / "model" / "model.pt",
+    "buffer": WATER_DIR / "buffer" / "model" / "model.pt",
+}

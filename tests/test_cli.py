@@ -7,6 +7,7 @@ import sys
 
 import mdtraj
 import openmm
+import pytest
 import torch
 
 import mlmm
@@ -108,3 +109,16 @@ def test_label_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run" / "model.pt"), str(tmp_path / "xtb.h5")]) == 0
     assert "n_frames 24 energy_mae" in capsys.readouterr().out
     assert main(["train", str(tmp_path / "missing.toml")]) == 1
+
+
+def test_bench_passes_its_options_to_the_benchmark_script(monkeypatch):
+    import subprocess
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda command: calls.append(command) or subprocess.CompletedProcess(
+        command, 0))
+    assert main(["bench", "--mm-atoms", "3000", "--ml-waters", "1"]) == 0
+    assert calls[0][1].endswith("benchmarks/bench_scaling.py") and calls[0][2:] == ["--mm-atoms", "3000",
+                                                                                    "--ml-waters", "1"]
+    with pytest.raises(SystemExit):
+        main(["info", "model.pt", "--mm-atoms", "3000"])

@@ -101,3 +101,29 @@ def test_make_whole_keeps_molecules_intact_at_half_a_box_from_the_first_atom(tri
     for i, j in bonds:
         assert np.linalg.norm(whole[i] - whole[j]) < 0.2
     assert np.linalg.norm(whole[2] - whole[0]) <= 0.5 * d + 1e-9
+
+
+@pytest.mark.parametrize("cutoff", [0.6, 1.0, 1.6])
+def test_environment_screen_is_exact_within_the_cutoff_in_a_triclinic_box(cutoff):
+    """The bounding-sphere screen against brute force over all 27 neighbouring images: distances inside the
+    cutoff exact, the others never below it. At 1.6 nm the cutoff plus the cluster's radius exceed half the
+    smallest box width (1.75 nm), where the sphere's bound would need true images: the dense screen runs."""
+    import torch
+
+    from mlmm.embedding.environment import nearest_distances
+
+    rng = np.random.default_rng(5)
+    box = np.array([[4.0, 0.0, 0.0], [1.3, 3.8, 0.0], [-1.1, 1.2, 3.5]])  # OpenMM reduced form
+    ml = np.array([0.05, 0.1, 0.02]) + rng.normal(scale=0.25, size=(12, 3))  # a cluster at a corner
+    molecules = rng.uniform(0, 1, size=(3000, 3)) @ box
+    positions = torch.tensor(np.vstack([ml, molecules]))
+    anchors = torch.arange(12, 3012)
+    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ box
+    brute = np.linalg.norm(molecules[:, None, None] - ml[None, :, None] - shifts[None, None], axis=-1).min((1, 2))
+    for screen in (nearest_distances, torch.jit.script(nearest_distances)):
+        nearest = screen(positions[:12], positions, torch.tensor(box), anchors, cutoff).numpy()
+        inside = brute < cutoff
+        assert 50 < inside.sum() < 3000
+        np.testing.assert_allclose(nearest[inside], brute[inside], rtol=1e-12)
+        assert (nearest[~inside] >= cutoff).all()
+        assert np.array_equal(nearest < cutoff, inside)

@@ -8,6 +8,7 @@ import json
 
 import mdtraj
 import numpy as np
+import openmm
 import openmm.unit as unit
 import pytest
 import torch
@@ -253,3 +254,16 @@ def test_flat_bottom_restraints_act_only_beyond_their_distance(tmp_path):
     path.write_text(text + "\n[[restraints]]\natoms = [0, 99]\nmax_distance_nm = 0.2\n")
     with pytest.raises(ValueError, match="the system has 22 atoms"):
         runner.build_simulation(load_config(path))
+
+
+def test_cuda_graphs_setting_reaches_the_force_and_a_run_continues_with_it_changed(tmp_path):
+    """cuda_graphs changes how the ML force is computed, not what: like the platform it may change between legs."""
+    path = write_config(tmp_path)
+    first = runner.run_simulation(load_config(path), progress=False)
+    path.write_text(path.read_text().replace('model = "', 'cuda_graphs = true\nmodel = "'))
+    config = load_config(path).with_overrides(steps=60)
+    assert config.ml.cuda_graphs
+    assert '<Property name="useCUDAGraphs" value="true"/>' in openmm.XmlSerializer.serialize(
+        runner.build_simulation(config, seed=1).system)
+    second = runner.run_simulation(config, progress=False)
+    assert (first.steps, second.start_step, second.steps) == (30, 30, 60)

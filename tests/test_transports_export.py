@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import openmm
 import pytest
 
 import mlmm
@@ -78,3 +79,15 @@ def test_exported_file_runs_in_a_plain_openmm_script(embedding, tmp_path, solvat
     files = {"mlmm_force.json": ""}
     torch.jit.load(str(pt), _extra_files=files)
     assert json.loads(files["mlmm_force.json"])["embedding"] == embedding
+
+
+def test_cuda_graphs_are_requested_from_torchforce_and_ignored_on_cpu(solvated, pme_system, ff_potential):
+    plain = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential)
+    graphed = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential, cuda_graphs=True)
+    assert '<Property name="useCUDAGraphs" value="true"/>' in openmm.XmlSerializer.serialize(graphed)
+    assert '<Property name="useCUDAGraphs" value="false"/>' in openmm.XmlSerializer.serialize(plain)
+    assert evaluate(graphed, solvated.positions, platform="CPU")[0] == pytest.approx(
+        evaluate(plain, solvated.positions, platform="CPU")[0], rel=1e-12)
+    with pytest.raises(ValueError, match="cuda_graphs=True needs transport='torch'"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential, transport="python",
+                                 cuda_graphs=True)

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from mlmm.bridge.simulation import RunResult, checkpoint_step, run_simulation
 from mlmm.config import EnsembleConfig, RunConfig

@@ -115,7 +115,7 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
 def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_atoms: MLAtoms,
                         potential: PotentialLike, embedding: str = "mechanical", *, interpolate: bool = False,
                         remove_constraints: bool = True, force_group: int = 0, transport: str = "torch",
-                        **options: Any) -> openmm.System:
+                        cuda_graphs: bool = False, **options: Any) -> openmm.System:
     """Return a new System: the ML region by ``potential``, the rest by the force field.
 
     Parameters
@@ -142,6 +142,11 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
     transport : str
         ``"torch"`` (openmmtorch.TorchForce, TorchScript; default) or ``"python"``
         (openmm.PythonForce with the eager module); both give the same results.
+    cuda_graphs : bool
+        On the CUDA platform, capture the ML force in a CUDA graph (TorchForce's ``useCUDAGraphs``;
+        transport "torch" only). Every scheme keeps static shapes on GPUs: the electrostatic and
+        buffer schemes gather a fixed ``capacity`` of nearest MM molecules (the energy turns NaN,
+        which OpenMM reports, if more than ``capacity`` are inside the cutoff).
     **options
         For ``"mechanical-ml-charges"``: ``cutoff`` (nm or Quantity; default the MM cutoff,
         else 1 nm), ``switch_distance`` (default cutoff - 0.1 nm), ``total_charge`` (e;
@@ -159,7 +164,7 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
     system = build_mm_part(mm_system, plan, remove_constraints)
     if interpolate:
         module = scaled_by_lambda(plan.module, plan.periodic)
-        force = make_force(module, plan.periodic, transport, {LAMBDA: 1.0})
+        force = make_force(module, plan.periodic, transport, {LAMBDA: 1.0}, cuda_graphs)
         internal = surgery.interpolated_mm_force(surgery.ml_internal_forces(mm_system, plan.ml_atoms), LAMBDA)
         internal.setForceGroup(force_group)
         system.addForce(internal)
@@ -167,7 +172,7 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
             charges = force_field_charges(mm_system)
             surgery.scale_ml_charges_with_lambda(system, {i: charges[i] for i in plan.ml_atoms}, LAMBDA)
     else:
-        force = make_force(plan.module, plan.periodic, transport)
+        force = make_force(plan.module, plan.periodic, transport, cuda_graphs=cuda_graphs)
     force.setForceGroup(force_group)
     force.setName(f"mlmm {embedding}")
     system.addForce(force)

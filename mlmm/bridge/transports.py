@@ -86,7 +86,7 @@ def inference_script(module: torch.nn.Module) -> torch.jit.ScriptModule:
 
 
 def make_force(module: torch.nn.Module, periodic: bool, transport: str,
-               parameters: Optional[dict[str, float]] = None) -> openmm.Force:
+               parameters: Optional[dict[str, float]] = None, cuda_graphs: bool = False) -> openmm.Force:
     """Wrap ``module`` in an OpenMM force of the requested transport.
 
     Parameters
@@ -99,6 +99,9 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
         "torch" (openmmtorch.TorchForce running TorchScript) or "python" (openmm.PythonForce).
     parameters : dict, optional
         Global parameters (name -> default value) passed to the module after the box.
+    cuda_graphs : bool
+        Capture the TorchForce's forward and backward in a CUDA graph on the CUDA platform
+        (openmm-torch's ``useCUDAGraphs``); other platforms ignore it. TorchForce only.
     """
     parameters = dict(parameters or {})
     if transport == "torch":
@@ -107,7 +110,11 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
         force = openmmtorch.TorchForce(inference_script(module))
         for name, default in parameters.items():
             force.addGlobalParameter(name, default)
+        force.setProperty("useCUDAGraphs", "true" if cuda_graphs else "false")
     elif transport == "python":
+        if cuda_graphs:
+            raise ValueError("cuda_graphs=True needs transport='torch' (openmm-torch captures the graph); "
+                             "openmm.PythonForce runs eager Python on the host.")
         force = openmm.PythonForce(EagerComputation(module, periodic, list(parameters)), parameters)
     else:
         raise ValueError(f"transport={transport!r} is not one of {TRANSPORTS}; use 'torch' (TorchForce, default) "

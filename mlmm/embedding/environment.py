@@ -39,16 +39,40 @@ def anchor_vectors(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Opti
 
 
 def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
-                      anchors: torch.Tensor) -> torch.Tensor:
+                      anchors: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Distance [G] (nm) from each of the G molecules' anchors to the nearest ML atom, without gradient.
 
     The one screen over all molecules per step; only the molecules it selects are then
-    evaluated with gradients (:func:`anchor_vectors` on their anchors).
+    evaluated with gradients (:func:`anchor_vectors` on their anchors). Exact for every molecule
+    closer than ``cutoff``. On CPU, molecules are first screened against the ML region's bounding
+    sphere (centre c, radius r): d(anchor, c) - r is a lower bound of the distance to every ML
+    atom, and molecules whose bound reaches ``cutoff`` keep that bound instead of the exact
+    distance, so the dense ML-atoms x molecules work covers only the molecules near the region.
+    On GPUs every distance is exact (fixed shapes for CUDA graphs).
     """
     # detached inputs rather than torch.no_grad(): a no_grad block in the scripted module gave wrong
     # forces once OpenMM-Torch's graph executor had optimised it
+    x = x_ml.detach()
     box = None if boxvectors is None else boxvectors.detach()
-    return anchor_vectors(x_ml.detach(), positions.detach(), box, anchors)[1].min(0)[0]
+    if positions.is_cuda:
+        return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]
+    centre = x.mean(0, keepdim=True)
+    radius = float(torch.linalg.norm(x - centre, dim=-1).max())
+    if box is not None and cutoff + radius >= 0.5 * float(_smallest_width(box.to(x.dtype))):
+        return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]  # the bound needs true images
+    bound = anchor_vectors(centre, positions.detach(), box, anchors)[1][0] - radius
+    near = torch.nonzero(bound < cutoff).reshape(-1)
+    exact = anchor_vectors(x, positions.detach(), box, anchors.index_select(0, near))[1].min(0)[0]
+    return bound.index_put((near,), exact)
+
+
+def _smallest_width(box: torch.Tensor) -> torch.Tensor:
+    """The smallest distance (nm) between opposite faces of the cell with rows a, b, c."""
+    volume = torch.abs(torch.dot(box[0], torch.linalg.cross(box[1], box[2])))
+    areas = torch.stack([torch.linalg.norm(torch.linalg.cross(box[1], box[2])),
+                         torch.linalg.norm(torch.linalg.cross(box[2], box[0])),
+                         torch.linalg.norm(torch.linalg.cross(box[0], box[1]))])
+    return (volume / areas).min()
 
 
 def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],

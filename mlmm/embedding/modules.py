@@ -104,12 +104,13 @@ class GroupEnvironmentModule(MechanicalEmbeddingModule):
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The one distance screen per step and the groups it selects.
 
-        Returns ``nearest`` [G] (nm, every group's anchor to the nearest ML atom, no gradient),
+        Returns ``nearest`` [G] (nm, every group's anchor to the nearest ML atom, no gradient; exact
+        within the cutoff, a lower bound beyond it: :func:`~mlmm.embedding.environment.nearest_distances`),
         ``chosen`` [K] (the selected groups, :func:`~mlmm.embedding.environment.selected_molecules`),
         their ``anchors`` [K], and ``to_anchor`` [n_ml, K, 3] and ``distances`` [n_ml, K] (nm, with
         gradient; :func:`~mlmm.embedding.environment.anchor_vectors`).
         """
-        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices)
+        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices, self.cutoff)
         chosen = selected_molecules(nearest, self.cutoff, self.capacity)
         anchors = self.anchor_indices.index_select(0, chosen)
         to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
