@@ -19,6 +19,7 @@ import torch
 
 from mlmm.embedding.pbc import minimum_image
 from mlmm.potentials.layers import smooth_switch
+from mlmm.potentials.neighbors import cell_widths
 
 __all__ = ["anchor_vectors", "molecule_offsets", "molecule_weights", "nearest_distances", "placed_molecules",
            "selected_molecules"]
@@ -58,21 +59,12 @@ def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: O
         return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]
     centre = x.mean(0, keepdim=True)
     radius = float(torch.linalg.norm(x - centre, dim=-1).max())
-    if box is not None and cutoff + radius >= 0.5 * float(_smallest_width(box.to(x.dtype))):
+    if box is not None and cutoff + radius >= 0.5 * min(cell_widths(box)):
         return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]  # the bound needs true images
     bound = anchor_vectors(centre, positions.detach(), box, anchors)[1][0] - radius
     near = torch.nonzero(bound < cutoff).reshape(-1)
     exact = anchor_vectors(x, positions.detach(), box, anchors.index_select(0, near))[1].min(0)[0]
     return bound.index_put((near,), exact)
-
-
-def _smallest_width(box: torch.Tensor) -> torch.Tensor:
-    """The smallest distance (nm) between opposite faces of the cell with rows a, b, c."""
-    volume = torch.abs(torch.dot(box[0], torch.linalg.cross(box[1], box[2])))
-    areas = torch.stack([torch.linalg.norm(torch.linalg.cross(box[1], box[2])),
-                         torch.linalg.norm(torch.linalg.cross(box[2], box[0])),
-                         torch.linalg.norm(torch.linalg.cross(box[0], box[1]))])
-    return (volume / areas).min()
 
 
 def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],

@@ -67,11 +67,13 @@ class MACEPotential(torch.nn.Module):
     def graph(self, species: torch.Tensor, positions: torch.Tensor) -> Dict[str, torch.Tensor]:
         """MACE's input for one molecule: ``positions`` in Angstrom, all pairs within r_max as edges."""
         n = positions.shape[0]
-        with torch.no_grad():
-            delta = positions.unsqueeze(0) - positions.unsqueeze(1)
-            within = (delta * delta).sum(-1) < self.r_max_angstrom ** 2
-            within.fill_diagonal_(False)
-            edges = torch.nonzero(within).t().contiguous()
+        # detached positions rather than torch.no_grad(), which scripted modules can mis-optimise (see
+        # mlmm.embedding.environment.nearest_distances)
+        x = positions.detach()
+        delta = x.unsqueeze(0) - x.unsqueeze(1)
+        within = (delta * delta).sum(-1) < self.r_max_angstrom ** 2
+        within.fill_diagonal_(False)
+        edges = torch.nonzero(within).t().contiguous()
         zeros = torch.zeros(edges.shape[1], 3, dtype=positions.dtype, device=positions.device)
         one_hot = torch.nn.functional.one_hot(self.element_index[species], self.n_elements).to(positions.dtype)
         return {
