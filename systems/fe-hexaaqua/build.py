@@ -9,8 +9,14 @@ run at 300 K), not the octahedral Fe(H2O)6 3+ of experiment. The sampling model 
 training geometries therefore changes the ion's Lennard-Jones sigma (by default 0.30 nm, which
 puts the first shell at Fe-O about 0.23 nm, near the 0.231 nm of the GFN2-xTB minimum of the
 gas-phase cluster, harmonic.py), binds the six nearest waters with Fe-O harmonic bonds (0.23 nm,
-30000 kJ/mol/nm^2) and adds a wall (5e4 kJ/mol/nm^2 inside 0.32 nm) that keeps every other
+30000 kJ/mol/nm^2) and adds a wall (5e4 kJ/mol/nm^2 inside 0.38 nm) that keeps every other
 oxygen out of the first shell. It is a sampler only, never part of the ML/MM system.
+
+The wall sits where GFN2-xTB keeps the second shell: optimising a vacuum cluster of Fe3+ with
+its six first-shell waters and 15 more at 0.40-0.44 nm keeps the octahedron (Fe-O 0.221-0.229
+nm, second shell 0.40-0.43 nm), while the same cluster with three waters at 0.31 nm (where a
+wall at 0.32 nm had put them) collapses to nine first-shell waters at 0.234-0.253 nm. The
+octahedral ion is a local minimum of the reference, the 9-coordinate cluster a deeper one.
 
 Writes fe-tip3p.pdb (Fe + 495 waters, 2.5 nm box, 20 ps of the octahedral sampling model at 300 K).
 Run from the repository root:
@@ -29,9 +35,12 @@ PDB = HERE / "fe-tip3p.pdb"
 BOX_NM = 2.5
 SEED = 11
 FIRST_SHELL = 6
-BOND_LENGTH, BOND_K = 0.23, 3.0e4  # nm, kJ/mol/nm^2
+#: Fe-O bond length (nm) of the sampler per number of bonded waters: near the first shells of
+#: GFN2-xTB water clusters (6: 0.231 nm; 8: 0.232-0.242 nm; 9: 0.234-0.253 nm)
+BOND_LENGTHS = {6: 0.23, 7: 0.235, 8: 0.24, 9: 0.245}
+BOND_K = 3.0e4  # kJ/mol/nm^2
 SAMPLER_SIGMA = 0.30  # nm, the ion's Lennard-Jones sigma in the sampler
-WALL_DISTANCE, WALL_K = 0.32, 5.0e4  # nm, kJ/mol/nm^2
+WALL_DISTANCE, WALL_K = 0.38, 5.0e4  # nm, kJ/mol/nm^2
 
 
 def force_field() -> app.ForceField:
@@ -58,10 +67,10 @@ def nearest_oxygens(positions: np.ndarray, box_nm: float, iron: int, oxygens) ->
     return np.asarray(oxygens)[np.argsort(np.linalg.norm(delta, axis=1))]
 
 
-def octahedral_sampler(topology: app.Topology, positions: np.ndarray, sigma: float = SAMPLER_SIGMA
-                       ) -> openmm.System:
-    """mm_system with the ion's Lennard-Jones ``sigma`` (nm), bonds from Fe to the six nearest oxygens
-    and a wall for all other oxygens."""
+def shell_sampler(topology: app.Topology, positions: np.ndarray, sigma: float = SAMPLER_SIGMA,
+                  wall_distance: float = WALL_DISTANCE, first_shell: int = FIRST_SHELL) -> openmm.System:
+    """mm_system with the ion's Lennard-Jones ``sigma`` (nm), bonds from Fe to the ``first_shell``
+    nearest oxygens (6-9; BOND_LENGTHS) and a wall at ``wall_distance`` (nm) for all other oxygens."""
     system = mm_system(topology)
     iron, oxygens = iron_and_oxygens(topology)
     nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
@@ -69,13 +78,13 @@ def octahedral_sampler(topology: app.Topology, positions: np.ndarray, sigma: flo
     nonbonded.setParticleParameters(iron, charge, sigma, epsilon)
     order = nearest_oxygens(positions, BOX_NM, iron, oxygens)
     bonds = openmm.HarmonicBondForce()
-    for oxygen in order[:FIRST_SHELL]:
-        bonds.addBond(iron, int(oxygen), BOND_LENGTH, BOND_K)
+    for oxygen in order[:first_shell]:
+        bonds.addBond(iron, int(oxygen), BOND_LENGTHS[first_shell], BOND_K)
     bonds.setUsesPeriodicBoundaryConditions(True)
     wall = openmm.CustomBondForce("k_wall * step(r_wall - r) * (r_wall - r)^2")
     wall.addGlobalParameter("k_wall", WALL_K)
-    wall.addGlobalParameter("r_wall", WALL_DISTANCE)
-    for oxygen in order[FIRST_SHELL:]:
+    wall.addGlobalParameter("r_wall", wall_distance)
+    for oxygen in order[first_shell:]:
         wall.addBond(iron, int(oxygen))
     wall.setUsesPeriodicBoundaryConditions(True)
     system.addForce(bonds)
@@ -102,7 +111,7 @@ def main():
     modeller.addSolvent(force_field(), model="tip3p", boxSize=openmm.Vec3(*[BOX_NM] * 3) * u.nanometer,
                         neutralize=False, residueTemplates={residue: "FE"})
     positions = modeller.getPositions().value_in_unit(u.nanometer)
-    sim = simulation(modeller.topology, octahedral_sampler(modeller.topology, np.array(positions)),
+    sim = simulation(modeller.topology, shell_sampler(modeller.topology, np.array(positions)),
                      positions, 300.0, SEED)
     sim.step(10000)
     state = sim.context.getState(getPositions=True, enforcePeriodicBox=True)

@@ -1,10 +1,10 @@
 """Power spectrum of the Fe-O motions of Fe3+ in TIP3P from the buffer-embedding trajectory.
 
-Reads trajectory.npz (run_md.py: the ion and its six first-shell waters every 4 fs of NVE) and
+Reads trajectory.npz (run_md.py: the ion and its n first-shell waters every 4 fs of NVE) and
 computes with mlmm.analysis.power_spectrum (Hann window, correlation times up to MAX_LAG_PS):
   - the Fe-water stretching spectrum: for each first-shell water the velocity of the ion-water
     distance (ion to the water's centre of mass, minimum image), with the ion-water reduced
-    mass, so the band integrates to one degree of freedom per water (6 in all);
+    mass, so the band integrates to one degree of freedom per water (n in all);
   - the spectrum of the ion's own motion (its rattling in the cage of the first shell, 3 degrees
     of freedom).
 Writes spectrum.csv (wavenumber, both spectra), spectrum.png and spectrum.json (band maxima,
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mlmm.analysis import power_spectrum
+from mlmm.units import MOLAR_GAS_CONSTANT
 
 HERE = Path(__file__).parent
 MAX_LAG_PS = 2.0
@@ -26,12 +27,13 @@ BAND_CM = (150.0, 800.0)  # where the Fe-O bands lie: maxima are searched here
 
 
 def stretch_velocities(positions, velocities, masses, box_nm):
-    """Ion-water distances [F, 6] (nm), their velocities as [F, 6, 3] (x component; nm/ps), reduced masses [6]."""
+    """Ion-water distances [F, n] (nm), their velocities as [F, n, 3] (x component; nm/ps), reduced masses [n]."""
     iron_x, iron_v = positions[:, 0], velocities[:, 0]
-    water_m = masses[1:].reshape(6, 3)
+    n_waters = (len(masses) - 1) // 3
+    water_m = masses[1:].reshape(n_waters, 3)
     total = water_m.sum(1)
-    centre_x = (positions[:, 1:].reshape(-1, 6, 3, 3) * water_m[None, :, :, None]).sum(2) / total[None, :, None]
-    centre_v = (velocities[:, 1:].reshape(-1, 6, 3, 3) * water_m[None, :, :, None]).sum(2) / total[None, :, None]
+    centre_x = (positions[:, 1:].reshape(-1, n_waters, 3, 3) * water_m[None, :, :, None]).sum(2) / total[None, :, None]
+    centre_v = (velocities[:, 1:].reshape(-1, n_waters, 3, 3) * water_m[None, :, :, None]).sum(2) / total[None, :, None]
     separation = centre_x - iron_x[:, None]
     separation -= box_nm * np.round(separation / box_nm)
     distance = np.linalg.norm(separation, axis=-1)
@@ -58,21 +60,24 @@ def main():
     distance, radial, reduced = stretch_velocities(positions, velocities, masses, box)
     wavenumbers, stretch = power_spectrum(radial, reduced, dt, TEMPERATURE_K, max_lag=MAX_LAG_PS)
     _, iron = power_spectrum(velocities[:, :1], masses[:1], dt, TEMPERATURE_K, max_lag=MAX_LAG_PS)
-    oxygen = np.linalg.norm(positions[:, 1::3] - positions[:, :1], axis=-1)
-    kinetic = 0.5 * (masses[None, :, None] * velocities ** 2).sum((1, 2)).mean()  # kJ/mol, 19 atoms
-    result = {"frames": len(positions), "picoseconds": len(positions) * dt, "max_lag_ps": MAX_LAG_PS,
+    oxygen = positions[:, 1::3] - positions[:, :1]
+    oxygen = np.linalg.norm(oxygen - box * np.round(oxygen / box), axis=-1)
+    kinetic = 0.5 * (masses[None, :, None] * velocities ** 2).sum((1, 2)).mean()  # kJ/mol
+    degrees_of_freedom = 3 + 6 * len(reduced)  # the ion and rigid waters
+    result = {"first_shell_waters": len(reduced), "frames": len(positions), "picoseconds": len(positions) * dt,
+              "max_lag_ps": MAX_LAG_PS,
               "stretch_band_maximum_cm": band_maximum(wavenumbers, stretch),
               "iron_band_maximum_cm": band_maximum(wavenumbers, iron),
               "stretch_integral": float(np.trapezoid(stretch, wavenumbers)),
               "iron_integral": float(np.trapezoid(iron, wavenumbers)),
               "fe_o_mean_nm": float(oxygen.mean()), "fe_o_std_nm": float(oxygen.std()),
               "fe_o_max_nm": float(oxygen.max()), "fe_water_centre_mean_nm": float(distance.mean()),
-              "first_shell_kinetic_temperature_K": float(2 * kinetic / (3 * len(masses) * 0.00831446261815324))}
+              "first_shell_kinetic_temperature_K": float(2 * kinetic / (degrees_of_freedom * MOLAR_GAS_CONSTANT))}
     np.savetxt(HERE / "spectrum.csv", np.column_stack([wavenumbers, stretch, iron]), delimiter=",", fmt="%.6g",
                header="wavenumber_cm-1,fe_water_stretch_per_cm-1,fe_motion_per_cm-1", comments="")
     figure, axis = plt.subplots(figsize=(6, 3.5))
     keep = wavenumbers <= 1200
-    axis.plot(wavenumbers[keep], stretch[keep], label="Fe-water stretch (6 DOF)")
+    axis.plot(wavenumbers[keep], stretch[keep], label=f"Fe-water stretch ({len(reduced)} DOF)")
     axis.plot(wavenumbers[keep], iron[keep], label="Fe motion (3 DOF)")
     axis.set_xlabel("wavenumber (cm$^{-1}$)")
     axis.set_ylabel("power spectrum (DOF per cm$^{-1}$)")

@@ -1,6 +1,6 @@
 """First picoseconds of the buffer-embedding MD of Fe3+ in TIP3P: where the waters go.
 
-fe-tip3p.pdb with model/model.pt (embedding="buffer", buffer 0.30-0.35 nm), Langevin at 300 K
+fe-tip3p.pdb with model/model.pt (embedding="buffer", buffer 0.47-0.57 nm), Langevin at 300 K
 (1/ps, 1 fs, seed 1), 2.2 ps. Every 0.2 ps: the 14 smallest Fe-O distances (minimum image), the
 number of waters with a non-zero buffer weight and the energy terms of the buffer module.
 Writes stability.txt. Run from the repository root:
