@@ -60,11 +60,16 @@ def iron_and_oxygens(topology: app.Topology):
     return iron, [a.index for a in topology.atoms() if a.element is app.element.oxygen]
 
 
-def nearest_oxygens(positions: np.ndarray, box_nm: float, iron: int, oxygens) -> np.ndarray:
-    """Oxygen indices sorted by their minimum-image distance (cubic box) to the Fe atom."""
+def oxygen_distances(positions: np.ndarray, box_nm: float, iron: int, oxygens) -> np.ndarray:
+    """Minimum-image distances (nm, cubic box of edge ``box_nm``) from the Fe atom to each oxygen."""
     delta = positions[oxygens] - positions[iron]
     delta -= box_nm * np.round(delta / box_nm)
-    return np.asarray(oxygens)[np.argsort(np.linalg.norm(delta, axis=1))]
+    return np.linalg.norm(delta, axis=1)
+
+
+def nearest_oxygens(positions: np.ndarray, box_nm: float, iron: int, oxygens) -> np.ndarray:
+    """Oxygen indices sorted by their minimum-image distance (cubic box) to the Fe atom."""
+    return np.asarray(oxygens)[np.argsort(oxygen_distances(positions, box_nm, iron, oxygens))]
 
 
 def shell_sampler(topology: app.Topology, positions: np.ndarray, sigma: float = SAMPLER_SIGMA,
@@ -119,8 +124,7 @@ def main():
         app.PDBFile.writeFile(modeller.topology, state.getPositions(), handle)
     x = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
     iron, oxygens = iron_and_oxygens(modeller.topology)
-    order = nearest_oxygens(x, BOX_NM, iron, oxygens)
-    distances = np.linalg.norm((x[order[:8]] - x[iron]) - BOX_NM * np.round((x[order[:8]] - x[iron]) / BOX_NM), axis=1)
+    distances = np.sort(oxygen_distances(x, BOX_NM, iron, oxygens))[:8]
     print(f"{modeller.topology.getNumAtoms()} atoms; Fe-O of the 8 nearest oxygens: {np.round(distances, 3)} nm")
 
 

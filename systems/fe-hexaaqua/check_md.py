@@ -15,7 +15,6 @@ Run from the repository root (about 5 min for the defaults):
 """
 
 import argparse
-
 import json
 import sys
 from pathlib import Path
@@ -28,7 +27,6 @@ import torch
 
 import mlmm
 from mlmm.data.calculators import BufferDifference
-from mlmm.data.dataset import Dataset
 from mlmm.data.labelling import label
 from mlmm.data.snapshots import buffer_clusters, solvent_snapshots
 from mlmm.training.metrics import errors, predict_frames
@@ -37,8 +35,7 @@ from mlmm.training.models import rebuild
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from build import PDB, iron_and_oxygens, mm_system  # noqa: E402  (this folder)
-from make_dataset import (BUFFER_CUTOFF, CHARGE, MULTIPLICITY, SNAPSHOT_RADIUS, TIP3P_CHARGES,  # noqa: E402
-                          TIP3P_SPECIES)
+from make_dataset import BUFFER_CUTOFF, SNAPSHOT_RADIUS, TIP3P_CHARGES, TIP3P_SPECIES, ion_frames  # noqa: E402
 from run_md import BUFFER, FIRST_SHELL_NM, TIMESTEP_PS  # noqa: E402
 
 
@@ -63,9 +60,7 @@ def main():
     simulation.context.setVelocitiesToTemperature(300 * u.kelvin, args.seed)
     shots = solvent_snapshots(simulation, [iron], SNAPSHOT_RADIUS, args.snapshots,
                               int(round(args.interval / TIMESTEP_PS)))
-    frames = Dataset(species=shots["species"], positions=shots["positions"], mm_positions=shots["mm_positions"],
-                     mm_charges=shots["mm_charges"], mm_mask=shots["mm_mask"], total_charge=CHARGE,
-                     multiplicity=MULTIPLICITY)
+    frames = ion_frames(shots)
     sampling = {"description": f"Fe3+ with the TIP3P waters whose oxygen lies within {BUFFER_CUTOFF} nm of the ion; "
                                "E(Fe + buffer) - E(buffer) in vacuum, charge +3, sextet",
                 "sampling": f"ML/MM MD (buffer embedding, {args.model}/model.pt) of fe-tip3p.pdb, Langevin 300 K, "

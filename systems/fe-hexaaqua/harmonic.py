@@ -23,7 +23,7 @@ from mlmm.data.sampling import calculator_forces, hessian, normal_modes, optimiz
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from build import BOX_NM, PDB, iron_and_oxygens, nearest_oxygens  # noqa: E402  (this folder)
+from build import BOX_NM, PDB, iron_and_oxygens, nearest_oxygens, oxygen_distances  # noqa: E402  (this folder)
 from make_dataset import CHARGE, MULTIPLICITY  # noqa: E402
 
 MASSES = {26: 55.845, 8: 15.999, 1: 1.008}
@@ -40,9 +40,7 @@ def water_cluster(radius=None):
     x = np.array(pdb.getPositions(asNumpy=True).value_in_unit(pdb.positions.unit))
     iron, oxygens = iron_and_oxygens(pdb.topology)
     order = nearest_oxygens(x, BOX_NM, iron, oxygens)
-    delta = x[order] - x[iron]
-    distances = np.linalg.norm(delta - BOX_NM * np.round(delta / BOX_NM), axis=1)
-    waters = order[:6] if radius is None else order[distances < radius]
+    waters = order[:6] if radius is None else order[oxygen_distances(x, BOX_NM, iron, order) < radius]
     atoms = [iron] + [int(o) + k for o in waters for k in range(3)]
     cluster = x[atoms] - x[iron]
     cluster -= BOX_NM * np.round(cluster / BOX_NM)

@@ -68,7 +68,11 @@ def snapshot_frames(sigma, wall_distance, first_shell, temperature: float, n_sna
     sim = simulation(pdb.topology, system, pdb.positions, temperature, seed)
     sim.step(EQUILIBRATION)
     iron, _ = iron_and_oxygens(pdb.topology)
-    shots = solvent_snapshots(sim, [iron], SNAPSHOT_RADIUS, n_snapshots, INTERVAL)
+    return ion_frames(solvent_snapshots(sim, [iron], SNAPSHOT_RADIUS, n_snapshots, INTERVAL))
+
+
+def ion_frames(shots: dict) -> Dataset:
+    """Unlabelled frames (charge +3, sextet) from :func:`mlmm.data.snapshots.solvent_snapshots` output."""
     return Dataset(species=shots["species"], positions=shots["positions"], mm_positions=shots["mm_positions"],
                    mm_charges=shots["mm_charges"], mm_mask=shots["mm_mask"], total_charge=CHARGE,
                    multiplicity=MULTIPLICITY)

@@ -6,10 +6,9 @@ E_NN(Fe + B) - E_NN(B); the rest is TIP3P (rigid), with the ion's network charge
 Coulomb interaction with the outer waters. Protocol: fe-tip3p.pdb, 5 ps Langevin at 300 K
 (1/ps, 2 fs), then NVE (velocity Verlet, 2 fs; the waters are rigid) for --ps picoseconds, saving
 positions and velocities of the ion and its first-shell waters at the start of the NVE run every
-4 fs (trajectory.npz), and
-every 0.1 ps the embedding's report (embedding.csv: buffer waters, energy parts), the total
-energy and the number of first-shell waters (oxygen within 0.30 nm; run_md.json). Run from the
-repository root:
+4 fs (trajectory.npz), and every 0.1 ps the embedding's report (embedding.csv: buffer waters,
+energy parts), the total energy and the number of first-shell waters (oxygen within 0.30 nm;
+run_md.json). Run from the repository root:
     .venv/bin/python systems/fe-hexaaqua/run_md.py            # 100 ps, about 30 min on 1 core
 """
 
@@ -31,7 +30,7 @@ HERE = Path(__file__).parent
 import sys  # noqa: E402
 
 sys.path.insert(0, str(HERE))
-from build import BOX_NM, PDB, iron_and_oxygens, mm_system, nearest_oxygens  # noqa: E402  (this folder)
+from build import BOX_NM, PDB, iron_and_oxygens, mm_system, nearest_oxygens, oxygen_distances  # noqa: E402
 from make_dataset import BUFFER_CUTOFF, BUFFER_SWITCH_DISTANCE  # noqa: E402
 
 TIMESTEP_PS = 0.002
@@ -45,9 +44,7 @@ FIRST_SHELL_NM = 0.30  # Fe-O distance counted as first shell (the minimum betwe
 
 def first_shell_size(positions: np.ndarray, iron: int, oxygens) -> int:
     """Number of water oxygens within FIRST_SHELL_NM of the ion (minimum image, cubic box)."""
-    delta = positions[oxygens] - positions[iron]
-    delta -= BOX_NM * np.round(delta / BOX_NM)
-    return int((np.linalg.norm(delta, axis=1) < FIRST_SHELL_NM).sum())
+    return int((oxygen_distances(positions, BOX_NM, iron, oxygens) < FIRST_SHELL_NM).sum())
 
 
 BUFFER = {"embedding": "buffer", "buffer_cutoff": BUFFER_CUTOFF, "buffer_switch_distance": BUFFER_SWITCH_DISTANCE}

@@ -20,7 +20,7 @@ import mlmm
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from build import BOX_NM, PDB, iron_and_oxygens, mm_system  # noqa: E402  (this folder)
+from build import BOX_NM, PDB, iron_and_oxygens, mm_system, oxygen_distances  # noqa: E402  (this folder)
 from make_dataset import BUFFER_CUTOFF, BUFFER_SWITCH_DISTANCE  # noqa: E402
 
 
@@ -42,9 +42,7 @@ def main():
     lines = ["time_ps | 14 smallest Fe-O (nm) | buffer waters | network difference, buffer LJ, outer Coulomb (kJ/mol)"]
     for k in range(12):
         x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
-        delta = x[oxygens] - x[iron]
-        delta -= BOX_NM * np.round(delta / BOX_NM)
-        distances = np.sort(np.linalg.norm(delta, axis=1))[:14]
+        distances = np.sort(oxygen_distances(x, BOX_NM, iron, oxygens))[:14]
         report = {key: float(value.detach()) for key, value in module.report(torch.tensor(x), box).items()
                   if value.numel() == 1}
         lines.append(f"{0.2 * k:.1f} | {' '.join(f'{d:.3f}' for d in distances)} | {report['molecules']:.0f} | "
