@@ -1,7 +1,7 @@
 """ML/MM MD of Fe3+ in TIP3P with the buffer embedding, for the power spectrum of the Fe-O motions.
 
 The ion is the ML region; its buffer is every water whose oxygen lies within 0.57 nm (weight 1
-inside 0.47 nm: the first and second shells), computed by the network of model/model.pt as
+inside 0.47 nm: the first and second shells), computed by the network of a model folder's model.pt (--model) as
 E_NN(Fe + B) - E_NN(B); the rest is TIP3P (rigid), with the ion's network charge (+3) for its
 Coulomb interaction with the outer waters. Protocol: fe-tip3p.pdb, 5 ps Langevin at 300 K
 (1/ps, 2 fs), then NVE (velocity Verlet, 2 fs; the waters are rigid) for --ps picoseconds, saving
@@ -54,11 +54,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ps", type=float, default=100.0, help="NVE length in ps (default 100)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="model", help="model folder in systems/fe-hexaaqua (default model)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pdb = app.PDBFile(str(PDB))
     iron, oxygens = iron_and_oxygens(pdb.topology)
-    model = str(HERE / "model" / "model.pt")
+    model = str(HERE / args.model / "model.pt")
     force_field = mm_system(pdb.topology)
     system = mlmm.create_mixed_system(pdb.topology, force_field, [iron], model, **BUFFER)
     module = mlmm.plan_embedding(pdb.topology, force_field, [iron], model, **BUFFER).module
@@ -100,7 +101,8 @@ def main():
     times, totals = np.array(energies).T
     slope = np.polyfit(times, totals, 1)[0]
     coordination = np.array(coordination)
-    summary = {"picoseconds": args.ps, "timestep_fs": TIMESTEP_PS * 1000, "ms_per_step": 1000 * seconds / n_steps,
+    summary = {"model": args.model, "picoseconds": args.ps, "timestep_fs": TIMESTEP_PS * 1000,
+               "ms_per_step": 1000 * seconds / n_steps,
                "drift_kJ_per_mol_per_ps": float(slope), "degrees_of_freedom": degrees_of_freedom(system),
                "first_shell_oxygens": [int(o) for o in shell],
                "coordination_number": {"mean": float(coordination.mean()), "min": int(coordination.min()),

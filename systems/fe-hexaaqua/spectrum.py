@@ -1,8 +1,11 @@
 """Power spectrum of the Fe-O motions of Fe3+ in TIP3P from the buffer-embedding trajectory.
 
-Reads trajectory.npz (run_md.py: the ion and its n first-shell waters every 4 fs of NVE) and
-computes with mlmm.analysis.power_spectrum (Hann window, correlation times up to MAX_LAG_PS):
-  - the Fe-water stretching spectrum: for each first-shell water the velocity of the ion-water
+Reads trajectory.npz (run_md.py: the ion and the waters of its first shell at the start, every 4
+fs of NVE), keeps the resident waters (oxygen within FIRST_SHELL_NM of the ion in at least
+RESIDENT_FRACTION of the frames; waters that move to the second shell would add their slower
+motions to the band) and computes with mlmm.analysis.power_spectrum (Hann window, correlation
+times up to MAX_LAG_PS):
+  - the Fe-water stretching spectrum: for each resident water the velocity of the ion-water
     distance (ion to the water's centre of mass, minimum image), with the ion-water reduced
     mass, so the band integrates to one degree of freedom per water (n in all);
   - the spectrum of the ion's own motion (its rattling in the cage of the first shell, 3 degrees
@@ -13,6 +16,7 @@ integrals, Fe-O distances). Run from the repository root:
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,10 @@ from mlmm.analysis import power_spectrum
 from mlmm.units import MOLAR_GAS_CONSTANT
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from run_md import FIRST_SHELL_NM  # noqa: E402  (this folder)
+
+RESIDENT_FRACTION = 0.95
 MAX_LAG_PS = 2.0
 TEMPERATURE_K = 300.0  # the kT of the normalisation; the NVE run's own mean temperature is reported
 BAND_CM = (150.0, 800.0)  # where the Fe-O bands lie: maxima are searched here
@@ -57,14 +65,19 @@ def main():
     data = np.load(HERE / "trajectory.npz")
     positions, velocities = data["positions"].astype(np.float64), data["velocities"].astype(np.float64)
     masses, dt, box = data["masses"], float(data["timestep_ps"]), float(data["box_nm"])
+    oxygen = positions[:, 1::3] - positions[:, :1]
+    oxygen = np.linalg.norm(oxygen - box * np.round(oxygen / box), axis=-1)
+    resident = np.flatnonzero((oxygen < FIRST_SHELL_NM).mean(0) >= RESIDENT_FRACTION)
+    keep = np.concatenate([[0], (1 + 3 * resident[:, None] + np.arange(3)).ravel()])
+    n_tracked = oxygen.shape[1]
+    positions, velocities, masses, oxygen = positions[:, keep], velocities[:, keep], masses[keep], oxygen[:, resident]
     distance, radial, reduced = stretch_velocities(positions, velocities, masses, box)
     wavenumbers, stretch = power_spectrum(radial, reduced, dt, TEMPERATURE_K, max_lag=MAX_LAG_PS)
     _, iron = power_spectrum(velocities[:, :1], masses[:1], dt, TEMPERATURE_K, max_lag=MAX_LAG_PS)
-    oxygen = positions[:, 1::3] - positions[:, :1]
-    oxygen = np.linalg.norm(oxygen - box * np.round(oxygen / box), axis=-1)
     kinetic = 0.5 * (masses[None, :, None] * velocities ** 2).sum((1, 2)).mean()  # kJ/mol
     degrees_of_freedom = 3 + 6 * len(reduced)  # the ion and rigid waters
-    result = {"first_shell_waters": len(reduced), "frames": len(positions), "picoseconds": len(positions) * dt,
+    result = {"waters_tracked": n_tracked, "resident_waters": len(reduced), "resident_fraction": RESIDENT_FRACTION,
+              "frames": len(positions), "picoseconds": len(positions) * dt,
               "max_lag_ps": MAX_LAG_PS,
               "stretch_band_maximum_cm": band_maximum(wavenumbers, stretch),
               "iron_band_maximum_cm": band_maximum(wavenumbers, iron),
