@@ -41,6 +41,7 @@ BOND_LENGTHS = {6: 0.23, 7: 0.235, 8: 0.24, 9: 0.245}
 BOND_K = 3.0e4  # kJ/mol/nm^2
 SAMPLER_SIGMA = 0.30  # nm, the ion's Lennard-Jones sigma in the sampler
 WALL_DISTANCE, WALL_K = 0.38, 5.0e4  # nm, kJ/mol/nm^2
+FIRST_SHELL_NM = 0.30  # Fe-O distance counted as first shell (the minimum between the shells)
 
 
 def force_field() -> app.ForceField:
@@ -61,10 +62,13 @@ def iron_and_oxygens(topology: app.Topology):
 
 
 def oxygen_distances(positions: np.ndarray, box_nm: float, iron: int, oxygens) -> np.ndarray:
-    """Minimum-image distances (nm, cubic box of edge ``box_nm``) from the Fe atom to each oxygen."""
-    delta = positions[oxygens] - positions[iron]
+    """Minimum-image distances (nm, cubic box of edge ``box_nm``) from the Fe atom to each oxygen.
+
+    ``positions`` [..., atoms, 3]: one frame or a trajectory of frames.
+    """
+    delta = positions[..., oxygens, :] - positions[..., iron:iron + 1, :]
     delta -= box_nm * np.round(delta / box_nm)
-    return np.linalg.norm(delta, axis=1)
+    return np.linalg.norm(delta, axis=-1)
 
 
 def nearest_oxygens(positions: np.ndarray, box_nm: float, iron: int, oxygens) -> np.ndarray:

@@ -34,9 +34,9 @@ from mlmm.training.models import rebuild
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from build import PDB, iron_and_oxygens, mm_system  # noqa: E402  (this folder)
+from build import FIRST_SHELL_NM, PDB, iron_and_oxygens, mm_system  # noqa: E402  (this folder)
 from make_dataset import BUFFER_CUTOFF, SNAPSHOT_RADIUS, TIP3P_CHARGES, TIP3P_SPECIES, ion_frames  # noqa: E402
-from run_md import BUFFER, FIRST_SHELL_NM, TIMESTEP_PS  # noqa: E402
+from run_md import BUFFER, TIMESTEP_PS  # noqa: E402
 
 
 def main():

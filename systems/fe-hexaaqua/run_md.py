@@ -30,16 +30,14 @@ HERE = Path(__file__).parent
 import sys  # noqa: E402
 
 sys.path.insert(0, str(HERE))
-from build import BOX_NM, PDB, iron_and_oxygens, mm_system, nearest_oxygens, oxygen_distances  # noqa: E402
+from build import (BOX_NM, FIRST_SHELL_NM, PDB, iron_and_oxygens, mm_system, nearest_oxygens,  # noqa: E402
+                   oxygen_distances)
 from make_dataset import BUFFER_CUTOFF, BUFFER_SWITCH_DISTANCE  # noqa: E402
 
 TIMESTEP_PS = 0.002
 SAVE_EVERY, REPORT_EVERY = 2, 50  # steps
 EQUILIBRATION_PS = 5.0
 SEED = 21
-
-
-FIRST_SHELL_NM = 0.30  # Fe-O distance counted as first shell (the minimum between the shells)
 
 
 def first_shell_size(positions: np.ndarray, iron: int, oxygens) -> int:

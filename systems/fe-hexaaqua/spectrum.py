@@ -26,7 +26,7 @@ from mlmm.units import MOLAR_GAS_CONSTANT
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from run_md import FIRST_SHELL_NM  # noqa: E402  (this folder)
+from build import FIRST_SHELL_NM, oxygen_distances  # noqa: E402  (this folder)
 
 RESIDENT_FRACTION = 0.95
 MAX_LAG_PS = 2.0
@@ -65,8 +65,7 @@ def main():
     data = np.load(HERE / "trajectory.npz")
     positions, velocities = data["positions"].astype(np.float64), data["velocities"].astype(np.float64)
     masses, dt, box = data["masses"], float(data["timestep_ps"]), float(data["box_nm"])
-    oxygen = positions[:, 1::3] - positions[:, :1]
-    oxygen = np.linalg.norm(oxygen - box * np.round(oxygen / box), axis=-1)
+    oxygen = oxygen_distances(positions, box, 0, list(range(1, positions.shape[1], 3)))  # [F, waters]
     resident = np.flatnonzero((oxygen < FIRST_SHELL_NM).mean(0) >= RESIDENT_FRACTION)
     keep = np.concatenate([[0], (1 + 3 * resident[:, None] + np.arange(3)).ravel()])
     n_tracked = oxygen.shape[1]
