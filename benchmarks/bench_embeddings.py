@@ -11,14 +11,17 @@ force field alone cannot move it; the cost is that of the MM forces on all atoms
 mixed systems of ``mlmm.create_mixed_system`` with the trained dimer models: mechanical and
 mechanical-ml-charges (systems/formic-acid-dimer/model/model.pt), electrostatic
 (systems/formic-acid-dimer/embedding/model/model.pt) and buffer
-(systems/formic-acid-dimer/buffer/model/model.pt, buffer 0.35-0.45 nm), TorchForce transport.
+(systems/formic-acid-dimer/buffer/model-stage2/model.pt, buffer 0.35-0.45 nm), TorchForce transport.
 
 All configurations of both boxes are timed interleaved, ``--repeats`` times in alternating order
 (the machine is shared and noisy), ``--steps`` steps each after a warm-up; medians are reported
 with the ratio to mechanical and the cost the embedding adds to pure MM (t - t_MM), whose growth
 from the 3 nm to the 5 nm box shows how the per-step work scales with the MM environment.
 
-    .venv/bin/python benchmarks/bench_embeddings.py [--steps 100] [--repeats 5] [--output-dir DIR]
+Diagnostics: each scheme's embedding module alone (ms per forward + backward call) in each box,
+and the electrostatic model's two networks alone, to show where the per-step cost goes.
+
+    .venv/bin/python benchmarks/bench_embeddings.py [--steps 100] [--repeats 5] [--calls 200] [--output-dir DIR]
 
 Prints one JSON object and writes DIR/embeddings.json and DIR/embeddings.md
 (DIR defaults to benchmarks/results).
@@ -38,15 +41,17 @@ import openmm.unit as u
 import torch
 
 import mlmm
+from mlmm.bridge.mixed import plan_embedding
+from mlmm.bridge.transports import inference_script
 from mlmm.embedding.surgery import frozen_copy
-from timing import machine, versions
+from timing import machine, versions, time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_DIR = ROOT / "systems" / "formic-acid-dimer"
 MODELS = {"mechanical": SYSTEM_DIR / "model" / "model.pt",
           "mechanical-ml-charges": SYSTEM_DIR / "model" / "model.pt",
           "electrostatic": SYSTEM_DIR / "embedding" / "model" / "model.pt",
-          "buffer": SYSTEM_DIR / "buffer" / "model" / "model.pt"}
+          "buffer": SYSTEM_DIR / "buffer" / "model-stage2" / "model.pt"}
 OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
 SCHEMES = ["pure MM", *MODELS]
 BOXES = {"3 nm": None, "5 nm": 5.0}  # None: the shipped PDB
@@ -93,7 +98,39 @@ def contexts(box_nm, threads: int) -> dict:
         context.setVelocitiesToTemperature(300 * u.kelvin, 1)
         integrator.step(WARMUP_STEPS)
         result[scheme] = (context, integrator)
-    return {"atoms": topology.getNumAtoms(), "contexts": result}
+    box = [[v.x, v.y, v.z] for v in topology.getPeriodicBoxVectors().value_in_unit(u.nanometer)]
+    return {"atoms": topology.getNumAtoms(), "contexts": result,
+            "inputs": (topology, mm_system, dimer, start.value_in_unit(u.nanometer), box)}
+
+
+def module_costs(topology: app.Topology, mm_system: openmm.System, dimer: list, positions, box, calls: int) -> dict:
+    """ms per call of each scheme's embedding module alone (forward + backward, TorchScript as
+    TorchForce runs it, torch on one thread), and of the electrostatic scheme's two networks: the
+    vacuum network on the dimer and the embedding network in the field of the MM molecules
+    (gathered once); the rest of that module is the environment (screen, placement, weights)."""
+    x = torch.tensor(positions, dtype=torch.float64)
+    cell = torch.tensor(box, dtype=torch.float64)
+    costs = {}
+    for scheme, model in MODELS.items():
+        plan = plan_embedding(topology, mm_system, dimer, str(model), scheme, **OPTIONS.get(scheme, {}))
+        module = inference_script(plan.module)
+        costs[scheme] = time_calls(lambda: forward_backward(lambda p: module(p, cell), x), calls)["median"]
+        if scheme == "electrostatic":
+            dtype = plan.module.model_dtype_probe.dtype
+            x_ml = plan.module.ml_positions(x, cell).to(dtype)
+            mm_x, mm_q, _ = (t.detach().to(dtype) for t in plan.module.environment(x_ml, x, cell))
+            species, potential = plan.module.species, module.potential
+            costs["electrostatic: vacuum network"] = time_calls(
+                lambda: forward_backward(lambda p: potential.vacuum(species, p), x_ml), calls)["median"]
+            costs["electrostatic: embedding network in the field"] = time_calls(lambda: forward_backward(
+                lambda p: potential.embedding.evaluate_in_field(species, p, mm_x, mm_q, 0.0)["energy"].sum(), x_ml),
+                calls)["median"]
+    return costs
+
+
+def forward_backward(energy, positions: torch.Tensor) -> None:
+    """One call of ``energy(positions)`` and its backward pass."""
+    energy(positions.detach().clone().requires_grad_(True)).backward()
 
 
 def main() -> None:
@@ -101,6 +138,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=200, help="timed calls of each module alone")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -115,7 +153,8 @@ def main() -> None:
             context.getState(getEnergy=True)  # wait for the last step
             times[(box, scheme)].append(1e3 * (time.perf_counter() - start) / args.steps)
     results = {"machine": machine(), "versions": versions(), "steps": args.steps, "repeats": args.repeats,
-               "threads": args.threads, "boxes": {}}
+               "threads": args.threads, "boxes": {},
+               "module_ms_per_call": {box: module_costs(*setups[box]["inputs"], args.calls) for box in BOXES}}
     for box in BOXES:
         medians = {scheme: statistics.median(times[(box, scheme)]) for scheme in SCHEMES}
         results["boxes"][box] = {"atoms": setups[box]["atoms"], "ms_per_step": medians,
@@ -150,7 +189,14 @@ def markdown(results: dict) -> str:
         growth_cell = "" if growth is None else f"{100 * growth:+.0f} %"
         lines.append(f"| {scheme} | " + " | ".join(cells) + f" | {growth_cell} |")
     lines += ["", "Targets: electrostatic at most 1.3x and buffer at most 2.5x mechanical; added cost growing by at "
-              "most 20 % from 3 to 5 nm.", ""]
+              "most 20 % from 3 to 5 nm.", "",
+              "Each embedding module alone, ms per call (forward + backward, TorchScript, torch on 1 thread):", "",
+              "| module | " + " | ".join(f"{box} box" for box in results["module_ms_per_call"]) + " |",
+              "|---|" + "---|" * len(results["module_ms_per_call"])]
+    boxes = list(results["module_ms_per_call"].values())
+    for name in boxes[0]:
+        lines.append(f"| {name} | " + " | ".join(f"{costs[name]:.2f}" for costs in boxes) + " |")
+    lines.append("")
     return "\n".join(lines)
 
 

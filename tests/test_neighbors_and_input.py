@@ -49,6 +49,48 @@ def test_neighbor_list_memory_is_linear_in_atoms_and_overflow_is_reported():
         model(torch.ones(400, dtype=torch.long), positions)
 
 
+def test_compact_neighbor_list_holds_every_pair_within_the_cutoff_and_no_more_columns():
+    generator = torch.Generator().manual_seed(3)
+    positions = torch.rand(80, 3, generator=generator, dtype=torch.float64) * 1.6
+    neighbors, mask, shifts, overflow = neighbor_list(positions, 0.5, 128, None, compact=True)
+    counts = ((torch.cdist(positions, positions) < 0.5).sum(1) - 1)
+    assert neighbors.shape == (80, int(counts.max())) and int(counts.max()) < 79 and not overflow
+    vectors = pair_vectors(positions, neighbors, shifts)
+    found = {(i, int(neighbors[i, k])): torch.linalg.norm(vectors[i, k]).item()
+             for i in range(80) for k in range(neighbors.shape[1]) if mask[i, k]}
+    expected = brute_force_pairs(positions, 0.5, torch.eye(3, dtype=torch.float64) * 100.0)
+    assert found.keys() == expected.keys()
+    assert neighbor_list(positions, 0.5, 8, None, compact=True)[3]  # capacity still bounds the list
+
+
+def test_physnet_message_list_of_a_sparse_cluster_changes_no_energy_or_force(monkeypatch):
+    """A 64-atom cluster (1.1 nm across, most pairs beyond the 0.5 nm cutoff): the separate short
+    message-passing list against message passing over the all-pairs Coulomb list."""
+    torch.manual_seed(1)
+    model = PhysNet(["H", "O"], n_features=16, n_basis=8).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.2)
+    generator = torch.Generator().manual_seed(4)
+    positions = torch.rand(64, 3, generator=generator, dtype=torch.float64) * 1.1
+    species = torch.tensor([8, 1, 1] * 21 + [8])
+    weights = torch.rand(64, generator=generator, dtype=torch.float64)
+
+    def energy_and_forces(module):
+        x = positions.clone().requires_grad_(True)
+        energy = module(species, x) + module.weighted_energy_and_charges(species, x, weights, 0.0)[0]
+        return energy.detach(), -torch.autograd.grad(energy, x)[0]
+
+    all_pairs = torch.linalg.norm(positions.unsqueeze(0) - positions.unsqueeze(1), dim=-1)
+    assert model.short_list_pays(all_pairs[~torch.eye(64, dtype=torch.bool)].reshape(1, 64, 63))
+    scripted = torch.jit.script(model)
+    short_energy, short_forces = energy_and_forces(scripted)
+    monkeypatch.setattr(model, "short_list_pays", lambda r: False)
+    energy, forces = energy_and_forces(model)
+    torch.testing.assert_close(short_energy, energy, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(short_forces, forces, rtol=1e-10, atol=1e-9)
+
+
 SPECIES = torch.tensor([8, 1, 1])
 WATER = torch.tensor([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
 

@@ -12,6 +12,7 @@ from mlmm.data.dataset import Dataset
 from mlmm.potentials import HDNNP, PhysNet, SchNet, load_potential, read_metadata
 from mlmm.training import models
 from mlmm.training.active import active_learning
+from mlmm.potentials.neighbors import neighbor_list
 from mlmm.training.batching import frame_outputs
 from mlmm.training.config import make_config
 from mlmm.training.delta import subtract_low_level
@@ -47,15 +48,23 @@ def config_for(tmp_path, epochs: int = 40, **training):
     return make_config(raw, tmp_path)
 
 
-@pytest.mark.parametrize("family", [PhysNet, SchNet, HDNNP])
-def test_batched_frames_equal_one_frame_at_a_time(family):
+@pytest.mark.parametrize("spread", [0.15, 0.5])
+@pytest.mark.parametrize("family, options", [(PhysNet, {}), (PhysNet, {"coulomb_cutoff": 0.6}), (SchNet, {}),
+                                             (HDNNP, {})], ids=["PhysNet", "PhysNet-coulomb-cutoff", "SchNet", "HDNNP"])
+def test_batched_frames_equal_one_frame_at_a_time(family, options, spread):
+    """Frames batched along the member axis against one frame at a time. With ``spread`` = 0.5 nm
+    most pairs lie beyond the cutoff, so a lone frame gets narrowed (geometry-dependent) lists
+    while the batch must keep lists that hold every pair (and a Coulomb cutoff that pairs cross
+    from frame to frame)."""
     torch.manual_seed(0)
-    model = family(["H", "C", "O"], n_members=2).double()
+    model = family(["H", "C", "O"], n_members=2, **options).double()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.2)  # non-zero output layers, so every path is exercised
     species = torch.tensor([6, 8, 8, 1, 1, 6, 8, 8, 1, 1])
-    positions = torch.randn(3, 10, 3, dtype=torch.float64) * 0.15
+    positions = torch.randn(3, 10, 3, dtype=torch.float64) * spread
+    narrowed = [neighbor_list(x, model.cutoff, 9, None, compact=True)[0].shape[1] for x in positions]
+    assert (max(narrowed) < 9) == (spread > 0.3)
     batched = frame_outputs(model, species, positions)
     for b in range(3):
         x = positions[b].clone().requires_grad_(True)

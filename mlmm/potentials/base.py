@@ -105,11 +105,20 @@ class NeuralPotential(torch.nn.Module):
         element_index = self.element_table.index_select(0, species)
         return element_index, positions.to(dtype), None if cell is None else cell.to(dtype)
 
+    @staticmethod
+    def compact_lists(positions: torch.Tensor) -> bool:
+        """Whether neighbour lists may follow the geometry of positions [M, n, 3] (``compact`` of
+        :func:`~mlmm.potentials.neighbors.neighbor_list`): on CPU, when every member sees the same
+        geometry. Frames batched along the member axis (training) need lists that do not."""
+        if positions.is_cuda:
+            return False
+        return bool((positions == positions[0]).all())
+
     def short_range_pairs(self, positions: torch.Tensor, cell: Optional[torch.Tensor]
                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Neighbour list within the cutoff for positions [M, n, 3]: (neighbors, mask, vectors, overflow)."""
-        neighbors, mask, shifts, overflow = neighbor_list(positions[0].detach(), self.cutoff,
-                                                          self.max_neighbors, cell)
+        neighbors, mask, shifts, overflow = neighbor_list(positions[0].detach(), self.cutoff, self.max_neighbors,
+                                                          cell, self.compact_lists(positions))
         return neighbors, mask, pair_vectors(positions, neighbors, shifts), overflow
 
     def scaled_energies(self, raw: torch.Tensor, element_index: torch.Tensor) -> torch.Tensor:

@@ -112,7 +112,7 @@ class ElectrostaticEmbedding(PhysNet):
                        total_charge: float, mm_positions: Optional[torch.Tensor] = None,
                        mm_charges: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         n = positions.shape[1]
-        outputs, _, _, _, overflow = self.atomic_outputs(element_index, positions, cell, None)
+        outputs, _, _, overflow = self.atomic_outputs(element_index, positions, cell, None)
         raw = outputs[:, :, 1]
         charges = raw - (raw.sum(-1, keepdim=True) - total_charge) / n
         polarizabilities = torch.exp(self.log_polarizability.index_select(1, element_index)

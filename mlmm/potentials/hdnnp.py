@@ -148,7 +148,8 @@ class HDNNP(NeuralPotential):
         """Descriptors [M, n, D] for positions [M, n, 3], and whether a neighbour list overflowed."""
         neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
         angular_neighbors, _, shifts, angular_overflow = neighbor_list(
-            positions[0].detach(), self.angular_cutoff, self.max_angular_neighbors, cell)
+            positions[0].detach(), self.angular_cutoff, self.max_angular_neighbors, cell,
+            self.compact_lists(positions))
         descriptors = self.descriptor(element_index, neighbors, vectors, angular_neighbors,
                                       pair_vectors(positions, angular_neighbors, shifts))
         return descriptors, overflow | angular_overflow

@@ -66,12 +66,13 @@ def _all_other_atoms(n: int, device: torch.device) -> torch.Tensor:
 
 
 def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
-                  cell: Optional[torch.Tensor] = None
+                  cell: Optional[torch.Tensor] = None, compact: bool = False
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Up to ``max_neighbors`` nearest neighbours of each atom within ``cutoff`` (nm).
 
     The list is chosen without autograd; :func:`pair_vectors` then builds the
-    differentiable pair vectors from it.
+    differentiable pair vectors from it. A list of width n - 1 is always every other atom in
+    index order (row i: 0, ..., i - 1, i + 1, ..., n - 1).
 
     Parameters
     ----------
@@ -84,6 +85,10 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
         K >= n - 1.
     cell : Tensor [3, 3], optional
         Reduced triclinic box (rows a, b, c, nm) for minimum-image pairs.
+    compact : bool
+        On CPU, narrow the list to the largest number of neighbours any atom has within the
+        cutoff (at most K), so that pair work follows the real neighbour count; the width then
+        depends on the geometry. GPU lists keep the fixed width, as CUDA graphs need.
 
     Returns
     -------
@@ -112,6 +117,8 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
             d2 = (delta * delta).sum(-1)
             inside = d2 < cutoff * cutoff
             inside.fill_diagonal_(False)
+            if compact and not positions.is_cuda:
+                width = min(width, max(int(inside.sum(1).max()), 1))
             if width == n - 1:  # every other atom is listed: nothing can be lost
                 neighbors = _all_other_atoms(n, positions.device)
                 overflow = torch.zeros((), dtype=torch.bool, device=positions.device)

@@ -132,21 +132,28 @@ class PhysNet(NeuralPotential):
 
     def atomic_outputs(self, element_index: torch.Tensor, positions: torch.Tensor, cell: Optional[torch.Tensor],
                        weights: Optional[torch.Tensor] = None
-                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The modules' summed outputs [M, n, 2] for positions [M, n, 3], with the all-pairs list.
 
-        Returns (outputs, lr_neighbors, lr_mask, r, overflow): the pair list within the Coulomb
-        cutoff, its mask and distances [M, n, K] (nm), and the neighbour-list overflow flag.
+        Returns (outputs, lr_neighbors, r, overflow): the pair list within the Coulomb cutoff and
+        its distances [M, n, K] (nm), and the neighbour-list overflow flag. The list may hold
+        pairs beyond the Coulomb cutoff (the pairs of an all-pairs list that lie beyond it, or a
+        narrowed list's padding); the Coulomb and dispersion terms vanish there, so it needs no
+        mask, and frames batched along the member axis may cross the cutoff where the first
+        frame does not.
         With atom ``weights`` [M, n] in [0, 1], the message from atom j is multiplied by w_j, so
         an atom of weight 0 influences no other atom (see :meth:`weighted_energy_and_charges`).
         """
         n = positions.shape[1]
         # All pairs (within the Coulomb cutoff, if any) for the Coulomb and dispersion terms;
         # each pair is listed twice. When that list fits the neighbour capacity it also serves
-        # message passing (the basis vanishes beyond the cutoff), saving a second list.
-        lr_neighbors, lr_mask, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell)
+        # message passing (the basis vanishes beyond the cutoff), saving a second list, unless
+        # (on CPU) most of its pairs lie beyond the cutoff, as in clusters of solvent.
+        compact = self.compact_lists(positions)
+        lr_neighbors, _, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell,
+                                                            compact)
         r = torch.linalg.norm(pair_vectors(positions, lr_neighbors, lr_shifts), dim=-1)
-        if n - 1 <= self.max_neighbors:
+        if n - 1 <= self.max_neighbors and not (compact and self.short_list_pays(r)):
             neighbors, r_short = lr_neighbors, r
             overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
         else:
@@ -160,13 +167,23 @@ class PhysNet(NeuralPotential):
         for block in self.blocks:
             x, out = block(x, basis, neighbors)
             outputs = outputs + out
-        return outputs, lr_neighbors, lr_mask, r, overflow
+        return outputs, lr_neighbors, r, overflow
+
+    def short_list_pays(self, r: torch.Tensor) -> bool:
+        """Whether a separate message-passing list is worth building, given the pair distances
+        r [M, n, K] (nm) of the long-range list (one geometry, on CPU): when no atom has more than
+        three quarters of those K pairs within the cutoff (above that the second list costs more
+        than it saves)."""
+        if r.shape[-1] == 0:
+            return False
+        most = int((r[0].detach() < self.cutoff).sum(-1).max())
+        return 4 * most <= 3 * r.shape[-1]
 
     def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor,
                        cell: Optional[torch.Tensor], total_charge: float,
                        weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         n = positions.shape[1]
-        outputs, lr_neighbors, lr_mask, r, overflow = self.atomic_outputs(element_index, positions, cell, weights)
+        outputs, lr_neighbors, r, overflow = self.atomic_outputs(element_index, positions, cell, weights)
         atomic_energies = self.scaled_energies(outputs[:, :, 0], element_index)
         raw_charges = outputs[:, :, 1]
         if weights is None:
@@ -187,7 +204,7 @@ class PhysNet(NeuralPotential):
             pair = pair * weights.unsqueeze(-1) * w_j
             atomic_energies = atomic_energies * weights
             charges = charges * weights
-        atomic_energies = atomic_energies + 0.5 * (pair * lr_mask).sum(-1)
+        atomic_energies = atomic_energies + 0.5 * pair.sum(-1)
         energy = self.guard_overflow(atomic_energies.sum(-1), overflow)
         dipole = (charges.unsqueeze(-1) * positions).sum(1)
         return {"energy": energy, "atomic_energies": atomic_energies, "charges": charges, "dipole": dipole}

@@ -12,8 +12,11 @@ molecule at full weight:
 
     E_NN(I u B) - E_NN(B) - E_NN(I) + k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij,
 
-with the network's charges q_i of I in I u B shifted to I's total charge. Energies kJ/mol,
-forces kJ/mol/nm, lengths nm.
+with the network's charges q_i of I in I u B shifted to I's total charge. The same expression
+with the QM program's own vacuum cluster energies and charges of I in I u B (its "scheme
+limit") separates what the scheme's form leaves out (O polarizing I u B, charges of I fixed at
+their vacuum-cluster values) from the network's error. Energies kJ/mol, forces kJ/mol/nm,
+lengths nm.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def split_environment(positions: np.ndarray, mm_positions: np.ndarray, mm_charge
 
 def network_interaction(model, species: Sequence[int], buffer_species: Sequence[int], total_charge: float,
                         x_ml: np.ndarray, x_buffer: np.ndarray, x_outer: np.ndarray, q_outer: np.ndarray):
-    """The buffer scheme's E_int (kJ/mol) and its forces on I (kJ/mol/nm), every buffer molecule at weight 1."""
+    """The buffer scheme's E_int (kJ/mol), its forces on I (kJ/mol/nm) and the network's charges of I in
+    I u B (e, as they enter the outer Coulomb term), every buffer molecule at weight 1."""
     n = len(species)
     x_ml = torch.tensor(x_ml, dtype=torch.float64, requires_grad=True)
     species_ml, species_buffer = torch.as_tensor(list(species)), torch.as_tensor(list(buffer_species))
@@ -49,13 +53,21 @@ def network_interaction(model, species: Sequence[int], buffer_species: Sequence[
     buffer = model.weighted_energy_and_charges(species_buffer, whole_x[n:], ones[n:], 0.0)[0] \
         if len(species_buffer) else torch.zeros_like(whole)
     alone = model.weighted_energy_and_charges(species_ml, x_ml, ones[:n], total_charge)[0]
-    q_ml = charges[:n].to(torch.float64)
-    q_ml = q_ml - (q_ml.sum() - total_charge) / n
-    r = torch.linalg.norm(x_ml.unsqueeze(1) - torch.as_tensor(x_outer).unsqueeze(0), dim=-1)
-    coulomb = COULOMB_CONSTANT * (q_ml.unsqueeze(1) * torch.as_tensor(q_outer).unsqueeze(0) / r).sum()
-    energy = whole - buffer - alone + coulomb
+    q_ml = shifted_charges(charges[:n].to(torch.float64), total_charge)
+    energy = whole - buffer - alone + outer_coulomb(x_ml, q_ml, x_outer, q_outer)
     (gradient,) = torch.autograd.grad(energy, x_ml)
-    return float(energy.detach()), -gradient.numpy()
+    return float(energy.detach()), -gradient.numpy(), q_ml.detach().numpy()
+
+
+def shifted_charges(charges, total_charge: float):
+    """Charges (e; numpy array or tensor) shifted evenly to sum to ``total_charge``, as the scheme uses them."""
+    return charges - (charges.sum() - total_charge) / len(charges)
+
+
+def outer_coulomb(x_ml: torch.Tensor, q_ml: torch.Tensor, x_outer, q_outer) -> torch.Tensor:
+    """k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij (kJ/mol)."""
+    r = torch.linalg.norm(x_ml.unsqueeze(1) - torch.as_tensor(x_outer).unsqueeze(0), dim=-1)
+    return COULOMB_CONSTANT * (q_ml.unsqueeze(1) * torch.as_tensor(q_outer).unsqueeze(0) / r).sum()
 
 
 def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,
@@ -64,10 +76,13 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
 
     ``snapshots`` holds the solvent environments (switched charges), ``vacuum`` the labelled
     gas-phase twins of the same geometries; ``calculator`` (a
-    :class:`~mlmm.data.calculators.ReferenceCalculator`) computes the reference.
+    :class:`~mlmm.data.calculators.ReferenceCalculator`) computes the reference. Also the
+    energy MAE of the scheme limit (module docstring) against the reference, the network's energy
+    MAE against that limit, and the MAE (e) of the network's charges of I against the QM program's
+    (both shifted to I's total charge).
     """
     size, charge = len(molecule_species), snapshots.total_charge
-    reference, predicted, reference_forces, predicted_forces = [], [], [], []
+    reference, predicted, reference_forces, predicted_forces, limit, charge_errors = [], [], [], [], [], []
     for k in frames:
         real = snapshots.mm_mask[k]
         x_ml = snapshots.positions[k]
@@ -78,17 +93,28 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
                                    snapshots.multiplicity, x_outer, q_outer)
         buffer = calculator.compute(buffer_species, x_buffer, 0, 1, x_outer, q_outer)
         reference.append(whole["energy"] - buffer["energy"] - vacuum.energies[k])
+        whole_alone = calculator.compute(list(snapshots.species) + buffer_species, np.vstack([x_ml, x_buffer]), charge,
+                                         snapshots.multiplicity)
+        buffer_alone = calculator.compute(buffer_species, x_buffer, 0, 1)
+        qm_charges = shifted_charges(whole_alone["charges"][:len(x_ml)], float(charge))
+        limit.append(whole_alone["energy"] - buffer_alone["energy"] - vacuum.energies[k] + float(outer_coulomb(
+            torch.as_tensor(x_ml), torch.as_tensor(qm_charges), x_outer, q_outer)))
         reference_forces.append(whole["forces"][:len(x_ml)] - vacuum.forces[k])
-        energy, forces = network_interaction(model, snapshots.species, buffer_species, float(charge), x_ml, x_buffer,
-                                             x_outer, q_outer)
+        energy, forces, charges = network_interaction(model, snapshots.species, buffer_species, float(charge), x_ml,
+                                                      x_buffer, x_outer, q_outer)
+        charge_errors.append(charges - qm_charges)
         predicted.append(energy)
         predicted_forces.append(forces)
-    reference, predicted = np.array(reference), np.array(predicted)
+    reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
     force_error = np.array(predicted_forces) - np.array(reference_forces)
     return {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
             "interaction_std": float(reference.std()), "energy_mae": float(np.abs(predicted - reference).mean()),
             "energy_rmse": float(np.sqrt(((predicted - reference) ** 2).mean())),
-            "forces_mae": float(np.abs(force_error).mean()), "forces_rmse": float(np.sqrt((force_error ** 2).mean()))}
+            "forces_mae": float(np.abs(force_error).mean()), "forces_rmse": float(np.sqrt((force_error ** 2).mean())),
+            "scheme_limit_energy_mae": float(np.abs(limit - reference).mean()),
+            "scheme_limit_energy_mean_error": float((limit - reference).mean()),
+            "network_vs_limit_energy_mae": float(np.abs(predicted - limit).mean()),
+            "charges_mae": float(np.abs(np.array(charge_errors)).mean())}
 
 
 def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator, buffer_cutoff: float,

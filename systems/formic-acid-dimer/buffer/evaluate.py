@@ -5,11 +5,13 @@ within 0.45 nm of a dimer atom, as in make_dataset.py) and the outer waters O (t
 snapshot's environment, with the embedding-switched charges stored in
 ../embedding/data/dimer-tip3p-gfn2.h5). Reference: E_int = E(I u B; O charges) - E(B; O charges)
 - E(I), GFN2-xTB with the O charges as external point charges; the scheme's value with every
-buffer water at full weight (mlmm.training.buffer_errors). Writes model/interaction.json. Run
-from the repository root:
-    .venv/bin/python systems/formic-acid-dimer/buffer/evaluate.py
+buffer water at full weight, and the scheme's limit with GFN2-xTB's own cluster energies and charges
+(mlmm.training.buffer_errors). Writes MODEL/interaction.json (MODEL: model, or the directory given
+with --model). Run from the repository root:
+    .venv/bin/python systems/formic-acid-dimer/buffer/evaluate.py [--model model-stage2]
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,6 +24,9 @@ sys.path.insert(0, str(HERE))
 from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  (this folder's recipe)
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="model", help="model directory in this folder (default: model)")
+    args = parser.parse_args()
     result = assess_buffer_model(SNAPSHOTS / "dimer-tip3p-gfn2.h5", SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5",
-                                 HERE / "model", XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES)
+                                 HERE / args.model, XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES)
     print(json.dumps(result, indent=2))
