@@ -246,7 +246,8 @@ def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_for
     x_outer = np.vstack([WATER + [0.8, 0.1, 0.0]])
     q_outer = np.array([-0.834, 0.417, 0.417]) * 0.6
     species, buffer_species = [8, 1, 1], [8, 1, 1] * 2
-    energy, forces = network_interaction(network, species, buffer_species, 0.0, x_ml, x_buffer, x_outer, q_outer)
+    energy, forces, charges = network_interaction(network, species, buffer_species, 0.0, x_ml, x_buffer, x_outer,
+                                                  q_outer)
 
     def terms(x):
         t = torch.as_tensor
@@ -258,9 +259,10 @@ def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_for
         q = charges[:3] - charges[:3].sum() / 3
         r = np.linalg.norm(x[:, None] - x_outer[None], axis=-1)
         coulomb = COULOMB_CONSTANT * float((q.detach().numpy()[:, None] * q_outer / r).sum())
-        return float((whole - buffer - alone).detach()) + coulomb
+        return float((whole - buffer - alone).detach()) + coulomb, q.detach().numpy()
 
-    assert energy == pytest.approx(terms(x_ml), abs=1e-9)
+    assert energy == pytest.approx(terms(x_ml)[0], abs=1e-9)
+    np.testing.assert_allclose(charges, terms(x_ml)[1], atol=1e-12)  # the charges the Coulomb term used
     assert abs(energy) > 0.1  # not trivially zero, so the comparison can fail
     step = 1e-5
     numeric = np.zeros_like(x_ml)
@@ -268,7 +270,7 @@ def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_for
         for d in range(3):
             shifted = x_ml.copy()
             shifted[i, d] += step
-            plus = terms(shifted)
+            plus = terms(shifted)[0]
             shifted[i, d] -= 2 * step
-            numeric[i, d] = -(plus - terms(shifted)) / (2 * step)
+            numeric[i, d] = -(plus - terms(shifted)[0]) / (2 * step)
     np.testing.assert_allclose(forces, numeric, atol=1e-4 * np.abs(numeric).max())

@@ -13,6 +13,9 @@ within 1.1 nm of a dimer atom; for the buffer scheme the buffer, 0.45 nm; checke
 steps). Results go to nve.json as each scheme finishes (several runs with different --schemes
 may share it); a rerun skips the schemes already there. Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py [--ps 20] [--schemes mm electrostatic]
+The buffer scheme with the second-stage buffer network (nve-buffer-stage2.json):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-stage2 \\
+        --output systems/formic-acid-dimer/embedding/nve-buffer-stage2.json
 A repeat with other velocities (nve-seed8.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm --seed 8 \\
         --output systems/formic-acid-dimer/embedding/nve-seed8.json
@@ -36,9 +39,9 @@ from mlmm.embedding import surgery
 HERE = Path(__file__).parent
 SYSTEM = HERE.parent
 MODELS = {"mechanical": SYSTEM / "model" / "model.pt", "mechanical-ml-charges": SYSTEM / "model" / "model.pt",
-          "electrostatic": HERE / "model" / "model.pt", "buffer": SYSTEM / "buffer" / "model" / "model.pt"}
+          "electrostatic": HERE / "model" / "model.pt"}  # buffer: SYSTEM / "buffer" / --buffer-model / "model.pt"
 OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
-SCHEMES = ["mm", *MODELS]
+SCHEMES = ["mm", *MODELS, "buffer"]
 TIMESTEP_PS = 0.0005
 EQUILIBRATION_PS = 1.0
 CHECK_EVERY = 10  # steps between environment checks
@@ -58,10 +61,12 @@ def systems() -> tuple[app.PDBFile, openmm.System, list[int]]:
     return pdb, mm_system, dimer
 
 
-def scheme_system(scheme: str, pdb: app.PDBFile, mm_system: openmm.System, dimer: list[int]) -> openmm.System:
+def scheme_system(scheme: str, pdb: app.PDBFile, mm_system: openmm.System, dimer: list[int],
+                  buffer_model: str = "model") -> openmm.System:
     if scheme == "mm":  # formic-acid.xml has no bonded terms: the dimer is held fixed in the solvent
         return surgery.frozen_copy(mm_system, dimer)
-    return mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(MODELS[scheme]), embedding=scheme,
+    model = SYSTEM / "buffer" / buffer_model / "model.pt" if scheme == "buffer" else MODELS[scheme]
+    return mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(model), embedding=scheme,
                                      **OPTIONS.get(scheme, {}))
 
 
@@ -83,10 +88,10 @@ def environment(positions: np.ndarray, box: np.ndarray, dimer: list[int], oxygen
     return set(oxygens[(np.linalg.norm(delta, axis=-1) < cutoff).any(0)].tolist())
 
 
-def run(scheme: str, picoseconds: float, threads: int, seed: int) -> dict:
+def run(scheme: str, picoseconds: float, threads: int, seed: int, buffer_model: str = "model") -> dict:
     pdb, mm_system, dimer = systems()
     start = minimised_positions(pdb, mm_system, dimer)
-    system = scheme_system(scheme, pdb, mm_system, dimer)
+    system = scheme_system(scheme, pdb, mm_system, dimer, buffer_model)
     oxygens = np.array([a.index for a in pdb.topology.atoms() if a.residue.name == "HOH" and a.element.symbol == "O"])
     platform = openmm.Platform.getPlatformByName("CPU")
     langevin = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_PS * u.picosecond)
@@ -142,13 +147,14 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=SEED, help="velocities and Langevin noise (default 7)")
     parser.add_argument("--output", type=Path, default=HERE / "nve.json")
+    parser.add_argument("--buffer-model", default="model", help="buffer network directory in ../buffer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for scheme in args.schemes:
         done = json.loads(args.output.read_text()) if args.output.exists() else {}
         if scheme in done and done[scheme]["picoseconds"] == args.ps:
             continue
-        result = run(scheme, args.ps, args.threads, args.seed)
+        result = run(scheme, args.ps, args.threads, args.seed, args.buffer_model)
         results = json.loads(args.output.read_text()) if args.output.exists() else {}  # another run may have added
         results[scheme] = result
         args.output.write_text(json.dumps(results, indent=2))

@@ -3,15 +3,17 @@
 The solvated dimer (formic-acid-dimer-tip3p.pdb) with a trained model. Electrostatic (default):
 the water whose oxygen is nearest to 1.0 nm from the dimer is moved rigidly away from the
 dimer's centre in 0.0005 nm steps until its oxygen is 1.15 nm from every dimer atom, through the
-0.9-1.1 nm switching shell. Buffer (--scheme buffer, ../buffer/model/model.pt): the water nearest
+0.9-1.1 nm switching shell. Buffer (--scheme buffer, ../buffer/MODEL/model.pt with MODEL from
+--buffer-model, default model): the water nearest
 to 0.40 nm, from 0.33 to 0.47 nm, through the 0.35-0.45 nm buffer switching shell. Measured: the
 ML force's energy, plus for the buffer the force field's Lennard-Jones energy of the moved water
 with the dimer (which fades in as the water leaves the buffer; the rest of the force field does
 not depend on the scheme). Printed: the largest energy change between neighbouring points
-(kJ/mol) and the largest difference between the force along the path (the summed forces on the
+(kJ/mol), the largest part of such a change that the forces at the two points do not account for
+(trapezoid rule: a jump would show there), and the largest difference between the force along the path (the summed forces on the
 water projected on the direction of motion) and the central finite difference of the energy.
 Run from the repository root:
-    .venv/bin/python systems/formic-acid-dimer/embedding/smoothness.py [--scheme buffer]
+    .venv/bin/python systems/formic-acid-dimer/embedding/smoothness.py [--scheme buffer [--buffer-model model-stage2]]
 """
 
 import argparse
@@ -28,7 +30,7 @@ HERE = Path(__file__).parent
 STEP = 0.0005  # nm
 # scheme: model, options, the water's start distance (nm, oxygen to the nearest dimer atom), path range (nm)
 SCHEMES = {"electrostatic": (HERE / "model" / "model.pt", {}, 1.0, (-0.15, 1.15)),
-           "buffer": (HERE.parent / "buffer" / "model" / "model.pt",
+           "buffer": (HERE.parent / "buffer" / "{buffer_model}" / "model.pt",
                       {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}, 0.40, (-0.07, 0.47))}
 
 
@@ -53,8 +55,11 @@ def dimer_lennard_jones(system: openmm.System, water: list, positions: np.ndarra
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scheme", choices=list(SCHEMES), default="electrostatic")
-    scheme = parser.parse_args().scheme
+    parser.add_argument("--buffer-model", default="model", help="buffer network directory in ../buffer")
+    args = parser.parse_args()
+    scheme = args.scheme
     model, options, start_distance, (first_shift, last_distance) = SCHEMES[scheme]
+    model = str(model).format(buffer_model=args.buffer_model)
     pdb = app.PDBFile(str(HERE.parent / "formic-acid-dimer-tip3p.pdb"))
     mm_system = app.ForceField(str(HERE.parent / "formic-acid.xml"), "amber14/tip3p.xml").createSystem(
         pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=app.HBonds)
@@ -94,8 +99,11 @@ def main():
     deviation = np.abs(rows[1:-1, 3] - finite_difference[1:-1])
     print(f"water {oxygen // 3}: oxygen {rows[0, 1]:.3f} -> {rows[-1, 1]:.3f} nm from the nearest dimer atom, "
           f"{len(rows)} points {STEP} nm apart")
+    # a jump shows as a step the forces do not account for: dE - (-(F_k + F_k+1) / 2 ds), trapezoid rule
+    unexplained = np.diff(rows[:, 2]) + 0.5 * (rows[1:, 3] + rows[:-1, 3]) * np.diff(rows[:, 0])
     print(f"{scheme}: measured energy {rows[0, 2]:.3f} -> {rows[-1, 2]:.3f} kJ/mol, largest step "
-          f"{np.abs(np.diff(rows[:, 2])).max():.2e} kJ/mol")
+          f"{np.abs(np.diff(rows[:, 2])).max():.2e} kJ/mol, largest step not accounted for by the forces "
+          f"{np.abs(unexplained).max():.2e} kJ/mol")
     print(f"force along the path vs -dE/ds (central differences): largest deviation {deviation.max():.2e} "
           f"kJ/mol/nm, largest force {np.abs(rows[:, 3]).max():.3e} kJ/mol/nm")
 
