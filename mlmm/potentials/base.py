@@ -112,7 +112,7 @@ class NeuralPotential(torch.nn.Module):
         geometry. Frames batched along the member axis (training) need lists that do not."""
         if positions.is_cuda:
             return False
-        return bool((positions == positions[0]).all())
+        return positions.shape[0] == 1 or bool((positions == positions[0]).all())
 
     def short_range_pairs(self, positions: torch.Tensor, cell: Optional[torch.Tensor]
                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

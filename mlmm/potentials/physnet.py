@@ -150,8 +150,7 @@ class PhysNet(NeuralPotential):
         # message passing (the basis vanishes beyond the cutoff), saving a second list, unless
         # (on CPU) most of its pairs lie beyond the cutoff, as in clusters of solvent.
         compact = self.compact_lists(positions)
-        lr_neighbors, _, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell,
-                                                            compact)
+        lr_neighbors, _, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell, compact)
         r = torch.linalg.norm(pair_vectors(positions, lr_neighbors, lr_shifts), dim=-1)
         if n - 1 <= self.max_neighbors and not (compact and self.short_list_pays(r)):
             neighbors, r_short = lr_neighbors, r

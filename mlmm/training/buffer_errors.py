@@ -89,12 +89,11 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
         x_buffer, x_outer, q_outer = split_environment(x_ml, snapshots.mm_positions[k][real],
                                                        snapshots.mm_charges[k][real], size, buffer_cutoff)
         buffer_species = list(molecule_species) * (len(x_buffer) // size)
-        whole = calculator.compute(list(snapshots.species) + buffer_species, np.vstack([x_ml, x_buffer]), charge,
-                                   snapshots.multiplicity, x_outer, q_outer)
+        cluster_species, cluster = list(snapshots.species) + buffer_species, np.vstack([x_ml, x_buffer])
+        whole = calculator.compute(cluster_species, cluster, charge, snapshots.multiplicity, x_outer, q_outer)
         buffer = calculator.compute(buffer_species, x_buffer, 0, 1, x_outer, q_outer)
         reference.append(whole["energy"] - buffer["energy"] - vacuum.energies[k])
-        whole_alone = calculator.compute(list(snapshots.species) + buffer_species, np.vstack([x_ml, x_buffer]), charge,
-                                         snapshots.multiplicity)
+        whole_alone = calculator.compute(cluster_species, cluster, charge, snapshots.multiplicity)
         buffer_alone = calculator.compute(buffer_species, x_buffer, 0, 1)
         qm_charges = shifted_charges(whole_alone["charges"][:len(x_ml)], float(charge))
         limit.append(whole_alone["energy"] - buffer_alone["energy"] - vacuum.energies[k] + float(outer_coulomb(

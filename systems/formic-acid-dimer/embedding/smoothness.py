@@ -4,16 +4,17 @@ The solvated dimer (formic-acid-dimer-tip3p.pdb) with a trained model. Electrost
 the water whose oxygen is nearest to 1.0 nm from the dimer is moved rigidly away from the
 dimer's centre in 0.0005 nm steps until its oxygen is 1.15 nm from every dimer atom, through the
 0.9-1.1 nm switching shell. Buffer (--scheme buffer, ../buffer/MODEL/model.pt with MODEL from
---buffer-model, default model): the water nearest
-to 0.40 nm, from 0.33 to 0.47 nm, through the 0.35-0.45 nm buffer switching shell. Measured: the
-ML force's energy, plus for the buffer the force field's Lennard-Jones energy of the moved water
-with the dimer (which fades in as the water leaves the buffer; the rest of the force field does
-not depend on the scheme). Printed: the largest energy change between neighbouring points
-(kJ/mol), the largest part of such a change that the forces at the two points do not account for
-(trapezoid rule: a jump would show there), and the largest difference between the force along the path (the summed forces on the
+--buffer-model, default model): the water nearest to 0.40 nm, from 0.33 to 0.47 nm, through the
+0.35-0.45 nm buffer switching shell. Measured: the ML force's energy, plus for the buffer the
+force field's Lennard-Jones energy of the moved water with the dimer (which fades in as the
+water leaves the buffer; the rest of the force field does not depend on the scheme). Printed:
+the largest energy change between neighbouring points (kJ/mol), the largest part of such a
+change that the forces at the two points do not account for (trapezoid rule: a jump would show
+there), and the largest difference between the force along the path (the summed forces on the
 water projected on the direction of motion) and the central finite difference of the energy.
 Run from the repository root:
-    .venv/bin/python systems/formic-acid-dimer/embedding/smoothness.py [--scheme buffer [--buffer-model model-stage2]]
+    .venv/bin/python systems/formic-acid-dimer/embedding/smoothness.py [--scheme buffer]
+    .venv/bin/python systems/formic-acid-dimer/embedding/smoothness.py --scheme buffer --buffer-model model-stage2
 """
 
 import argparse
@@ -30,7 +31,7 @@ HERE = Path(__file__).parent
 STEP = 0.0005  # nm
 # scheme: model, options, the water's start distance (nm, oxygen to the nearest dimer atom), path range (nm)
 SCHEMES = {"electrostatic": (HERE / "model" / "model.pt", {}, 1.0, (-0.15, 1.15)),
-           "buffer": (HERE.parent / "buffer" / "{buffer_model}" / "model.pt",
+           "buffer": (None,  # ../buffer/<--buffer-model>/model.pt
                       {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}, 0.40, (-0.07, 0.47))}
 
 
@@ -59,7 +60,7 @@ def main():
     args = parser.parse_args()
     scheme = args.scheme
     model, options, start_distance, (first_shift, last_distance) = SCHEMES[scheme]
-    model = str(model).format(buffer_model=args.buffer_model)
+    model = model or HERE.parent / "buffer" / args.buffer_model / "model.pt"
     pdb = app.PDBFile(str(HERE.parent / "formic-acid-dimer-tip3p.pdb"))
     mm_system = app.ForceField(str(HERE.parent / "formic-acid.xml"), "amber14/tip3p.xml").createSystem(
         pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=app.HBonds)
