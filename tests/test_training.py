@@ -120,6 +120,39 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert [row.split(",")[2:] for row in resumed_log] == [row.split(",")[2:] for row in reference_log]
 
 
+def test_the_model_is_compiled_before_the_first_epoch(tmp_path, monkeypatch):
+    """A model TorchScript cannot compile fails before any training, and model.pt holds the code
+    compiled at the start: the end of a run needs no compiler (editing the source during a long
+    run once broke its final compile)."""
+    config = config_for(tmp_path, epochs=3)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("TorchScript refuses this model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.jit, "script", refuse)
+        with pytest.raises(RuntimeError, match="refuses"):
+            train(config, progress=False)
+    assert not (tmp_path / "run" / "log.csv").exists() and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+    original = Trainer._train_epoch
+    x, species, at_start = torch.tensor(water_dataset(160).positions[0]), torch.tensor([8, 1, 1]), []
+
+    def compiler_gone_after_start(self):
+        monkeypatch.setattr(torch.jit, "script", refuse)
+        if not at_start:
+            at_start.append(float(self.compiled(species, x).detach()))
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", compiler_gone_after_start)
+    trainer = Trainer(config, progress=False)
+    trainer.run()
+    module, _ = load_potential(tmp_path / "run" / "model.pt")
+    saved = float(module(species, x).detach())
+    assert saved == pytest.approx(float(trainer.model(species, x).detach()), abs=1e-9)  # the trained weights
+    assert abs(saved - at_start[0]) > 1e-3  # not those the copy was compiled with
+
+
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     train(config_for(tmp_path, epochs=2), progress=False)
     with pytest.raises(ValueError, match="different configuration"):

@@ -1,19 +1,23 @@
-"""TorchForce, PythonForce and the exported .pt give the same energies and forces."""
+"""TorchForce, PythonForce (also compiled by torch.compile) and the exported .pt give the same energies and forces."""
 
 import json
 import subprocess
 import sys
 import textwrap
 
+from pathlib import Path
+
 import numpy as np
 import openmm
 import pytest
+import torch
 
 import mlmm
-from mlmm.potentials import QEqCharges
+from mlmm.potentials import PhysNet, QEqCharges
 from conftest import SOLUTE, evaluate
 
 EMBEDDINGS = ["mechanical", "mechanical-ml-charges"]
+WATER_ELECTROSTATIC = Path(__file__).resolve().parents[1] / "systems" / "water" / "embedding" / "model" / "model.pt"
 
 
 def _potential(embedding, ff_potential):
@@ -94,3 +98,43 @@ def test_cuda_graphs_are_requested_from_torchforce_and_ignored_on_cpu(solvated, 
     with pytest.raises(ValueError, match="cuda_graphs=True needs transport='torch'"):
         mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential, transport="python",
                                  cuda_graphs=True)
+
+
+def random_physnet():
+    """A small PhysNet with random (non-zero) outputs for the solute's elements, float64."""
+    torch.manual_seed(5)
+    network = PhysNet(["H", "C", "N", "O"], n_features=16, n_basis=8).double()
+    for block in network.blocks:
+        torch.nn.init.normal_(block.output.weight, std=0.1)
+    return network
+
+
+def test_a_compiled_python_force_agrees_with_torchforce(solvated, pme_system):
+    """torch.compile'd PythonForce runs the fixed-shape paths (full neighbour lists, the ``capacity``
+    nearest MM molecules, no host checks) and must give TorchForce's energy and forces."""
+    network = random_physnet()
+    results = {}
+    for transport, compiled in (("torch", False), ("python", True)):
+        system = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, network, "mechanical-ml-charges",
+                                          transport=transport, compiled=compiled, force_group=1)
+        results[transport] = evaluate(system, solvated.positions, "CPU", groups={1})
+    (e_torch, f_torch), (e_compiled, f_compiled) = results["torch"], results["python"]
+    assert abs(e_torch - e_compiled) <= 1e-6 * abs(e_torch)
+    scale = np.abs(f_torch).max()
+    assert scale > 1.0
+    assert np.abs(f_torch - f_compiled).max() <= 1e-6 * scale
+
+
+def test_compiled_needs_the_python_transport_an_eager_network_and_fixed_shapes(solvated, pme_system):
+    network = random_physnet()
+    with pytest.raises(ValueError, match="transport='python'"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, network, compiled=True)
+    with pytest.raises(ValueError, match="cannot trace TorchScript"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, torch.jit.script(network), transport="python",
+                                 compiled=True)
+    with pytest.raises(ValueError, match="fixed shapes"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, network, "buffer", transport="python",
+                                 compiled=True)
+    with pytest.raises(ValueError, match="electrostatic model file"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, WATER_ELECTROSTATIC, "electrostatic",
+                                 transport="python", compiled=True)

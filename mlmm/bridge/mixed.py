@@ -16,7 +16,7 @@ from mlmm.embedding import surgery
 from mlmm.embedding.modules import MechanicalEmbeddingModule
 from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
 from mlmm.potentials.contract import PotentialInfo, check_elements, describe
-from mlmm.potentials.io import load_potential
+from mlmm.potentials.io import load_potential, read_metadata
 
 EMBEDDINGS = ("mechanical", "mechanical-ml-charges", "electrostatic", "buffer")
 #: Options each embedding accepts beyond the common ones.
@@ -115,7 +115,7 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
 def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_atoms: MLAtoms,
                         potential: PotentialLike, embedding: str = "mechanical", *, interpolate: bool = False,
                         remove_constraints: bool = True, force_group: int = 0, transport: str = "torch",
-                        cuda_graphs: bool = False, **options: Any) -> openmm.System:
+                        cuda_graphs: bool = False, compiled: bool = False, **options: Any) -> openmm.System:
     """Return a new System: the ML region by ``potential``, the rest by the force field.
 
     Parameters
@@ -147,6 +147,13 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         transport "torch" only). Every scheme keeps static shapes on GPUs: the electrostatic and
         buffer schemes gather a fixed ``capacity`` of nearest MM molecules (the energy turns NaN,
         which OpenMM reports, if more than ``capacity`` are inside the cutoff).
+    compiled : bool
+        Run the ML force through ``torch.compile`` (transport "python" only): Inductor fuses the
+        module's forward and backward into generated C++ kernels, which on CPU cuts the per-call
+        cost of small networks several-fold (benchmarks/README.md). The first force evaluation
+        compiles (tens of seconds; needs a C++ compiler). Needs an eager network: a model file
+        written by ``mlmm train`` (rebuilt from its recipe) or an ``nn.Module``. Not for
+        ``"buffer"``, whose buffer changes size every step, nor for electrostatic model files.
     **options
         For ``"mechanical-ml-charges"``: ``cutoff`` (nm or Quantity; default the MM cutoff,
         else 1 nm), ``switch_distance`` (default cutoff - 0.1 nm), ``total_charge`` (e;
@@ -160,11 +167,13 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
     """
     if not isinstance(force_group, int) or not 0 <= force_group <= 31:
         raise ValueError(f"force_group={force_group!r} must be an integer from 0 to 31.")
+    if compiled:
+        potential = compilable_potential(potential, embedding)
     plan = plan_embedding(topology, mm_system, ml_atoms, potential, embedding, **options)
     system = build_mm_part(mm_system, plan, remove_constraints)
     if interpolate:
         module = scaled_by_lambda(plan.module, plan.periodic)
-        force = make_force(module, plan.periodic, transport, {LAMBDA: 1.0}, cuda_graphs)
+        force = make_force(module, plan.periodic, transport, {LAMBDA: 1.0}, cuda_graphs, compiled)
         internal = surgery.interpolated_mm_force(surgery.ml_internal_forces(mm_system, plan.ml_atoms), LAMBDA)
         internal.setForceGroup(force_group)
         system.addForce(internal)
@@ -172,11 +181,32 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
             charges = force_field_charges(mm_system)
             surgery.scale_ml_charges_with_lambda(system, {i: charges[i] for i in plan.ml_atoms}, LAMBDA)
     else:
-        force = make_force(plan.module, plan.periodic, transport, cuda_graphs=cuda_graphs)
+        force = make_force(plan.module, plan.periodic, transport, cuda_graphs=cuda_graphs, compiled=compiled)
     force.setForceGroup(force_group)
     force.setName(f"mlmm {embedding}")
     system.addForce(force)
     return system
+
+
+def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.Module:
+    """The eager module ``torch.compile`` traces: a network file written by ``mlmm train`` rebuilt
+    from the recipe it records, or the module given (not TorchScript, which it cannot trace)."""
+    if embedding == "buffer":
+        raise ValueError("compiled=True is not available for embedding='buffer': the buffer changes size every "
+                         "step and torch.compile needs fixed shapes; use transport='torch'.")
+    if isinstance(potential, torch.jit.ScriptModule):
+        raise ValueError("compiled=True needs an eager module (torch.compile cannot trace TorchScript); pass the "
+                         "model file or the torch.nn.Module.")
+    if not isinstance(potential, (str, Path)):
+        return potential
+    metadata = read_metadata(potential)
+    if "embedding_scheme" in metadata or "model" not in metadata.get("extra", {}):
+        raise ValueError(f"compiled=True rebuilds the network of a model file from the recipe `mlmm train` "
+                         f"records; {str(potential)!r} has none it can rebuild (an electrostatic model file holds "
+                         "two networks); pass the eager module instead.")
+    from mlmm.training.models import rebuild
+
+    return rebuild(potential)
 
 
 def build_mm_part(mm_system: openmm.System, plan: EmbeddingPlan, remove_constraints: bool = True) -> openmm.System:

@@ -50,13 +50,35 @@ def scaled_by_lambda(module: torch.nn.Module, periodic: bool) -> torch.nn.Module
 class EagerComputation:
     """PythonForce callback: energy (kJ/mol) and forces (kJ/mol/nm) of an eager module.
 
-    Picklable, so systems holding it can be copied and serialized.
+    With ``compiled``, the module runs through ``torch.compile`` (Inductor: forward and backward
+    fused into generated C++ kernels), compiled at the first call, which takes tens of seconds;
+    the module must keep fixed shapes (:func:`mlmm.potentials.neighbors.static_shapes`).
+    Picklable, so systems holding it can be copied and serialized (the compiled code is not
+    pickled; a copy compiles again).
     """
 
-    def __init__(self, module: torch.nn.Module, periodic: bool, parameters: Sequence[str] = ()):
+    def __init__(self, module: torch.nn.Module, periodic: bool, parameters: Sequence[str] = (),
+                 compiled: bool = False):
         self.module = module
         self.periodic = periodic
         self.parameters = list(parameters)
+        self.compiled = compiled
+        self._runner: Optional[torch.nn.Module] = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_runner": None}
+
+    def runner(self) -> torch.nn.Module:
+        """The module as called: itself, or its compiled copy without parameter gradients."""
+        if self._runner is None:
+            if self.compiled:
+                frozen = copy.deepcopy(self.module)
+                for parameter in frozen.parameters():
+                    parameter.requires_grad_(False)
+                self._runner = torch.compile(frozen, dynamic=False)
+            else:
+                self._runner = self.module
+        return self._runner
 
     def __call__(self, state: openmm.State):
         positions = torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer),
@@ -67,7 +89,7 @@ class EagerComputation:
                                           dtype=torch.float64))
         values = state.getParameters()
         arguments += [torch.tensor(float(values[name]), dtype=torch.float64) for name in self.parameters]
-        energy = self.module(*arguments)
+        energy = self.runner()(*arguments)
         (gradient,) = torch.autograd.grad(energy, positions)
         return float(energy.detach()), -gradient.numpy().astype(np.float64)
 
@@ -86,7 +108,8 @@ def inference_script(module: torch.nn.Module) -> torch.jit.ScriptModule:
 
 
 def make_force(module: torch.nn.Module, periodic: bool, transport: str,
-               parameters: Optional[dict[str, float]] = None, cuda_graphs: bool = False) -> openmm.Force:
+               parameters: Optional[dict[str, float]] = None, cuda_graphs: bool = False,
+               compiled: bool = False) -> openmm.Force:
     """Wrap ``module`` in an OpenMM force of the requested transport.
 
     Parameters
@@ -102,8 +125,14 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
     cuda_graphs : bool
         Capture the TorchForce's forward and backward in a CUDA graph on the CUDA platform
         (openmm-torch's ``useCUDAGraphs``); other platforms ignore it. TorchForce only.
+    compiled : bool
+        Run the module through ``torch.compile`` (see :class:`EagerComputation`). PythonForce
+        only: TorchForce runs TorchScript, which cannot hold compiled code.
     """
     parameters = dict(parameters or {})
+    if compiled and transport != "python":
+        raise ValueError("compiled=True needs transport='python': openmm.PythonForce runs the module compiled by "
+                         "torch.compile, TorchForce runs TorchScript.")
     if transport == "torch":
         import openmmtorch
 
@@ -115,7 +144,7 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
         if cuda_graphs:
             raise ValueError("cuda_graphs=True needs transport='torch' (openmm-torch captures the graph); "
                              "openmm.PythonForce runs eager Python on the host.")
-        force = openmm.PythonForce(EagerComputation(module, periodic, list(parameters)), parameters)
+        force = openmm.PythonForce(EagerComputation(module, periodic, list(parameters), compiled), parameters)
     else:
         raise ValueError(f"transport={transport!r} is not one of {TRANSPORTS}; use 'torch' (TorchForce, default) "
                          "or 'python' (openmm.PythonForce).")

@@ -19,7 +19,7 @@ import torch
 
 from mlmm.embedding.pbc import minimum_image
 from mlmm.potentials.layers import smooth_switch
-from mlmm.potentials.neighbors import cell_widths
+from mlmm.potentials.neighbors import cell_widths, static_shapes
 
 __all__ = ["anchor_vectors", "molecule_offsets", "molecule_weights", "nearest_distances", "placed_molecules",
            "selected_molecules"]
@@ -49,13 +49,13 @@ def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: O
     sphere (centre c, radius r): d(anchor, c) - r is a lower bound of the distance to every ML
     atom, and molecules whose bound reaches ``cutoff`` keep that bound instead of the exact
     distance, so the dense ML-atoms x molecules work covers only the molecules near the region.
-    On GPUs every distance is exact (fixed shapes for CUDA graphs).
+    On GPUs and under ``torch.compile`` every distance is exact (fixed shapes, no host sync).
     """
     # detached inputs rather than torch.no_grad(): a no_grad block in the scripted module gave wrong
     # forces once OpenMM-Torch's graph executor had optimised it
     x = x_ml.detach()
     box = None if boxvectors is None else boxvectors.detach()
-    if positions.is_cuda:
+    if static_shapes(positions):
         return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]
     centre = x.mean(0, keepdim=True)
     radius = float(torch.linalg.norm(x - centre, dim=-1).max())
@@ -91,9 +91,9 @@ def molecule_offsets(positions: torch.Tensor, boxvectors: Optional[torch.Tensor]
 def selected_molecules(nearest: torch.Tensor, cutoff: float, capacity: int) -> torch.Tensor:
     """Indices of the molecules to evaluate, from their distances [G] to the ML region (nm).
 
-    On CPU exactly those inside ``cutoff``; on GPUs the ``capacity`` nearest, a fixed shape as
-    CUDA graphs need (those beyond the cutoff get weight 0; the caller checks for overflow).
+    On CPU exactly those inside ``cutoff``; on GPUs and under ``torch.compile`` the ``capacity``
+    nearest, a fixed shape (those beyond the cutoff get weight 0; the caller checks for overflow).
     """
-    if nearest.is_cuda:
+    if static_shapes(nearest):
         return torch.topk(nearest.detach(), capacity, largest=False, sorted=False)[1]
     return torch.nonzero(nearest < cutoff).reshape(-1)

@@ -15,6 +15,7 @@ from mlmm.embedding.environment import (anchor_vectors, molecule_offsets, molecu
                                         placed_molecules, selected_molecules)
 from mlmm.embedding.kernels import reaction_field, shifted_force, smooth_switch
 from mlmm.embedding.pbc import make_whole
+from mlmm.potentials.neighbors import static_shapes
 from mlmm.units import COULOMB_CONSTANT
 
 KERNELS = ("reaction-field", "shifted-force")
@@ -223,7 +224,7 @@ class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
         dtype = self.model_dtype_probe.dtype
         energy, _ = self.potential.energy_in_field(self.species, x_ml.to(dtype), mm_positions.to(dtype),
                                                    mm_charges.to(dtype), self.total_charge)
-        if not positions.is_cuda:
+        if not static_shapes(positions):
             return energy.to(positions.dtype)
         return torch.where(inside > self.capacity, torch.full_like(energy, float("nan")), energy).to(positions.dtype)
 

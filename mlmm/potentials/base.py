@@ -25,7 +25,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from mlmm.potentials.layers import MAX_ATOMIC_NUMBER, atomic_number
-from mlmm.potentials.neighbors import neighbor_list, pair_vectors
+from mlmm.potentials.neighbors import neighbor_list, pair_vectors, static_shapes
 
 #: Default capacity of the short-range neighbour list (atoms within the model cutoff).
 DEFAULT_MAX_NEIGHBORS = 128
@@ -109,8 +109,9 @@ class NeuralPotential(torch.nn.Module):
     def compact_lists(positions: torch.Tensor) -> bool:
         """Whether neighbour lists may follow the geometry of positions [M, n, 3] (``compact`` of
         :func:`~mlmm.potentials.neighbors.neighbor_list`): on CPU, when every member sees the same
-        geometry. Frames batched along the member axis (training) need lists that do not."""
-        if positions.is_cuda:
+        geometry. Frames batched along the member axis (training) need lists that do not, and so do
+        GPUs and ``torch.compile`` (:func:`~mlmm.potentials.neighbors.static_shapes`)."""
+        if static_shapes(positions):
             return False
         return positions.shape[0] == 1 or bool((positions == positions[0]).all())
 
@@ -127,8 +128,9 @@ class NeuralPotential(torch.nn.Module):
             0, element_index)
 
     def guard_overflow(self, energy: torch.Tensor, overflow: torch.Tensor) -> torch.Tensor:
-        """Raise (CPU) or poison the energy with NaN (GPU, no host sync) when the list overflowed."""
-        if not energy.is_cuda:
+        """Raise (CPU) or poison the energy with NaN (GPU or torch.compile: no host sync) when the list
+        overflowed."""
+        if not static_shapes(energy):
             if bool(overflow):
                 raise RuntimeError(f"an atom has more neighbours within a cutoff than the neighbour list holds "
                                    f"(max_neighbors={self.max_neighbors} within {self.cutoff} nm; HDNNP also has "

@@ -43,7 +43,8 @@ def content_hash(module: torch.nn.Module) -> str:
 
 def save_potential(potential: torch.nn.Module, path: PathLike, supported_elements: Optional[Sequence[int]] = None,
                    cutoff: Optional[float] = None, name: Optional[str] = None,
-                   extra: Optional[dict[str, Any]] = None) -> Path:
+                   extra: Optional[dict[str, Any]] = None, compiled: Optional[torch.jit.ScriptModule] = None
+                   ) -> Path:
     """Compile ``potential`` with TorchScript and write it with metadata.
 
     Parameters
@@ -61,6 +62,10 @@ def save_potential(potential: torch.nn.Module, path: PathLike, supported_element
         A human-readable model name (defaults to the class name).
     extra : dict, optional
         Further JSON-serializable metadata (training data, errors, ...).
+    compiled : torch.jit.ScriptModule, optional
+        A TorchScript copy of ``potential`` (same parameters) to write instead of compiling it
+        now; the metadata still comes from ``potential``. Training compiles its model before the
+        first epoch, so the file holds the code the run started with.
 
     The architecture of mlmm networks (family, hyperparameters, committee size) is
     recorded too.
@@ -72,7 +77,12 @@ def save_potential(potential: torch.nn.Module, path: PathLike, supported_element
     if not supported_elements:
         raise ValueError("supported_elements is empty; list the atomic numbers the potential was made for, "
                          "e.g. [1, 8].")
-    scripted = potential if isinstance(potential, torch.jit.ScriptModule) else torch.jit.script(potential)
+    if compiled is not None:
+        scripted = compiled
+    elif isinstance(potential, torch.jit.ScriptModule):
+        scripted = potential
+    else:
+        scripted = torch.jit.script(potential)
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

@@ -20,6 +20,17 @@ from typing import Optional, Tuple
 import torch
 
 
+def static_shapes(tensor: torch.Tensor) -> bool:
+    """Whether work on ``tensor`` must keep fixed shapes and stay free of host synchronisation: on
+    GPUs (CUDA graphs) and while ``torch.compile`` traces it (one graph, no breaks). On CPU
+    otherwise, lists and selections may follow the geometry."""
+    if tensor.is_cuda:
+        return True
+    if torch.jit.is_scripting():
+        return False
+    return torch.compiler.is_compiling()
+
+
 def lattice_shift(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """The lattice vector that takes ``delta`` [..., 3] (nm) to its minimum image (no autograd)."""
     with torch.no_grad():
@@ -88,7 +99,8 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
     compact : bool
         On CPU, narrow the list to the largest number of neighbours any atom has within the
         cutoff (at most K), so that pair work follows the real neighbour count; the width then
-        depends on the geometry. GPU lists keep the fixed width, as CUDA graphs need.
+        depends on the geometry. Lists on GPUs and under ``torch.compile`` keep the fixed width
+        (:func:`static_shapes`).
 
     Returns
     -------
@@ -117,7 +129,7 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
             d2 = (delta * delta).sum(-1)
             inside = d2 < cutoff * cutoff
             inside.fill_diagonal_(False)
-            if compact and not positions.is_cuda:
+            if compact and not static_shapes(positions):
                 width = min(width, max(int(inside.sum(1).max()), 1))
             if width == n - 1:  # every other atom is listed: nothing can be lost
                 neighbors = _all_other_atoms(n, positions.device)

@@ -201,6 +201,10 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(self.settings.threads)
         self._prepare()
+        # Compiled now, not after hours of training: a model TorchScript cannot compile fails at once,
+        # and the file written at the end holds the code the run started with, even if the source
+        # files change while it runs.
+        self.compiled = torch.jit.script(self._deployable(copy.deepcopy(self.model).double()))
         (self.output / "split.json").write_text(json.dumps(self.split))
         finished = self._resume()
         if not finished:
@@ -238,6 +242,13 @@ class Trainer:
                 if self.settings.max_minutes is not None and self.elapsed > 60 * self.settings.max_minutes:
                     break
 
+    def _deployable(self, network: torch.nn.Module) -> torch.nn.Module:
+        """What model.pt holds: the network, or for an electrostatic embedding network the
+        :class:`~mlmm.potentials.ElectrostaticPotential` of it and its vacuum model."""
+        if self.config.model.vacuum_model is None:
+            return network
+        return ElectrostaticPotential(load_potential(self.config.model.vacuum_model)[0], network)
+
     def _write_log(self) -> None:
         with open(self.output / "log.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, LOG_COLUMNS)
@@ -261,9 +272,9 @@ class Trainer:
                                          for source in sorted(set(test.frame_source))}
         (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
         provenance = [load_dataset(p).provenance for p in self.config.data.datasets]
-        if self.config.model.vacuum_model is not None:  # the model the electrostatic embedding runs
-            final = ElectrostaticPotential(load_potential(self.config.model.vacuum_model)[0], final)
-        save_potential(final, self.output / "model.pt", extra={
+        final = self._deployable(final)
+        self.compiled.load_state_dict(final.state_dict())
+        save_potential(final, self.output / "model.pt", compiled=self.compiled, extra={
             "model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
             "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from})
         plot_learning_curve(self.history, self.output / "learning_curve.png")
