@@ -1,6 +1,7 @@
 """TorchForce, PythonForce (also compiled by torch.compile) and the exported .pt give the same energies and forces."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -109,6 +110,8 @@ def random_physnet():
     return network
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
+                    reason="torch.compile (Inductor) needs a C++ compiler")
 def test_a_compiled_python_force_agrees_with_torchforce(solvated, pme_system):
     """torch.compile'd PythonForce runs the fixed-shape paths (full neighbour lists, the ``capacity``
     nearest MM molecules, no host checks) and must give TorchForce's energy and forces."""
