@@ -72,10 +72,7 @@ class EagerComputation:
         """The module as called: itself, or its compiled copy without parameter gradients."""
         if self._runner is None:
             if self.compiled:
-                frozen = copy.deepcopy(self.module)
-                for parameter in frozen.parameters():
-                    parameter.requires_grad_(False)
-                self._runner = torch.compile(frozen, dynamic=False)
+                self._runner = torch.compile(without_parameter_gradients(self.module), dynamic=False)
             else:
                 self._runner = self.module
         return self._runner
@@ -94,16 +91,23 @@ class EagerComputation:
         return float(energy.detach()), -gradient.numpy().astype(np.float64)
 
 
-def inference_script(module: torch.nn.Module) -> torch.jit.ScriptModule:
-    """A TorchScript copy of ``module`` whose parameters do not require gradients.
-
-    TorchForce computes forces with ``energy.backward()``, which would also accumulate
-    parameter gradients that MD never uses; the copy leaves the caller's module trainable.
-    """
+def without_parameter_gradients(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``module`` whose parameters do not require gradients: forces need the gradient
+    with respect to the positions only, and the copy leaves the caller's module trainable."""
     with torch.no_grad():  # copies of a ScriptModule's parameters would otherwise not be leaves
         copied = copy.deepcopy(module)
     for parameter in copied.parameters():
         parameter.requires_grad_(False)
+    return copied
+
+
+def inference_script(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    """A TorchScript copy of ``module`` whose parameters do not require gradients.
+
+    TorchForce computes forces with ``energy.backward()``, which would also accumulate
+    parameter gradients that MD never uses.
+    """
+    copied = without_parameter_gradients(module)
     return copied if isinstance(copied, torch.jit.ScriptModule) else torch.jit.script(copied)
 
 
