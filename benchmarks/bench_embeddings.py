@@ -12,8 +12,8 @@ mixed systems of ``mlmm.create_mixed_system`` with the trained dimer models: mec
 mechanical-ml-charges (systems/formic-acid-dimer/model/model.pt), electrostatic
 (systems/formic-acid-dimer/embedding/model/model.pt) and buffer
 (systems/formic-acid-dimer/buffer/model-stage2/model.pt, buffer 0.35-0.45 nm), TorchForce transport;
-and mechanical and mechanical-ml-charges through PythonForce compiled by torch.compile
-(``compiled=True``; the compilation falls in the warm-up).
+and mechanical and mechanical-ml-charges through PythonForce with the energy and gradient
+compiled ahead of time by AOTInductor (``compiled=True``; the compilation falls in the warm-up).
 
 All configurations of both boxes are timed interleaved, ``--repeats`` times in alternating order
 (the machine is shared and noisy), ``--steps`` steps each after a warm-up; medians are reported
@@ -55,7 +55,7 @@ MODELS = {"mechanical": SYSTEM_DIR / "model" / "model.pt",
           "electrostatic": SYSTEM_DIR / "embedding" / "model" / "model.pt",
           "buffer": SYSTEM_DIR / "buffer" / "model-stage2" / "model.pt"}
 OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
-#: The same schemes through PythonForce with torch.compile (compiled at the first call, during the warm-up).
+#: The same schemes through PythonForce compiled by AOTInductor (at the first call, during the warm-up).
 COMPILED = {"mechanical, compiled": "mechanical", "mechanical-ml-charges, compiled": "mechanical-ml-charges"}
 SCHEMES = ["pure MM", *MODELS, *COMPILED]
 BOXES = {"3 nm": None, "5 nm": 5.0}  # None: the shipped PDB
@@ -134,8 +134,8 @@ def module_costs(topology: app.Topology, mm_system: openmm.System, dimer: list, 
                 calls)["median"]
     for name, scheme in COMPILED.items():
         plan = plan_embedding(topology, mm_system, dimer, compilable_potential(str(MODELS[scheme]), scheme), scheme)
-        compiled = EagerComputation(plan.module, True, compiled=True).runner()
-        costs[name] = time_calls(lambda: forward_backward(lambda p: compiled(p, cell), x), calls)["median"]
+        computation = EagerComputation(plan.module, True, compiled=True)
+        costs[name] = time_calls(lambda: computation.energy_and_gradient(x, cell), calls)["median"]
     return costs
 
 
@@ -206,7 +206,7 @@ def markdown(results: dict) -> str:
               f"{results['boxes']['3 nm']['ratio_to_pure_mm']['mechanical']:.2f}, compiled PythonForce "
               f"{results['boxes']['3 nm']['ratio_to_pure_mm']['mechanical, compiled']:.2f}.", "",
               "Each embedding module alone, ms per call (forward + backward, torch on 1 thread; TorchScript, "
-              "or torch.compile for the compiled rows):", "",
+              "or the AOTInductor library for the compiled rows):", "",
               "| module | " + " | ".join(f"{box} box" for box in results["module_ms_per_call"]) + " |",
               "|---|" + "---|" * len(results["module_ms_per_call"])]
     boxes = list(results["module_ms_per_call"].values())

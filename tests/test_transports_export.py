@@ -1,4 +1,4 @@
-"""TorchForce, PythonForce (also compiled by torch.compile) and the exported .pt give the same energies and forces."""
+"""TorchForce, PythonForce (also compiled ahead of time) and the exported .pt give the same energies and forces."""
 
 import json
 import shutil
@@ -6,19 +6,19 @@ import subprocess
 import sys
 import textwrap
 
-from pathlib import Path
 
 import numpy as np
 import openmm
+import openmm.unit as u
 import pytest
 import torch
 
 import mlmm
 from mlmm.potentials import PhysNet, QEqCharges
-from conftest import SOLUTE, evaluate
+from conftest import DIMER_DIR, SOLUTE, evaluate
 
 EMBEDDINGS = ["mechanical", "mechanical-ml-charges"]
-WATER_ELECTROSTATIC = Path(__file__).resolve().parents[1] / "systems" / "water" / "embedding" / "model" / "model.pt"
+WATER_ELECTROSTATIC = DIMER_DIR.parent / "water" / "embedding" / "model" / "model.pt"
 
 
 def _potential(embedding, ff_potential):
@@ -111,33 +111,91 @@ def random_physnet():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
-                    reason="torch.compile (Inductor) needs a C++ compiler")
-def test_a_compiled_python_force_agrees_with_torchforce(solvated, pme_system):
-    """torch.compile'd PythonForce runs the fixed-shape paths (full neighbour lists, the ``capacity``
-    nearest MM molecules, no host checks) and must give TorchForce's energy and forces."""
-    network = random_physnet()
+                    reason="AOTInductor needs a C++ compiler")
+def test_a_compiled_python_force_agrees_with_torchforce(dimer_in_water):
+    """The PythonForce compiled ahead of time (from the network rebuilt from the model file's
+    recipe) runs the fixed-shape paths (full neighbour lists, the ``capacity`` nearest MM
+    molecules, no host checks) and must give TorchForce's energy and forces, also at a second
+    geometry (the dimer moved 0.2 nm) with other MM molecules within the cutoff than at the first
+    call, whose geometry the graph was compiled at."""
+    pdb, mm_system, dimer = dimer_in_water
+    start = np.array(pdb.positions.value_in_unit(u.nanometer))
+    moved = start.copy()
+    moved[dimer] += [0.2, 0.0, 0.0]
     results = {}
     for transport, compiled in (("torch", False), ("python", True)):
-        system = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, network, "mechanical-ml-charges",
-                                          transport=transport, compiled=compiled, force_group=1)
-        results[transport] = evaluate(system, solvated.positions, "CPU", groups={1})
-    (e_torch, f_torch), (e_compiled, f_compiled) = results["torch"], results["python"]
-    assert abs(e_torch - e_compiled) <= 1e-6 * abs(e_torch)
-    scale = np.abs(f_torch).max()
-    assert scale > 1.0
-    assert np.abs(f_torch - f_compiled).max() <= 1e-6 * scale
+        system = mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(DIMER_DIR / "model" / "model.pt"),
+                                          "mechanical-ml-charges", transport=transport, compiled=compiled,
+                                          force_group=1)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                                 {"Threads": "1"})
+        results[transport] = []
+        for positions in (start, moved):
+            context.setPositions(positions)
+            state = context.getState(getEnergy=True, getForces=True, groups={1})
+            results[transport].append((state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole),
+                                       state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)))
+    assert abs(results["torch"][0][0] - results["torch"][1][0]) > 1.0  # the two geometries differ
+    for (e_torch, f_torch), (e_compiled, f_compiled) in zip(results["torch"], results["python"]):
+        assert abs(e_torch - e_compiled) <= 1e-6 * abs(e_torch)
+        scale = np.abs(f_torch).max()
+        assert scale > 1.0
+        assert np.abs(f_torch - f_compiled).max() <= 1e-6 * scale
 
 
-def test_compiled_needs_the_python_transport_an_eager_network_and_fixed_shapes(solvated, pme_system):
+def test_compiled_needs_the_python_transport_an_eager_network_and_fixed_shapes(tmp_path, solvated, pme_system):
     network = random_physnet()
+    without_recipe = mlmm.save_potential(network, tmp_path / "plain.pt")  # not written by `mlmm train`
     with pytest.raises(ValueError, match="transport='python'"):
         mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, network, compiled=True)
-    with pytest.raises(ValueError, match="cannot trace TorchScript"):
+    with pytest.raises(ValueError, match="TorchScript cannot be traced"):
         mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, torch.jit.script(network), transport="python",
                                  compiled=True)
     with pytest.raises(ValueError, match="fixed shapes"):
         mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, network, "buffer", transport="python",
                                  compiled=True)
-    with pytest.raises(ValueError, match="electrostatic model file"):
+    with pytest.raises(ValueError, match="has none; pass the eager module"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, without_recipe, transport="python",
+                                 compiled=True)
+    with pytest.raises(ValueError, match="electrostatic model files"):
         mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, WATER_ELECTROSTATIC, "electrostatic",
                                  transport="python", compiled=True)
+
+
+def test_a_compiled_force_that_disagrees_with_the_traced_module_is_refused(monkeypatch):
+    """compile_energy_and_gradient runs the traced graph once beside the compiled library and raises
+    when they differ (here a stand-in for the compiler whose gradient is off by 1e-3 of its scale)."""
+    from mlmm.bridge import ahead_of_time
+
+    module = ahead_of_time_test_module()
+    arguments = (torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.02, 0.0], [0.0, 0.1, 0.03]], dtype=torch.float64),)
+    traced = ahead_of_time.energy_and_gradient_graph(module, arguments)
+    energy, gradient = traced(*arguments)
+    assert float(gradient.abs().max()) > 1.0
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", lambda program, package_path: package_path)
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", lambda package: traced)
+    assert ahead_of_time.compile_energy_and_gradient(module, arguments) is traced  # agreeing: accepted
+
+    def wrong(*inputs):
+        energy, gradient = traced(*inputs)
+        return energy, gradient + 1e-3 * gradient.abs().max()
+
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", lambda package: wrong)
+    with pytest.raises(RuntimeError, match="compiled force disagrees with the traced module"):
+        ahead_of_time.compile_energy_and_gradient(module, arguments)
+
+
+def ahead_of_time_test_module() -> torch.nn.Module:
+    """A small PhysNet on three atoms (H, O, H) taking positions only."""
+    network = random_physnet()
+
+    class Water(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+            self.register_buffer("species", torch.tensor([1, 8, 1]))
+
+        def forward(self, positions):
+            return self.network(self.species, positions)
+
+    return Water()

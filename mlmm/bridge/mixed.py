@@ -148,13 +148,13 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         buffer schemes gather a fixed ``capacity`` of nearest MM molecules (the energy turns NaN,
         which OpenMM reports, if more than ``capacity`` are inside the cutoff).
     compiled : bool
-        Run the ML force through ``torch.compile`` (transport "python" only): Inductor fuses the
-        module's forward and backward into generated C++ kernels (the formic acid dimer's network:
-        1.0 instead of 2.8 ms per call on CPU), though per MD step on CPU the PythonForce's own cost
-        beside the MM forces has so far cancelled that gain (benchmarks/README.md). The first
-        force evaluation compiles (tens of seconds; needs a C++ compiler). Needs an eager network:
-        a model file written by ``mlmm train`` (rebuilt from its recipe) or an ``nn.Module``. Not
-        for ``"buffer"``, whose buffer changes size every step, nor for electrostatic model files.
+        Compile the ML force's energy and gradient ahead of time with AOTInductor (transport
+        "python" only): one generated C++ library with no Python, autograd engine or
+        per-operation dispatch in between (the formic acid dimer's network: 0.35 instead of
+        2.8 ms per call on CPU, benchmarks/README.md). The first force evaluation compiles (tens
+        of seconds; needs a C++ compiler). Needs an eager network: a model file written by
+        ``mlmm train`` (rebuilt from its recipe) or an ``nn.Module``. Not for ``"buffer"``,
+        whose buffer changes size every step, nor for electrostatic model files.
     **options
         For ``"mechanical-ml-charges"``: ``cutoff`` (nm or Quantity; default the MM cutoff,
         else 1 nm), ``switch_distance`` (default cutoff - 0.1 nm), ``total_charge`` (e;
@@ -190,21 +190,25 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
 
 
 def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.Module:
-    """The eager module ``torch.compile`` traces: a network file written by ``mlmm train`` rebuilt
-    from the recipe it records, or the module given (not TorchScript, which it cannot trace)."""
+    """The eager module ``compiled=True`` traces: a network file written by ``mlmm train`` rebuilt
+    from the recipe it records, or the module given (TorchScript follows the geometry-dependent
+    CPU paths, which a graph for every geometry cannot hold)."""
     if embedding == "buffer":
         raise ValueError("compiled=True is not available for embedding='buffer': the buffer changes size every "
-                         "step and torch.compile needs fixed shapes; use transport='torch'.")
+                         "step and the compiled graph has fixed shapes; use transport='torch'.")
     if isinstance(potential, torch.jit.ScriptModule):
-        raise ValueError("compiled=True needs an eager module (torch.compile cannot trace TorchScript); pass the "
-                         "model file or the torch.nn.Module.")
+        raise ValueError("compiled=True needs an eager module (TorchScript cannot be traced into a fixed-shape "
+                         "graph); pass the model file or the torch.nn.Module.")
     if not isinstance(potential, (str, Path)):
         return potential
     metadata = read_metadata(potential)
-    if "embedding_scheme" in metadata or "model" not in metadata.get("extra", {}):
+    if "embedding_scheme" in metadata:
+        raise ValueError("compiled=True is not available for electrostatic model files: they hold two networks and "
+                         "record the recipe of one, and Inductor (torch 2.12) miscompiles the gradient of the two "
+                         "together; use transport='torch'.")
+    if "model" not in metadata.get("extra", {}):
         raise ValueError(f"compiled=True rebuilds the network of a model file from the recipe `mlmm train` "
-                         f"records; {str(potential)!r} has none it can rebuild (an electrostatic model file holds "
-                         "two networks); pass the eager module instead.")
+                         f"records; {str(potential)!r} has none; pass the eager module instead.")
     from mlmm.training.models import rebuild
 
     return rebuild(potential)

@@ -8,12 +8,13 @@ global parameters (0-d tensors) in order.
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
-import numpy as np
 import openmm
 import openmm.unit as u
 import torch
+
+from mlmm.bridge.ahead_of_time import EnergyAndGradient, compile_energy_and_gradient, energy_and_gradient
 
 TRANSPORTS = ("torch", "python")
 LAMBDA = "lambda_interpolate"
@@ -50,11 +51,11 @@ def scaled_by_lambda(module: torch.nn.Module, periodic: bool) -> torch.nn.Module
 class EagerComputation:
     """PythonForce callback: energy (kJ/mol) and forces (kJ/mol/nm) of an eager module.
 
-    With ``compiled``, the module runs through ``torch.compile`` (Inductor: forward and backward
-    fused into generated C++ kernels), compiled at the first call, which takes tens of seconds;
-    the module must keep fixed shapes (:func:`mlmm.potentials.neighbors.static_shapes`).
-    Picklable, so systems holding it can be copied and serialized (the compiled code is not
-    pickled; a copy compiles again).
+    With ``compiled``, the module's energy and gradient are compiled ahead of time by
+    AOTInductor (:mod:`mlmm.bridge.ahead_of_time`) at the first call, for that call's number of
+    particles, which takes tens of seconds; the module must keep fixed shapes
+    (:func:`mlmm.potentials.neighbors.static_shapes`). Picklable, so systems holding it can be
+    copied and serialized (the compiled library is not pickled; a copy compiles again).
     """
 
     def __init__(self, module: torch.nn.Module, periodic: bool, parameters: Sequence[str] = (),
@@ -63,32 +64,30 @@ class EagerComputation:
         self.periodic = periodic
         self.parameters = list(parameters)
         self.compiled = compiled
-        self._runner: Optional[torch.nn.Module] = None
+        self._compiled_function: Optional[EnergyAndGradient] = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_runner": None}
+        return {**self.__dict__, "_compiled_function": None}
 
-    def runner(self) -> torch.nn.Module:
-        """The module as called: itself, or its compiled copy without parameter gradients."""
-        if self._runner is None:
-            if self.compiled:
-                self._runner = torch.compile(without_parameter_gradients(self.module), dynamic=False)
-            else:
-                self._runner = self.module
-        return self._runner
+    def energy_and_gradient(self, positions: torch.Tensor, *rest: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(energy, gradient with respect to ``positions``) of ``module(positions, *rest)``."""
+        if not self.compiled:
+            return energy_and_gradient(self.module, positions, *rest)
+        if self._compiled_function is None:
+            self._compiled_function = compile_energy_and_gradient(without_parameter_gradients(self.module),
+                                                                  (positions, *rest))
+        return self._compiled_function(positions, *rest)
 
     def __call__(self, state: openmm.State):
-        positions = torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer),
-                                 dtype=torch.float64, requires_grad=True)
-        arguments = [positions]
+        # a copy: torch's allocations are 64-byte aligned, which the compiled code runs fastest on
+        arguments = [torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer), dtype=torch.float64)]
         if self.periodic:
             arguments.append(torch.tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer),
                                           dtype=torch.float64))
         values = state.getParameters()
         arguments += [torch.tensor(float(values[name]), dtype=torch.float64) for name in self.parameters]
-        energy = self.runner()(*arguments)
-        (gradient,) = torch.autograd.grad(energy, positions)
-        return float(energy.detach()), -gradient.numpy().astype(np.float64)
+        energy, gradient = self.energy_and_gradient(*arguments)
+        return float(energy), gradient.neg_().numpy()  # float64: the positions are
 
 
 def without_parameter_gradients(module: torch.nn.Module) -> torch.nn.Module:
@@ -130,13 +129,14 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
         Capture the TorchForce's forward and backward in a CUDA graph on the CUDA platform
         (openmm-torch's ``useCUDAGraphs``); other platforms ignore it. TorchForce only.
     compiled : bool
-        Run the module through ``torch.compile`` (see :class:`EagerComputation`). PythonForce
-        only: TorchForce runs TorchScript, which cannot hold compiled code.
+        Run the module's energy and gradient compiled ahead of time by AOTInductor (see
+        :class:`EagerComputation`). PythonForce only: TorchForce runs TorchScript, which cannot
+        hold compiled code.
     """
     parameters = dict(parameters or {})
     if compiled and transport != "python":
         raise ValueError("compiled=True needs transport='python': openmm.PythonForce runs the module compiled by "
-                         "torch.compile, TorchForce runs TorchScript.")
+                         "AOTInductor, TorchForce runs TorchScript.")
     if transport == "torch":
         import openmmtorch
 

@@ -15,20 +15,35 @@ pair); only the kept pairs enter autograd.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, Optional, Tuple
 
 import torch
+
+_fixed_shape_tracing = False  # set by fixed_shape_tracing(); TorchScript reads it as the constant False
 
 
 def static_shapes(tensor: torch.Tensor) -> bool:
     """Whether work on ``tensor`` must keep fixed shapes and stay free of host synchronisation: on
-    GPUs (CUDA graphs) and while ``torch.compile`` traces it (one graph, no breaks). On CPU
-    otherwise, lists and selections may follow the geometry."""
+    GPUs (CUDA graphs), while ``torch.compile`` traces it (one graph, no breaks) and within
+    :func:`fixed_shape_tracing`. On CPU otherwise, lists and selections may follow the geometry."""
     if tensor.is_cuda:
         return True
     if torch.jit.is_scripting():
         return False
-    return torch.compiler.is_compiling()
+    return torch.compiler.is_compiling() or _fixed_shape_tracing
+
+
+@contextmanager
+def fixed_shape_tracing() -> Iterator[None]:
+    """Within it, :func:`static_shapes` is true on CPU too: for tracing a module into a graph that
+    must hold for every geometry (:mod:`mlmm.bridge.ahead_of_time`)."""
+    global _fixed_shape_tracing
+    previous, _fixed_shape_tracing = _fixed_shape_tracing, True
+    try:
+        yield
+    finally:
+        _fixed_shape_tracing = previous
 
 
 def lattice_shift(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
