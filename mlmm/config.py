@@ -66,6 +66,7 @@ class MLConfig:
     embedding: str = "mechanical"
     transport: str = "torch"
     cuda_graphs: bool = False
+    compiled: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,12 +137,12 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a run must keep to be continued: everything but ``md.steps``,
-        ``md.platform``, ``ml.cuda_graphs`` (how, not what, is computed) and the locations. The
-        structure counts by its file's SHA-256, the model by its parameters' content hash (so
-        re-saving the same model does not matter)."""
+        ``md.platform``, ``ml.cuda_graphs`` and ``ml.compiled`` (how, not what, is computed) and the
+        locations. The structure counts by its file's SHA-256, the model by its parameters' content
+        hash (so re-saving the same model does not matter)."""
         data = dataclasses.asdict(self)
         del data["source"], data["md"]["steps"], data["md"]["platform"], data["output"]["directory"]
-        del data["ml"]["cuda_graphs"]
+        del data["ml"]["cuda_graphs"], data["ml"]["compiled"]
         restraints = data.pop("restraints")
         if restraints:  # kept out when absent, so runs from before restraints existed continue
             data["md"]["restraints"] = restraints
@@ -160,8 +161,9 @@ def load_config(path: Union[str, Path]) -> RunConfig:
       [1.0], ``constraints`` [HBonds; None, AllBonds, HAngles], ``rigid_water`` [true]
     - ``[ml]``: ``atoms``\\* (MDTraj selection or list of indices), ``model``\\* (mlmm model
       file), ``embedding`` [mechanical], ``transport`` [torch], ``cuda_graphs`` [false: capture
-      the ML force in a CUDA graph on the CUDA platform], ``[ml.options]`` (embedding options,
-      see :func:`mlmm.create_mixed_system`)
+      the ML force in a CUDA graph on the CUDA platform], ``compiled`` [false: with transport
+      "python", compile the ML force ahead of time], ``[ml.options]`` (embedding options, see
+      :func:`mlmm.create_mixed_system`)
     - ``[md]``: ``steps``\\*, ``timestep_fs``\\*, ``temperature_K``\\*, ``friction_per_ps`` [1.0],
       ``report_interval`` [1000], ``platform`` [CPU; Reference, CUDA], ``seed`` [random],
       ``minimize`` [true], ``minimize_max_iterations`` [0: until converged to 10 kJ/mol/nm],
@@ -220,6 +222,7 @@ def _parse_ml(table: dict[str, Any], base_dir: Path) -> MLConfig:
                     embedding=_choice(table, "ml", "embedding", EMBEDDINGS, "mechanical"),
                     transport=_choice(table, "ml", "transport", TRANSPORTS, "torch"),
                     cuda_graphs=_get(table, "ml", "cuda_graphs", bool, False),
+                    compiled=_get(table, "ml", "compiled", bool, False),
                     options=dict(_get(table, "ml", "options", dict, {})))
 
 

@@ -256,6 +256,20 @@ def test_flat_bottom_restraints_act_only_beyond_their_distance(tmp_path):
         runner.build_simulation(load_config(path))
 
 
+def test_the_compiled_setting_reaches_create_mixed_system_and_is_not_part_of_the_run_identity(tmp_path):
+    """compiled changes how the ML force is computed, not what; the solute's force-field potential
+    file records no network recipe, so create_mixed_system refuses to compile it."""
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace('model = "', 'transport = "python"\nmodel = "'))
+    eager = load_config(path)
+    path.write_text(path.read_text().replace('model = "', 'compiled = true\nmodel = "'))
+    compiled = load_config(path)
+    assert compiled.ml.compiled and not eager.ml.compiled
+    assert compiled.identity() == eager.identity()
+    with pytest.raises(ValueError, match="compiled=True rebuilds the network of a model file"):
+        runner.build_simulation(compiled, seed=1)
+
+
 def test_cuda_graphs_setting_reaches_the_force_and_a_run_continues_with_it_changed(tmp_path):
     """cuda_graphs changes how the ML force is computed, not what: like the platform it may change between legs."""
     path = write_config(tmp_path)

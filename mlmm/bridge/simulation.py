@@ -114,7 +114,7 @@ def build_simulation(config: RunConfig, seed: Optional[int] = None, threads: Opt
     atoms = config.ml.atoms if isinstance(config.ml.atoms, str) else list(config.ml.atoms)
     system = create_mixed_system(pdb.topology, mm_system, atoms, config.ml.model, config.ml.embedding,
                                  transport=config.ml.transport, cuda_graphs=config.ml.cuda_graphs,
-                                 **config.ml.options)
+                                 compiled=config.ml.compiled, **config.ml.options)
     if config.restraints:
         system.addForce(restraint_force(config, pdb.topology.getNumAtoms(), mm_system.usesPeriodicBoundaryConditions()))
     if system.getNumForces() <= 32:  # separate groups give the per-force energy breakdown
