@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import mlmm
+from mlmm.bridge.ahead_of_time import energy_and_gradient
+from mlmm.potentials.neighbors import fixed_shape_tracing
 from mlmm.potentials import PhysNet
 from mlmm.units import COULOMB_CONSTANT
 from conftest import evaluate, finite_difference_forces
@@ -138,6 +140,29 @@ def test_forces_on_all_atoms_are_gradients_in_a_periodic_box(network):
     atoms = [0, 1, in_buffer, in_buffer + 1]
     np.testing.assert_allclose(forces[atoms], finite_difference_forces(system, positions, atoms, ML_GROUP),
                                rtol=1e-4, atol=2e-3)
+
+
+def test_the_fixed_shape_buffer_equals_the_exact_one_and_an_overflow_is_nan(network):
+    """Where shapes are fixed (GPUs, CUDA graphs) the network sees the buffer_capacity nearest molecules,
+    those beyond the buffer cutoff with weight 0, and must give the energy and gradient of the exact
+    buffer the CPU path selects; fewer places than molecules inside poison the energy with NaN."""
+    pdb = app.PDBFile("systems/water/water-tip3p.pdb")
+    mm_system = app.ForceField("amber14/tip3p.xml").createSystem(
+        pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=None, rigidWater=False)
+    positions = torch.tensor(pdb.positions.value_in_unit(u.nanometer), dtype=torch.float64)
+    box = torch.tensor(pdb.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer), dtype=torch.float64)
+    module = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", network, "buffer").module
+    inside = int(module.report(positions, box)["molecules"])
+    assert 5 <= inside < module.buffer_capacity  # the fixed shape holds weight-0 molecules too
+    exact = energy_and_gradient(module, positions, box)
+    with fixed_shape_tracing():
+        fixed = energy_and_gradient(module, positions, box)
+        tight = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", network, "buffer",
+                                    buffer_capacity=inside - 1).module
+        overflowing = float(tight(positions, box))
+    assert abs(float(fixed[0]) - float(exact[0])) <= 1e-9 * abs(float(exact[0]))
+    assert float((fixed[1] - exact[1]).abs().max()) <= 1e-9 * float(exact[1].abs().max())
+    assert np.isnan(overflowing)
 
 
 def test_buffer_input_errors(network):

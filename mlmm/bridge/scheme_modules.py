@@ -66,7 +66,8 @@ def electrostatic_module(topology: app.Topology, mm_system: openmm.System, ml: l
 def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int], atomic_numbers: list[int],
                    potential: torch.nn.Module, info: PotentialInfo, periodic: bool, buffer_cutoff: Any = None,
                    buffer_switch_distance: Any = None, cutoff: Any = None, switch_distance: Any = None,
-                   total_charge: Optional[float] = None, capacity: Optional[int] = None) -> BufferEmbeddingModule:
+                   total_charge: Optional[float] = None, capacity: Optional[int] = None,
+                   buffer_capacity: Optional[int] = None) -> BufferEmbeddingModule:
     trained = info.metadata.get("environment", {})
     buffer_nm = to_nm(buffer_cutoff, "buffer_cutoff") if buffer_cutoff is not None else trained.get(
         "buffer_cutoff_nm", DEFAULT_BUFFER_CUTOFF_NM)
@@ -122,7 +123,8 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
         total_charge=_total_charge(total_charge, charges, ml), buffer_cutoff=buffer_nm,
         buffer_switch_distance=buffer_switch_nm, cutoff=cutoff_nm, switch_distance=switch_nm,
         lj_cutoff=mm_cutoff or math.inf, lj_switch_distance=lj_switch,
-        capacity=_capacity(capacity, mm_system, len(molecules), cutoff_nm, periodic))
+        capacity=_capacity(capacity, mm_system, len(molecules), cutoff_nm, periodic),
+        buffer_capacity=_capacity(buffer_capacity, mm_system, len(molecules), buffer_nm, periodic))
 
 
 def _coulomb_range(mm_system: openmm.System, cutoff: Any, switch_distance: Any, periodic: bool

@@ -268,12 +268,18 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
     capacity : int
         Molecules gathered each step for the outer Coulomb term on GPUs (on CPU: those inside
         the cutoff; see :func:`~mlmm.embedding.environment.selected_molecules`).
+    buffer_capacity : int
+        Molecules the network sees as the buffer each step where shapes are fixed (GPUs,
+        :func:`~mlmm.potentials.neighbors.static_shapes`): the nearest ones, those beyond
+        ``buffer_cutoff`` with weight 0; more inside makes the energy NaN. On CPU exactly those
+        inside.
     """
 
     def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, group_atoms,
                  group_species, group_charges, group_sigma, group_epsilon, anchor_indices, group_neutral, ml_sigma,
                  ml_epsilon, total_charge: float, buffer_cutoff: float, buffer_switch_distance: float, cutoff: float,
-                 switch_distance: float, lj_cutoff: float, lj_switch_distance: float, capacity: int):
+                 switch_distance: float, lj_cutoff: float, lj_switch_distance: float, capacity: int,
+                 buffer_capacity: int):
         super().__init__(potential, ml_indices, atomic_numbers, molecule_roots, group_atoms, group_charges,
                          anchor_indices, total_charge, cutoff, switch_distance, capacity)
         self.register_buffer("group_species", torch.as_tensor(group_species, dtype=torch.long))
@@ -292,6 +298,7 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         self.buffer_switch_distance = float(buffer_switch_distance)
         self.lj_cutoff = float(lj_cutoff)
         self.lj_switch_distance = float(lj_switch_distance)
+        self.buffer_capacity = min(int(buffer_capacity), int(capacity))
 
     def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Buffer weights w_m [K] of the ``chosen`` molecules from their anchor distances [n_ml, K] (0 if charged)."""
@@ -322,7 +329,11 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         placed = placed_molecules(x_ml, positions, boxvectors, to_anchor, distances, anchors,
                                   self.group_atoms.index_select(0, chosen))
         buffer_weights = self.buffer_weights(distances, chosen)
-        in_buffer = torch.nonzero(nearest.index_select(0, chosen) < self.buffer_cutoff).reshape(-1)
+        chosen_nearest = nearest.index_select(0, chosen)
+        if static_shapes(positions):  # the nearest buffer_capacity; those beyond buffer_cutoff have weight 0
+            in_buffer = torch.topk(chosen_nearest, self.buffer_capacity, largest=False, sorted=False)[1]
+        else:
+            in_buffer = torch.nonzero(chosen_nearest < self.buffer_cutoff).reshape(-1)
         inside = chosen.index_select(0, in_buffer)
         weights = buffer_weights.index_select(0, in_buffer)
         members = placed.index_select(0, in_buffer)
@@ -350,7 +361,9 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()
         return {"network_difference": (e_all - e_buffer).to(positions.dtype), "buffer_lennard_jones": -lennard_jones,
                 "outer_coulomb": coulomb, "charges": q_ml, "dipole": (q_ml.unsqueeze(1) * x_ml).sum(0),
-                "molecules": (weights > 0).sum(), "overflow": (nearest < self.cutoff).sum() > self.capacity}
+                "molecules": (weights > 0).sum(),
+                "overflow": ((nearest < self.cutoff).sum() > self.capacity)
+                | ((nearest < self.buffer_cutoff).sum() > self.buffer_capacity)}
 
     @torch.jit.export
     def report(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -364,6 +377,6 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         parts = self.parts(positions, boxvectors)
         energy = parts["network_difference"] + parts["buffer_lennard_jones"] + parts["outer_coulomb"]
-        if not positions.is_cuda:
+        if not static_shapes(positions):
             return energy
         return torch.where(parts["overflow"], torch.full_like(energy, float("nan")), energy)
