@@ -151,8 +151,8 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
     compiled : bool
         Compile the ML force's energy and gradient ahead of time with AOTInductor (transport
         "python" only): one generated C++ library with no Python, autograd engine or
-        per-operation dispatch in between (the formic acid dimer's network: 0.35 instead of
-        2.8 ms per call on CPU, benchmarks/README.md). The first force evaluation compiles (tens
+        per-operation dispatch in between (the formic acid dimer's network: 0.37 instead of
+        2.3-2.6 ms per call on CPU, benchmarks/results/embeddings.md). The first force evaluation compiles (tens
         of seconds; needs a C++ compiler). Needs an eager network: a model file written by
         ``mlmm train`` (rebuilt from its recipe) or an ``nn.Module``. Not for ``"buffer"``,
         whose fixed-shape buffer costs far more on CPU than the exact one, nor for electrostatic

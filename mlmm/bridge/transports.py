@@ -86,7 +86,7 @@ class EagerComputation:
         values = state.getParameters()
         arguments += [torch.tensor(float(values[name]), dtype=torch.float64) for name in self.parameters]
         energy, gradient = self.energy_and_gradient(*arguments)
-        return float(energy), gradient.neg_().numpy()  # float64: the positions are
+        return float(energy), gradient.neg_().numpy()  # the gradient is ours to negate in place
 
 
 def state_positions(state: openmm.State) -> torch.Tensor:

@@ -49,7 +49,8 @@ def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: O
     sphere (centre c, radius r): d(anchor, c) - r is a lower bound of the distance to every ML
     atom, and molecules whose bound reaches ``cutoff`` keep that bound instead of the exact
     distance, so the dense ML-atoms x molecules work covers only the molecules near the region.
-    On GPUs and under ``torch.compile`` every distance is exact (fixed shapes, no host sync).
+    Where shapes are fixed (GPUs, compiled graphs: :func:`~mlmm.potentials.neighbors.static_shapes`)
+    every distance is exact (no host sync).
     """
     # detached inputs rather than torch.no_grad(): a no_grad block in the scripted module gave wrong
     # forces once OpenMM-Torch's graph executor had optimised it
@@ -91,8 +92,8 @@ def molecule_offsets(positions: torch.Tensor, boxvectors: Optional[torch.Tensor]
 def selected_molecules(nearest: torch.Tensor, cutoff: float, capacity: int) -> torch.Tensor:
     """Indices of the molecules to evaluate, from their distances [G] to the ML region (nm).
 
-    On CPU exactly those inside ``cutoff``; on GPUs and under ``torch.compile`` the ``capacity``
-    nearest, a fixed shape (those beyond the cutoff get weight 0; the caller checks for overflow).
+    On CPU exactly those inside ``cutoff``; where shapes are fixed (GPUs, compiled graphs) the
+    ``capacity`` nearest (those beyond the cutoff get weight 0; the caller checks for overflow).
     """
     if static_shapes(nearest):
         return torch.topk(nearest.detach(), capacity, largest=False, sorted=False)[1]

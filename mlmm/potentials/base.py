@@ -110,7 +110,7 @@ class NeuralPotential(torch.nn.Module):
         """Whether neighbour lists may follow the geometry of positions [M, n, 3] (``compact`` of
         :func:`~mlmm.potentials.neighbors.neighbor_list`): on CPU, when every member sees the same
         geometry. Frames batched along the member axis (training) need lists that do not, and so do
-        GPUs and ``torch.compile`` (:func:`~mlmm.potentials.neighbors.static_shapes`)."""
+        fixed shapes (GPUs, compiled graphs: :func:`~mlmm.potentials.neighbors.static_shapes`)."""
         if static_shapes(positions):
             return False
         return positions.shape[0] == 1 or bool((positions == positions[0]).all())
@@ -128,7 +128,7 @@ class NeuralPotential(torch.nn.Module):
             0, element_index)
 
     def guard_overflow(self, energy: torch.Tensor, overflow: torch.Tensor) -> torch.Tensor:
-        """Raise (CPU) or poison the energy with NaN (GPU or torch.compile: no host sync) when the list
+        """Raise (CPU) or poison the energy with NaN (fixed shapes: no host sync) when the list
         overflowed."""
         if not static_shapes(energy):
             if bool(overflow):

@@ -114,8 +114,8 @@ def neighbor_list(positions: torch.Tensor, cutoff: float, max_neighbors: int,
     compact : bool
         On CPU, narrow the list to the largest number of neighbours any atom has within the
         cutoff (at most K), so that pair work follows the real neighbour count; the width then
-        depends on the geometry. Lists on GPUs and under ``torch.compile`` keep the fixed width
-        (:func:`static_shapes`).
+        depends on the geometry. Where shapes are fixed (:func:`static_shapes`: GPUs, compiled
+        graphs) lists keep the fixed width.
 
     Returns
     -------
