@@ -169,6 +169,8 @@ def test_buffer_input_errors(network):
     topology, mm_system = waters(2)
     with pytest.raises(ValueError, match="weighted_energy_and_charges"):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], torch.nn.Linear(1, 1), embedding="buffer")
+    with pytest.raises(ValueError, match="buffer_capacity=0 must be a positive number"):
+        mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer", buffer_capacity=0)
     with pytest.raises(ValueError, match="shorter than the Coulomb cutoff"):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer", buffer_cutoff=1.2,
                                  cutoff=1.0)

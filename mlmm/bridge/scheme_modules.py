@@ -124,7 +124,8 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
         buffer_switch_distance=buffer_switch_nm, cutoff=cutoff_nm, switch_distance=switch_nm,
         lj_cutoff=mm_cutoff or math.inf, lj_switch_distance=lj_switch,
         capacity=_capacity(capacity, mm_system, len(molecules), cutoff_nm, periodic),
-        buffer_capacity=_capacity(buffer_capacity, mm_system, len(molecules), buffer_nm, periodic))
+        buffer_capacity=_capacity(buffer_capacity, mm_system, len(molecules), buffer_nm, periodic,
+                                  "buffer_capacity"))
 
 
 def _coulomb_range(mm_system: openmm.System, cutoff: Any, switch_distance: Any, periodic: bool
@@ -161,12 +162,14 @@ def _charged_groups(topology: app.Topology, mm_system: openmm.System, ml: list[i
 
 
 def _capacity(capacity: Optional[int], mm_system: openmm.System, n_groups: int, cutoff_nm: float,
-              periodic: bool) -> int:
-    """The number of molecules gathered per step on GPUs: as given, else estimated (all without a box)."""
+              periodic: bool, name: str = "capacity") -> int:
+    """The number of molecules gathered per step on GPUs (option ``name``): as given, else estimated
+    (all without a box)."""
     if capacity is None:
         return _environment_capacity(mm_system, n_groups, cutoff_nm) if periodic else n_groups
     if int(capacity) < 1:
-        raise ValueError(f"capacity={capacity!r} must be a positive number of MM molecules.")
+        raise ValueError(f"{name}={capacity!r} must be a positive number of MM molecules (leave it out for an "
+                         "estimate from the density).")
     return int(capacity)
 
 
