@@ -290,3 +290,46 @@ def test_buffer_difference_is_two_xtb_runs_and_labels_through_label(tmp_path):
         np.testing.assert_allclose(data.mm_forces[k], whole["forces"][3:] - alone["forces"], atol=1e-8)
     assert -40.0 < data.energies[0] - xtb.compute([8, 1, 1], water)["energy"] < -5.0  # a hydrogen bond
     np.testing.assert_array_equal(data.mm_species, frames.mm_species)
+
+
+def test_buffer_difference_in_the_field_of_outer_charges(tmp_path):
+    """Point charges beyond the buffer (mm_species 0, from buffer_clusters with outer_charges): both
+    clusters are computed in their field and the Coulomb energy of I's shifted charges with them is
+    subtracted (its fixed-charge forces from the forces on I); without_outer_charges keeps the labels."""
+    from mlmm.data.calculators import BufferDifference, XTBCalculator
+    from mlmm.data.dataset import Dataset
+    from mlmm.data.labelling import label
+    from mlmm.data.snapshots import buffer_clusters, without_outer_charges
+    from mlmm.units import COULOMB_CONSTANT
+
+    water = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+    near = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
+    far = near + [0.0, 0.0, 0.45]  # anchor 0.74 nm from I: outside a 0.5 nm buffer
+    snapshots = Dataset(species=[8, 1, 1], positions=[water], mm_positions=[np.vstack([far, near])],
+                        mm_charges=[[-0.5, 0.25, 0.25, -0.834, 0.417, 0.417]])  # far: switched charges
+    clusters = buffer_clusters(snapshots, 0.5, [8, 1, 1], [-0.834, 0.417, 0.417], "test", {}, outer_charges=True)
+    np.testing.assert_array_equal(clusters.mm_species[0], [8, 1, 1, 0, 0, 0])
+    np.testing.assert_allclose(clusters.mm_positions[0], np.vstack([near, far]))
+    np.testing.assert_allclose(clusters.mm_charges[0, 3:], [-0.5, 0.25, 0.25])
+    data = label(clusters, tmp_path / "field.h5", BufferDifference({"program": "xtb"}), n_workers=0, progress=False)
+
+    xtb = XTBCalculator()
+    field = (far, np.array([-0.5, 0.25, 0.25]))
+    whole = xtb.compute([8, 1, 1, 8, 1, 1], np.vstack([water, near]), 0, 1, *field)
+    alone = xtb.compute([8, 1, 1], near, 0, 1, *field)
+    charges = whole["charges"][:3] - whole["charges"][:3].sum() / 3
+    delta = water[:, None] - far[None]
+    distance = np.linalg.norm(delta, axis=-1)
+    coulomb = COULOMB_CONSTANT * charges[:, None] * field[1][None] / distance
+    assert data.energies[0] == pytest.approx(whole["energy"] - alone["energy"] - coulomb.sum(), abs=1e-8)
+    np.testing.assert_allclose(data.forces[0], whole["forces"][:3] - (coulomb[..., None] * delta
+                                                                       / distance[..., None] ** 2).sum(1), atol=1e-8)
+    np.testing.assert_allclose(data.mm_forces[0, :3], whole["forces"][3:] - alone["forces"], atol=1e-8)
+    np.testing.assert_array_equal(data.mm_forces[0, 3:], 0.0)
+    vacuum = xtb.compute([8, 1, 1, 8, 1, 1], np.vstack([water, near]))["energy"]
+    assert abs(data.energies[0] - (vacuum - xtb.compute([8, 1, 1], near)["energy"])) > 0.1  # the field polarizes
+
+    trimmed = without_outer_charges(data)
+    np.testing.assert_array_equal(trimmed.mm_species, [[8, 1, 1]])
+    np.testing.assert_allclose(trimmed.mm_forces[0], data.mm_forces[0, :3])
+    assert trimmed.energies[0] == data.energies[0] and trimmed.status[0] == data.status[0]

@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from mlmm.units import BOHR_TO_NM, HARTREE_TO_KJ_PER_MOL
+from mlmm.units import BOHR_TO_NM, COULOMB_CONSTANT, HARTREE_TO_KJ_PER_MOL
 
 #: Hartree/Bohr in kJ/mol/nm.
 FORCE_UNIT = HARTREE_TO_KJ_PER_MOL / BOHR_TO_NM
@@ -353,7 +353,7 @@ class PySCFCalculator(ReferenceCalculator):
 
 
 class BufferDifference(ReferenceCalculator):
-    """Reference of the buffer embedding: E(I u B) - E(B), both with a base calculator in vacuum.
+    """Reference of the buffer embedding: E(I u B) - E(B) with a base calculator, in vacuum or in a field.
 
     A frame's MM environment is the buffer B (atomic numbers in the dataset's ``mm_species``),
     computed quantum mechanically together with the ML region I and alone. Returned: the energy
@@ -361,6 +361,17 @@ class BufferDifference(ReferenceCalculator):
     in I u B and the dipole difference. B's charge is the rounded sum of its force-field charges
     (``mm_charges``) and it is taken closed shell; I u B has the ML region's charge plus B's and
     the ML region's multiplicity.
+
+    MM atoms with atomic number 0 are point charges O outside the buffer
+    (:func:`~mlmm.data.snapshots.buffer_clusters` with ``outer_charges``): both clusters are then
+    computed in their field, and the Coulomb energy of I's charges (in I u B, shifted to I's total
+    charge) with O, which the buffer scheme adds itself, is subtracted from the energy and, at
+    fixed charges, from the forces on I:
+
+        E = E(I u B; O) - E(B; O) - k_e sum_{i in I, j in O} q_i q_j / r_ij
+
+    so that a network trained on it, plus the scheme's Coulomb term, reproduces the cluster's
+    energy in the field on average over the outer configurations (O's ``mm_forces`` are 0).
 
     Parameters
     ----------
@@ -385,19 +396,38 @@ class BufferDifference(ReferenceCalculator):
 
     def compute(self, species, positions, total_charge: int = 0, multiplicity: int = 1, mm_positions=None,
                 mm_charges=None, mm_species=None) -> Dict[str, np.ndarray]:
-        if mm_positions is None or mm_species is None or len(mm_species) == 0:
+        if mm_positions is None or mm_species is None or not np.any(np.asarray(mm_species) > 0):
             raise ValueError("a buffer reference needs the buffer atoms: mm_positions and mm_species (and "
                              "mm_charges for the buffer's total charge)")
-        mm_species = np.asarray(mm_species, dtype=np.int64)
-        buffer_charge = int(round(float(np.sum(mm_charges)))) if mm_charges is not None else 0
-        n = len(species)
-        whole = self.base.compute(np.concatenate([np.asarray(species), mm_species]),
-                                  np.concatenate([np.asarray(positions), np.asarray(mm_positions)]),
-                                  total_charge + buffer_charge, multiplicity)
-        buffer = self.base.compute(mm_species, np.asarray(mm_positions), buffer_charge, 1)
-        return {"energy": whole["energy"] - buffer["energy"], "forces": whole["forces"][:n],
-                "mm_forces": whole["forces"][n:] - buffer["forces"], "charges": whole["charges"][:n],
+        mm_species, mm_positions = np.asarray(mm_species, dtype=np.int64), np.asarray(mm_positions, dtype=np.float64)
+        mm_charges = np.zeros(len(mm_species)) if mm_charges is None else np.asarray(mm_charges, dtype=np.float64)
+        inner, outer = mm_species > 0, mm_species == 0
+        field = (mm_positions[outer], mm_charges[outer]) if outer.any() else (None, None)
+        buffer_species, buffer_positions = mm_species[inner], mm_positions[inner]
+        buffer_charge = int(round(float(np.sum(mm_charges[inner]))))
+        n, positions = len(species), np.asarray(positions, dtype=np.float64)
+        whole = self.base.compute(np.concatenate([np.asarray(species), buffer_species]),
+                                  np.concatenate([positions, buffer_positions]), total_charge + buffer_charge,
+                                  multiplicity, *field)
+        buffer = self.base.compute(buffer_species, buffer_positions, buffer_charge, 1, *field)
+        energy, forces = whole["energy"] - buffer["energy"], whole["forces"][:n]
+        if outer.any():
+            charges = whole["charges"][:n] - (whole["charges"][:n].sum() - total_charge) / n
+            coulomb_energy, coulomb_forces = _coulomb(positions, charges, *field)
+            energy, forces = energy - coulomb_energy, forces - coulomb_forces
+        mm_forces = np.zeros((len(mm_species), 3))
+        mm_forces[inner] = whole["forces"][n:] - buffer["forces"]
+        return {"energy": energy, "forces": forces, "mm_forces": mm_forces, "charges": whole["charges"][:n],
                 "dipole": whole["dipole"] - buffer["dipole"]}
+
+
+def _coulomb(positions: np.ndarray, charges: np.ndarray, point_positions: np.ndarray, point_charges: np.ndarray):
+    """Coulomb energy (kJ/mol) of charges (e) at ``positions`` (nm) with point charges, and the forces
+    (kJ/mol/nm) on ``positions`` at fixed charges."""
+    delta = positions[:, None] - point_positions[None]
+    distance = np.linalg.norm(delta, axis=-1)
+    pair = COULOMB_CONSTANT * charges[:, None] * point_charges[None] / distance
+    return pair.sum(), (pair[..., None] * delta / distance[..., None] ** 2).sum(1)
 
 
 _CALCULATORS = {"xtb": XTBCalculator, "pyscf": PySCFCalculator, "buffer-difference": BufferDifference}

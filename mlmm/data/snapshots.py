@@ -6,6 +6,7 @@ box vectors as rows [3, 3]; coordinates need not be wrapped.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,7 +16,7 @@ from mlmm.data.dataset import Dataset
 from mlmm.potentials.neighbors import check_cell
 
 __all__ = ["buffer_clusters", "empty_buffer_frames", "mm_environment", "solvent_snapshots", "switched_charges",
-           "weighted_environment"]
+           "weighted_environment", "without_outer_charges"]
 
 # the 27 lattice translations n_a a + n_b b + n_c c with n in {-1, 0, 1}, as coefficients
 _NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T.astype(float)
@@ -307,7 +308,8 @@ def weighted_environment(snapshots: dict, switch_distance: float, cutoff: float
 
 
 def buffer_clusters(frames: Dataset, buffer_cutoff: float, molecule_species: Sequence[int],
-                    molecule_charges: Sequence[float], source: str, provenance: dict) -> Dataset:
+                    molecule_charges: Sequence[float], source: str, provenance: dict,
+                    outer_charges: bool = False) -> Dataset:
     """The frames with their MM environment cut down to a buffer region (data for the buffer embedding).
 
     The environment must be one neutral solvent whose molecules are stored whole and in the same
@@ -316,24 +318,60 @@ def buffer_clusters(frames: Dataset, buffer_cutoff: float, molecule_species: Seq
     anchor lies within ``buffer_cutoff`` (nm) of an ML atom, nearest first, at the full
     force-field charges ``molecule_charges`` (e) and with its atomic numbers in ``mm_species``,
     i.e. every molecule the buffer gives a non-zero weight, entered whole.
+
+    With ``outer_charges`` the other molecules of the environment follow the buffer as point
+    charges (their stored charges, ``mm_species`` 0), so that
+    :class:`~mlmm.data.calculators.BufferDifference` computes both clusters in their field;
+    :func:`without_outer_charges` removes them again after labelling.
     """
     size = len(molecule_species)
+    species_row = np.asarray(molecule_species, dtype=np.int64)
     kept = []
     for k in range(frames.n_frames):
-        molecules = frames.mm_positions[k][frames.mm_mask[k]].reshape(-1, size, 3)
+        real = frames.mm_mask[k]
+        molecules = frames.mm_positions[k][real].reshape(-1, size, 3)
+        stored_charges = frames.mm_charges[k][real].reshape(-1, size)
         nearest = np.linalg.norm(molecules[:, None, 0] - frames.positions[k][None], axis=-1).min(1)
         order = np.argsort(nearest)
-        kept.append(molecules[order[nearest[order] < buffer_cutoff]].reshape(-1, 3))
-    width = max(len(x) for x in kept)
-    positions = np.zeros((frames.n_frames, width, 3))
-    mask = np.zeros((frames.n_frames, width), dtype=bool)
-    for k, x in enumerate(kept):
-        positions[k, :len(x)], mask[k, :len(x)] = x, True
-    return Dataset(species=frames.species, positions=frames.positions, mm_positions=positions,
-                   mm_charges=np.tile(np.asarray(molecule_charges, dtype=np.float64), width // size) * mask,
-                   mm_species=np.tile(np.asarray(molecule_species, dtype=np.int64), width // size) * mask,
-                   mm_mask=mask, frame_source=[source] * frames.n_frames, total_charge=frames.total_charge,
+        inside, outside = order[nearest[order] < buffer_cutoff], order[nearest[order] >= buffer_cutoff]
+        if not outer_charges:
+            outside = outside[:0]
+        kept.append((np.concatenate([molecules[inside], molecules[outside]]).reshape(-1, 3),
+                     np.concatenate([np.tile(np.asarray(molecule_charges, dtype=np.float64), len(inside)),
+                                     stored_charges[outside].reshape(-1)]),
+                     np.concatenate([np.tile(species_row, len(inside)), np.zeros(len(outside) * size, np.int64)])))
+    return Dataset(species=frames.species, positions=frames.positions, **_padded_environment(kept),
+                   frame_source=[source] * frames.n_frames, total_charge=frames.total_charge,
                    multiplicity=frames.multiplicity, provenance=dict(provenance))
+
+
+def without_outer_charges(dataset: Dataset) -> Dataset:
+    """Buffer data with the point charges beyond the buffer (``mm_species`` 0, see :func:`buffer_clusters`)
+    removed from the environment, for training; everything else is kept."""
+    kept = []
+    for k in range(dataset.n_frames):
+        buffer = dataset.mm_mask[k] & (dataset.mm_species[k] > 0)
+        kept.append((dataset.mm_positions[k][buffer], dataset.mm_charges[k][buffer], dataset.mm_species[k][buffer],
+                     dataset.mm_forces[k][buffer]))
+    return dataclasses.replace(dataset, **_padded_environment(kept))
+
+
+def _padded_environment(environments) -> dict:
+    """Per-frame MM environments, tuples (positions [m, 3], charges [m], species [m][, mm_forces [m, 3]]),
+    as the dataset's padded arrays ``mm_positions``, ``mm_charges``, ``mm_species`` (, ``mm_forces``) and
+    ``mm_mask``."""
+    frames, width = len(environments), max(len(environment[0]) for environment in environments)
+    arrays = {"mm_positions": np.zeros((frames, width, 3)), "mm_charges": np.zeros((frames, width)),
+              "mm_species": np.zeros((frames, width), dtype=np.int64)}
+    if len(environments[0]) == 4:
+        arrays["mm_forces"] = np.zeros((frames, width, 3))
+    arrays["mm_mask"] = np.zeros((frames, width), dtype=bool)
+    for k, environment in enumerate(environments):
+        n = len(environment[0])
+        arrays["mm_mask"][k, :n] = True
+        for name, values in zip(("mm_positions", "mm_charges", "mm_species", "mm_forces"), environment):
+            arrays[name][k, :n] = values
+    return arrays
 
 
 def empty_buffer_frames(vacuum: Dataset, width: int, source: str) -> Dataset:

@@ -72,7 +72,8 @@ def outer_coulomb(x_ml: torch.Tensor, q_ml: torch.Tensor, x_outer, q_outer) -> t
 
 def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,
                               buffer_cutoff: float, molecule_species: Sequence[int]) -> Dict[str, float]:
-    """MAE and RMSE of the buffer scheme's E_int (kJ/mol) and forces on I (kJ/mol/nm) on ``frames``.
+    """MAE, RMSE and mean (signed) error of the buffer scheme's E_int (kJ/mol), MAE and RMSE of its
+    forces on I (kJ/mol/nm) on ``frames``.
 
     ``snapshots`` holds the solvent environments (switched charges), ``vacuum`` the labelled
     gas-phase twins of the same geometries; ``calculator`` (a
@@ -108,6 +109,7 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     force_error = np.array(predicted_forces) - np.array(reference_forces)
     return {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
             "interaction_std": float(reference.std()), "energy_mae": float(np.abs(predicted - reference).mean()),
+            "energy_mean_error": float((predicted - reference).mean()),
             "energy_rmse": float(np.sqrt(((predicted - reference) ** 2).mean())),
             "forces_mae": float(np.abs(force_error).mean()), "forces_rmse": float(np.sqrt((force_error ** 2).mean())),
             "scheme_limit_energy_mae": float(np.abs(limit - reference).mean()),

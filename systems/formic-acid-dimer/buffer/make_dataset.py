@@ -11,8 +11,14 @@ Joined with the gas-phase twin of every fourth snapshot as frames with an empty 
 network also knows the lone dimer. Writes data/dimer-buffer-gfn2.h5; run from the repository
 root (resumes an interrupted labelling):
     .venv/bin/python systems/formic-acid-dimer/buffer/make_dataset.py
+
+With --in-field both clusters are computed in the field of the snapshot's other waters (their
+embedding-switched TIP3P charges, as in ../embedding/), less the Coulomb energy of the dimer's
+charges with them, which the scheme adds itself (BufferDifference with outer point charges);
+writes data/dimer-buffer-field-gfn2.h5.
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +26,7 @@ import numpy as np
 from mlmm.data.calculators import BufferDifference
 from mlmm.data.dataset import concatenate, load_dataset
 from mlmm.data.labelling import label
-from mlmm.data.snapshots import buffer_clusters, empty_buffer_frames
+from mlmm.data.snapshots import buffer_clusters, empty_buffer_frames, without_outer_charges
 
 HERE = Path(__file__).parent
 SNAPSHOTS = HERE.parent / "embedding" / "data"
@@ -28,26 +34,33 @@ BUFFER_SWITCH_DISTANCE, BUFFER_CUTOFF = 0.35, 0.45  # nm, oxygen to the nearest 
 TIP3P_SPECIES, TIP3P_CHARGES = [8, 1, 1], [-0.834, 0.417, 0.417]
 
 
-def main():
+def main(in_field: bool):
     snapshots = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2.h5")
-    clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", {})
-    waters = clusters.mm_mask.sum(1) // 3
+    name = "dimer-buffer-field" if in_field else "dimer-buffer"
+    clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", {},
+                               outer_charges=in_field)
+    waters = (clusters.mm_species > 0).sum(1) // 3
+    reference = ("in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the dimer's "
+                 "charges with them") if in_field else "in vacuum"
     clusters.provenance = {
         "description": f"formic acid dimer with its buffer of TIP3P waters (oxygen within {BUFFER_CUTOFF} nm of a "
                        "dimer atom) from the solvent snapshots of dimer-tip3p-gfn2.h5; E(dimer + buffer) - "
-                       "E(buffer) in vacuum", "sampling": snapshots.provenance.get("sampling", ""),
+                       f"E(buffer) {reference}", "sampling": snapshots.provenance.get("sampling", ""),
         "temperature_K": 300.0, "buffer_cutoff_nm": BUFFER_CUTOFF, "buffer_switch_distance_nm": BUFFER_SWITCH_DISTANCE,
-        "limits": f"{waters.min()}-{waters.max()} buffer waters per frame, TIP3P geometries; vacuum"}
-    labelled = label(clusters, HERE / "data" / "dimer-buffer-only.h5", BufferDifference({"program": "xtb"}),
-                     n_workers=1)
+        "limits": f"{waters.min()}-{waters.max()} buffer waters per frame, TIP3P geometries; "
+                  + ("point charges beyond the buffer" if in_field else "vacuum")}
+    labelled = without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
+                                           BufferDifference({"program": "xtb"}), n_workers=1))
     vacuum = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5")
     lone = empty_buffer_frames(vacuum.subset(np.arange(0, snapshots.n_frames, 4)), labelled.mm_positions.shape[1],
                                "no-buffer-300K")
-    concatenate([labelled, lone]).save(HERE / "data" / "dimer-buffer-gfn2.h5")
+    concatenate([labelled, lone]).save(HERE / "data" / f"{name}-gfn2.h5")
     binding = labelled.energies - vacuum.energies
     print(f"{labelled.n_frames} buffer frames ({waters.min()}-{waters.max()} waters) + {lone.n_frames} lone-dimer "
           f"frames; E(I+B) - E(B) - E(I) = {binding.mean():.1f} +- {binding.std():.1f} kJ/mol")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--in-field", action="store_true", help="clusters in the field of the outer waters")
+    main(parser.parse_args().in_field)

@@ -11,8 +11,14 @@ Joined with the gas-phase twin of every fourth snapshot as frames with an empty 
 network also knows the lone molecule. Writes data/water-buffer-gfn2.h5; run from the repository
 root (resumes an interrupted labelling):
     .venv/bin/python systems/water/buffer/make_dataset.py
+
+With --in-field both clusters are computed in the field of the snapshot's other waters (their
+embedding-switched TIP3P charges, as in ../embedding/), less the Coulomb energy of the solute's
+charges with them, which the scheme adds itself (BufferDifference with outer point charges);
+writes data/water-buffer-field-gfn2.h5.
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +26,7 @@ import numpy as np
 from mlmm.data.calculators import BufferDifference
 from mlmm.data.dataset import concatenate, load_dataset
 from mlmm.data.labelling import label
-from mlmm.data.snapshots import buffer_clusters, empty_buffer_frames
+from mlmm.data.snapshots import buffer_clusters, empty_buffer_frames, without_outer_charges
 
 HERE = Path(__file__).parent
 SNAPSHOTS = HERE.parent / "embedding" / "data"
@@ -29,20 +35,25 @@ TIP3P_CHARGES = np.array([-0.834, 0.417, 0.417])  # e: O, H, H
 TIP3P_SPECIES = np.array([8, 1, 1])
 
 
-def main():
+def main(in_field: bool):
     snapshots = load_dataset(SNAPSHOTS / "water-tip3p-gfn2.h5")
+    name = "water-buffer-field" if in_field else "water-buffer"
+    reference = ("in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the solute's "
+                 "charges with them") if in_field else "in vacuum"
+    outside = "point charges beyond the buffer" if in_field else "vacuum (no charges beyond the buffer)"
     provenance = {"description": "one water with its buffer of TIP3P waters (oxygen within "
                                  f"{BUFFER_CUTOFF} nm of a solute atom) from the solvent snapshots of "
-                                 "water-tip3p-gfn2.h5; E(solute + buffer) - E(buffer) in vacuum",
+                                 f"water-tip3p-gfn2.h5; E(solute + buffer) - E(buffer) {reference}",
                   "sampling": snapshots.provenance.get("sampling", ""), "temperature_K": 300.0,
                   "buffer_cutoff_nm": BUFFER_CUTOFF, "buffer_switch_distance_nm": BUFFER_SWITCH_DISTANCE,
-                  "limits": "15-27 buffer waters per frame, TIP3P geometries; vacuum (no charges beyond the buffer)"}
-    clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", provenance)
-    labelled = label(clusters, HERE / "data" / "water-buffer-only.h5", BufferDifference({"program": "xtb"}),
-                     n_workers=2)
+                  "limits": f"15-27 buffer waters per frame, TIP3P geometries; {outside}"}
+    clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", provenance,
+                               outer_charges=in_field)
+    labelled = without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
+                                           BufferDifference({"program": "xtb"}), n_workers=2))
     vacuum = load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").subset(np.arange(0, snapshots.n_frames, 4))
     joined = concatenate([labelled, empty_buffer_frames(vacuum, labelled.mm_positions.shape[1], "no-buffer-300K")])
-    joined.save(HERE / "data" / "water-buffer-gfn2.h5")
+    joined.save(HERE / "data" / f"{name}-gfn2.h5")
     difference = labelled.energies - load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").energies
     print(f"{labelled.n_frames} buffer frames ({labelled.mm_mask.sum(1).min() // 3}-"
           f"{labelled.mm_mask.sum(1).max() // 3} waters) + {vacuum.n_frames} lone-molecule frames; "
@@ -50,4 +61,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--in-field", action="store_true", help="clusters in the field of the outer waters")
+    main(parser.parse_args().in_field)
