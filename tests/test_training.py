@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,37 @@ def test_a_tiny_training_run_learns_the_reference_and_writes_its_outputs(tmp_pat
     x = torch.tensor(data.positions[split["test"][0]])
     assert float(module(torch.tensor([8, 1, 1]), x).detach()) == pytest.approx(data.energies[split["test"][0]],
                                                                         abs=20 * metrics["test"]["energy_mae"])
+
+
+def test_an_electrostatic_model_file_records_both_recipes_and_is_rebuilt(tmp_path):
+    """An electrostatic embedding network trained with a ``vacuum_model`` is written together with
+    it; the file records both networks' recipes, and eager_potential rebuilds the pair with the
+    file's energy in a field."""
+    from mlmm.data.dataset import load_dataset
+    from mlmm.potentials import ElectrostaticPotential
+
+    data = Path(__file__).resolve().parents[1] / "systems" / "water"
+    for name in ("water-tip3p-gfn2", "water-tip3p-gfn2-vacuum"):
+        load_dataset(data / "embedding" / "data" / f"{name}.h5").subset(np.arange(20)).save(tmp_path / f"{name}.h5")
+    config = make_config({"data": {"datasets": ["water-tip3p-gfn2.h5"], "delta_from": ["water-tip3p-gfn2-vacuum.h5"],
+                                   "split": [0.8, 0.1, 0.1]},
+                          "model": {"family": "electrostatic", "elements": ["H", "O"], "vacuum_model":
+                                    str(data / "model" / "model.pt"), "options": {"n_features": 8, "n_basis": 8}},
+                          "training": {"epochs": 2, "batch_size": 8, "threads": 1}, "output": {"directory": "run"}},
+                         tmp_path)
+    train(config, progress=False)
+    scripted, metadata = load_potential(tmp_path / "run" / "model.pt")
+    assert metadata["extra"]["vacuum_model"] == read_metadata(data / "model" / "model.pt")["extra"]["model"]
+    assert metadata["extra"]["model"]["family"] == "electrostatic"
+    eager = models.eager_potential(tmp_path / "run" / "model.pt")
+    assert isinstance(eager, ElectrostaticPotential)
+    species = torch.tensor([8, 1, 1])
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]], dtype=torch.float64)
+    mm_x = torch.tensor([[0.3, 0.1, 0.0], [0.0, -0.35, 0.1]], dtype=torch.float64)
+    mm_q = torch.tensor([0.4, -0.8], dtype=torch.float64)
+    with torch.no_grad():
+        assert float(eager.energy_in_field(species, x, mm_x, mm_q, 0.0)[0]) == pytest.approx(
+            float(scripted.energy_in_field(species, x, mm_x, mm_q, 0.0)[0]), abs=1e-8)
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -216,7 +248,8 @@ class HarmonicWaterCalculator:
         x = torch.tensor(positions, requires_grad=True)
         energy = harmonic_water(x)
         forces = -torch.autograd.grad(energy, x)[0]
-        return {"energy": float(energy.detach()), "forces": forces.numpy(), "charges": np.zeros(3), "dipole": np.zeros(3)}
+        return {"energy": float(energy.detach()), "forces": forces.numpy(), "charges": np.zeros(3),
+                "dipole": np.zeros(3)}
 
 
 def test_active_learning_adds_flagged_frames_until_few_are_flagged(tmp_path):

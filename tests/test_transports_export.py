@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mlmm
-from mlmm.potentials import PhysNet, QEqCharges
+from mlmm.potentials import PhysNet, QEqCharges, load_potential
 from conftest import DIMER_DIR, SOLUTE, evaluate
 
 EMBEDDINGS = ["mechanical", "mechanical-ml-charges"]
@@ -112,21 +112,23 @@ def random_physnet():
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
                     reason="AOTInductor needs a C++ compiler")
-def test_a_compiled_python_force_agrees_with_torchforce(dimer_in_water):
-    """The PythonForce compiled ahead of time (from the network rebuilt from the model file's
-    recipe) runs the fixed-shape paths (full neighbour lists, the ``capacity`` nearest MM
-    molecules, no host checks) and must give TorchForce's energy and forces, also at a second
-    geometry (the dimer moved 0.2 nm) with other MM molecules within the cutoff than at the first
-    call, whose geometry the graph was compiled at."""
+@pytest.mark.parametrize("embedding, model", [("mechanical-ml-charges", DIMER_DIR / "model" / "model.pt"),
+                                              ("electrostatic", DIMER_DIR / "embedding" / "model" / "model.pt")])
+def test_a_compiled_python_force_agrees_with_torchforce(dimer_in_water, embedding, model):
+    """The PythonForce compiled ahead of time (from the networks rebuilt from the model file's
+    recipes; the electrostatic model's vacuum and embedding terms compiled one by one) runs the
+    fixed-shape paths (full neighbour lists, the ``capacity`` nearest MM molecules, no host checks)
+    and must give TorchForce's energy and forces, also at a second geometry (the dimer moved 0.2 nm)
+    with other MM molecules within the cutoff than at the first call, whose geometry the graph was
+    compiled at."""
     pdb, mm_system, dimer = dimer_in_water
     start = np.array(pdb.positions.value_in_unit(u.nanometer))
     moved = start.copy()
     moved[dimer] += [0.2, 0.0, 0.0]
     results = {}
     for transport, compiled in (("torch", False), ("python", True)):
-        system = mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(DIMER_DIR / "model" / "model.pt"),
-                                          "mechanical-ml-charges", transport=transport, compiled=compiled,
-                                          force_group=1)
+        system = mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(model), embedding, transport=transport,
+                                          compiled=compiled, force_group=1)
         context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
                                  {"Threads": "1"})
         results[transport] = []
@@ -157,8 +159,11 @@ def test_compiled_needs_the_python_transport_an_eager_network_and_fixed_shapes(t
     with pytest.raises(ValueError, match="has none; pass the eager module"):
         mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, without_recipe, transport="python",
                                  compiled=True)
-    with pytest.raises(ValueError, match="electrostatic model files"):
-        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, WATER_ELECTROSTATIC, "electrostatic",
+    scripted, metadata = load_potential(WATER_ELECTROSTATIC)  # without its vacuum network's recipe
+    del metadata["extra"]["vacuum_model"]
+    one_recipe = mlmm.save_potential(scripted, tmp_path / "one-recipe.pt", extra=metadata["extra"])
+    with pytest.raises(ValueError, match="does not record how both its networks were built"):
+        mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, one_recipe, "electrostatic",
                                  transport="python", compiled=True)
 
 

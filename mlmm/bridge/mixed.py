@@ -152,11 +152,11 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         Compile the ML force's energy and gradient ahead of time with AOTInductor (transport
         "python" only): one generated C++ library with no Python, autograd engine or
         per-operation dispatch in between (the formic acid dimer's network: 0.37 instead of
-        2.3-2.6 ms per call on CPU, benchmarks/results/embeddings.md). The first force evaluation compiles (tens
-        of seconds; needs a C++ compiler). Needs an eager network: a model file written by
-        ``mlmm train`` (rebuilt from its recipe) or an ``nn.Module``. Not for ``"buffer"``,
-        whose fixed-shape buffer costs far more on CPU than the exact one, nor for electrostatic
-        model files.
+        2.3-2.6 ms per call on CPU, benchmarks/results/embeddings.md). The first force evaluation
+        compiles (tens of seconds per term; the electrostatic model's vacuum and embedding energies
+        are compiled one by one; needs a C++ compiler). Needs an eager network: a model file written
+        by ``mlmm train`` (rebuilt from its recipes) or an ``nn.Module``. Not for ``"buffer"``,
+        whose fixed-shape buffer costs far more on CPU than the exact one.
     **options
         For ``"mechanical-ml-charges"``: ``cutoff`` (nm or Quantity; default the MM cutoff,
         else 1 nm), ``switch_distance`` (default cutoff - 0.1 nm), ``total_charge`` (e;
@@ -192,9 +192,9 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
 
 
 def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.Module:
-    """The eager module ``compiled=True`` traces: a network file written by ``mlmm train`` rebuilt
-    from the recipe it records, or the module given (TorchScript follows the geometry-dependent
-    CPU paths, which a graph for every geometry cannot hold)."""
+    """The eager module ``compiled=True`` traces: a model file written by ``mlmm train`` rebuilt from
+    the recipes it records (:func:`mlmm.training.models.eager_potential`), or the module given
+    (TorchScript follows the geometry-dependent CPU paths, which a graph for every geometry cannot hold)."""
     if embedding == "buffer":
         raise ValueError("compiled=True is not available for embedding='buffer': the compiled graph has fixed "
                          "shapes, and the buffer's fixed shape (buffer_capacity molecules; for the formic acid dimer "
@@ -204,17 +204,13 @@ def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.M
                          "graph); pass the model file or the torch.nn.Module.")
     if not isinstance(potential, (str, Path)):
         return potential
-    metadata = read_metadata(potential)
-    if "embedding_scheme" in metadata:
-        raise ValueError("compiled=True is not available for electrostatic model files: they hold two networks and "
-                         "record the recipe of one, and Inductor (torch 2.12) miscompiles the gradient of the two "
-                         "together; use transport='torch'.")
-    if "model" not in metadata.get("extra", {}):
+    extra = read_metadata(potential).get("extra", {})
+    if "model" not in extra:
         raise ValueError(f"compiled=True rebuilds the network of a model file from the recipe `mlmm train` "
                          f"records; {str(potential)!r} has none; pass the eager module instead.")
-    from mlmm.training.models import rebuild
+    from mlmm.training.models import eager_potential
 
-    return rebuild(potential)
+    return eager_potential(potential)
 
 
 def build_mm_part(mm_system: openmm.System, plan: EmbeddingPlan, remove_constraints: bool = True) -> openmm.System:

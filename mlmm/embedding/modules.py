@@ -7,7 +7,7 @@ forces are minus the autograd gradient of that one scalar, MM atoms included.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -224,9 +224,47 @@ class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
         dtype = self.model_dtype_probe.dtype
         energy, _ = self.potential.energy_in_field(self.species, x_ml.to(dtype), mm_positions.to(dtype),
                                                    mm_charges.to(dtype), self.total_charge)
+        return self.guard_capacity(energy, inside, positions)
+
+    def guard_capacity(self, energy: torch.Tensor, inside: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``energy`` in the dtype of ``positions``; NaN with fixed shapes when more molecules are
+        ``inside`` the cutoff than the ``capacity`` gathered."""
         if not static_shapes(positions):
             return energy.to(positions.dtype)
         return torch.where(inside > self.capacity, torch.full_like(energy, float("nan")), energy).to(positions.dtype)
+
+    def energy_terms(self) -> List[torch.nn.Module]:
+        """Modules of the same arguments whose energies sum to this one's, for compiling each alone
+        (:mod:`mlmm.bridge.ahead_of_time`): the vacuum energy and the embedding energy when the
+        potential is an :class:`~mlmm.potentials.ElectrostaticPotential`, else this module. Inductor
+        (torch 2.12) miscompiles the gradient of the two networks in one graph, not of each alone."""
+        if not (hasattr(self.potential, "vacuum") and hasattr(self.potential, "embedding")):
+            return [self]
+        return [ElectrostaticTerm(self, "vacuum"), ElectrostaticTerm(self, "embedding")]
+
+
+class ElectrostaticTerm(torch.nn.Module):
+    """One term of an :class:`ElectrostaticEmbeddingModule`'s energy (kJ/mol), same arguments:
+    ``"vacuum"``, the vacuum network on the ML region, or ``"embedding"``, the embedding network's
+    E_emb in the field of the MM molecules (committee mean; NaN on a capacity overflow)."""
+
+    def __init__(self, module: ElectrostaticEmbeddingModule, term: str):
+        super().__init__()
+        if term not in ("vacuum", "embedding"):
+            raise ValueError(f"term={term!r} is not 'vacuum' or 'embedding'")
+        self.module = module
+        self.term = term
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        module = self.module
+        x_ml = module.ml_positions(positions, boxvectors)
+        dtype = module.model_dtype_probe.dtype
+        if self.term == "vacuum":
+            return module.potential.vacuum(module.species, x_ml.to(dtype)).to(positions.dtype)
+        mm_positions, mm_charges, inside = module.environment(x_ml, positions, boxvectors)
+        outputs = module.potential.embedding.evaluate_in_field(module.species, x_ml.to(dtype), mm_positions.to(dtype),
+                                                               mm_charges.to(dtype), module.total_charge)
+        return module.guard_capacity(outputs["energy"].mean(0), inside, positions)
 
 
 class BufferEmbeddingModule(GroupEnvironmentModule):

@@ -60,7 +60,8 @@ def active_learning(config: TrainingConfig, explore: Explorer, calculator, thres
     for iteration in range(max_iterations):
         folder = root / f"iteration-{iteration}"
         datasets = list(config.data.datasets) + ([str(extra_data)] if extra_data.exists() else [])
-        run_config = dataclasses.replace(config, output=folder, data=dataclasses.replace(config.data, datasets=datasets))
+        run_config = dataclasses.replace(config, output=folder,
+                                         data=dataclasses.replace(config.data, datasets=datasets))
         metrics = train(run_config, progress=progress)
         committee = rebuild(folder / "model.pt")
         candidates = _explored(folder, lambda: explore(committee, iteration))

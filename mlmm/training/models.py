@@ -2,7 +2,8 @@
 
 A trained model file records the constructor arguments it was built with
 (``extra["model"]``), so :func:`rebuild` gives back the eager (trainable) network that
-fine-tuning and committee training start from.
+fine-tuning and committee training start from (and :func:`eager_potential` the eager module of
+any trained model file, e.g. for ahead-of-time compilation).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset
-from mlmm.potentials import FAMILIES, HDNNP, NeuralPotential, load_potential
+from mlmm.potentials import FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, load_potential
 
 
 def build(family: str, elements, options: Dict) -> NeuralPotential:
@@ -35,7 +36,27 @@ def rebuild(path) -> NeuralPotential:
     if recipe is None:
         raise ValueError(f"{path} does not record how its network was built (no extra['model']); only models "
                          "written by mlmm's trainer can be fine-tuned")
-    model = build(recipe["family"], recipe["elements"], recipe["options"])
+    return _with_weights(build(recipe["family"], recipe["elements"], recipe["options"]), scripted)
+
+
+def eager_potential(path) -> torch.nn.Module:
+    """The eager module of an mlmm model file written by the trainer: its network (:func:`rebuild`), or
+    for an electrostatic model file the :class:`~mlmm.potentials.ElectrostaticPotential` of its vacuum
+    and embedding networks, rebuilt from the recipes in ``extra["vacuum_model"]`` and ``extra["model"]``."""
+    scripted, metadata = load_potential(path)
+    if metadata.get("embedding_scheme") != "electrostatic":
+        return rebuild(path)
+    extra = metadata.get("extra", {})
+    if extra.get("model") is None or extra.get("vacuum_model") is None:
+        raise ValueError(f"{path} does not record how both its networks were built (extra['model'] and "
+                         "extra['vacuum_model'], written by mlmm's trainer when the vacuum model records its own)")
+    networks = [build(recipe["family"], recipe["elements"], recipe["options"])
+                for recipe in (extra["vacuum_model"], extra["model"])]
+    return _with_weights(ElectrostaticPotential(*networks), scripted)
+
+
+def _with_weights(model: torch.nn.Module, scripted: torch.jit.ScriptModule) -> torch.nn.Module:
+    """``model`` with the parameters and buffers of ``scripted``, in their dtype."""
     model.load_state_dict(scripted.state_dict())
     return model.to(next(iter(scripted.state_dict().values())).dtype)
 

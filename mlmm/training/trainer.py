@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset, concatenate, load_dataset
-from mlmm.potentials import ElectrostaticPotential, load_potential, save_potential
+from mlmm.potentials import ElectrostaticPotential, load_potential, read_metadata, save_potential
 from mlmm.training import models
 from mlmm.training.batching import buffer_frame_outputs, frame_outputs
 from mlmm.training.config import TrainingConfig
@@ -112,7 +112,6 @@ class Trainer:
 
     def _model_recipe(self) -> dict:
         if self.config.transfer is not None:
-            from mlmm.potentials import read_metadata
             return read_metadata(self.config.transfer.initial_model)["extra"]["model"]
         spec = self.config.model
         return {"family": spec.family, "elements": list(spec.elements), "options": dict(spec.options)}
@@ -274,9 +273,11 @@ class Trainer:
         provenance = [load_dataset(p).provenance for p in self.config.data.datasets]
         final = self._deployable(final)
         self.compiled.load_state_dict(final.state_dict())
-        save_potential(final, self.output / "model.pt", compiled=self.compiled, extra={
-            "model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
-            "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from})
+        extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
+                 "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from}
+        if self.config.model.vacuum_model is not None:  # its recipe, so that eager_potential can rebuild both
+            extra["vacuum_model"] = read_metadata(self.config.model.vacuum_model).get("extra", {}).get("model")
+        save_potential(final, self.output / "model.pt", compiled=self.compiled, extra=extra)
         plot_learning_curve(self.history, self.output / "learning_curve.png")
         return metrics
 
