@@ -5,8 +5,9 @@ into one graph of aten operations (``make_fx``), with the fixed-shape code paths
 (:func:`mlmm.potentials.neighbors.fixed_shape_tracing`), and compiled by AOTInductor into a
 shared library. Calling it runs generated C++ with no Python in between: no autograd engine,
 no guards, no per-operation dispatch from Python, which on CPU is most of a small network's
-cost (the formic acid dimer's network: 0.37 ms per energy and gradient against 2.3-2.6 ms
-for TorchScript, benchmarks/results/embeddings.md).
+cost (the formic acid dimer's network: 0.18 ms per energy and gradient against 0.99 ms for
+TorchScript on an idle machine, 0.37 against 2.3-2.6 next to other jobs;
+benchmarks/results/embeddings.md).
 
 The graph is specialised to the shapes of the example arguments (the number of particles) and
 to the module's parameters, which become constants.

@@ -151,8 +151,8 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
     compiled : bool
         Compile the ML force's energy and gradient ahead of time with AOTInductor (transport
         "python" only): one generated C++ library with no Python, autograd engine or
-        per-operation dispatch in between (the formic acid dimer's network: 0.37 instead of
-        2.3-2.6 ms per call on CPU, benchmarks/results/embeddings.md). The first force evaluation
+        per-operation dispatch in between (the formic acid dimer's network: a fifth to a sixth of
+        TorchScript's time per call on CPU, benchmarks/results/embeddings.md). The first force evaluation
         compiles (tens of seconds per term; the electrostatic model's vacuum and embedding energies
         are compiled one by one; needs a C++ compiler). Needs an eager network: a model file written
         by ``mlmm train`` (rebuilt from its recipes) or an ``nn.Module``. Not for ``"buffer"``,
