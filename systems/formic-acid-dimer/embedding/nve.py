@@ -16,6 +16,9 @@ may share it); a rerun skips the schemes already there. Run from the repository 
 The buffer scheme with the second-stage buffer network (nve-buffer-stage2.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-stage2 \\
         --output systems/formic-acid-dimer/embedding/nve-buffer-stage2.json
+and with the in-field third stage (nve-buffer-field.json):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-field \\
+        --threads 1 --output systems/formic-acid-dimer/embedding/nve-buffer-field.json
 A repeat with other velocities (nve-seed8.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm --seed 8 \\
         --output systems/formic-acid-dimer/embedding/nve-seed8.json
