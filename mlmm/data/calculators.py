@@ -13,6 +13,7 @@ import inspect
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+import torch
 
 from mlmm.units import BOHR_TO_NM, COULOMB_CONSTANT, HARTREE_TO_KJ_PER_MOL
 
@@ -411,23 +412,28 @@ class BufferDifference(ReferenceCalculator):
                                   multiplicity, *field)
         buffer = self.base.compute(buffer_species, buffer_positions, buffer_charge, 1, *field)
         energy, forces = whole["energy"] - buffer["energy"], whole["forces"][:n]
-        if outer.any():
-            charges = whole["charges"][:n] - (whole["charges"][:n].sum() - total_charge) / n
-            coulomb_energy, coulomb_forces = _coulomb(positions, charges, *field)
-            energy, forces = energy - coulomb_energy, forces - coulomb_forces
+        if outer.any():  # the scheme's own Coulomb term, and its forces at fixed charges
+            x = torch.tensor(positions, requires_grad=True)
+            coulomb = outer_coulomb(x, torch.as_tensor(shifted_charges(whole["charges"][:n], total_charge)), *field)
+            (gradient,) = torch.autograd.grad(coulomb, x)
+            energy, forces = energy - float(coulomb.detach()), forces + gradient.numpy()
         mm_forces = np.zeros((len(mm_species), 3))
         mm_forces[inner] = whole["forces"][n:] - buffer["forces"]
         return {"energy": energy, "forces": forces, "mm_forces": mm_forces, "charges": whole["charges"][:n],
                 "dipole": whole["dipole"] - buffer["dipole"]}
 
 
-def _coulomb(positions: np.ndarray, charges: np.ndarray, point_positions: np.ndarray, point_charges: np.ndarray):
-    """Coulomb energy (kJ/mol) of charges (e) at ``positions`` (nm) with point charges, and the forces
-    (kJ/mol/nm) on ``positions`` at fixed charges."""
-    delta = positions[:, None] - point_positions[None]
-    distance = np.linalg.norm(delta, axis=-1)
-    pair = COULOMB_CONSTANT * charges[:, None] * point_charges[None] / distance
-    return pair.sum(), (pair[..., None] * delta / distance[..., None] ** 2).sum(1)
+def shifted_charges(charges, total_charge: float):
+    """Charges (e; numpy array or tensor) shifted evenly to sum to ``total_charge``, as the buffer
+    scheme couples the ML region's charges to the molecules beyond the buffer."""
+    return charges - (charges.sum() - total_charge) / len(charges)
+
+
+def outer_coulomb(x_ml: torch.Tensor, q_ml: torch.Tensor, x_outer, q_outer) -> torch.Tensor:
+    """The buffer scheme's Coulomb term k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij (kJ/mol) of the
+    ML region's charges (e) at ``x_ml`` (nm) with the point charges beyond the buffer."""
+    r = torch.linalg.norm(x_ml.unsqueeze(1) - torch.as_tensor(x_outer).unsqueeze(0), dim=-1)
+    return COULOMB_CONSTANT * (q_ml.unsqueeze(1) * torch.as_tensor(q_outer).unsqueeze(0) / r).sum()
 
 
 _CALCULATORS = {"xtb": XTBCalculator, "pyscf": PySCFCalculator, "buffer-difference": BufferDifference}

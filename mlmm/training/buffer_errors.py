@@ -26,8 +26,8 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
+from mlmm.data.calculators import outer_coulomb, shifted_charges
 from mlmm.data.dataset import Dataset
-from mlmm.units import COULOMB_CONSTANT
 
 
 def split_environment(positions: np.ndarray, mm_positions: np.ndarray, mm_charges: np.ndarray,
@@ -57,17 +57,6 @@ def network_interaction(model, species: Sequence[int], buffer_species: Sequence[
     energy = whole - buffer - alone + outer_coulomb(x_ml, q_ml, x_outer, q_outer)
     (gradient,) = torch.autograd.grad(energy, x_ml)
     return float(energy.detach()), -gradient.numpy(), q_ml.detach().numpy()
-
-
-def shifted_charges(charges, total_charge: float):
-    """Charges (e; numpy array or tensor) shifted evenly to sum to ``total_charge``, as the scheme uses them."""
-    return charges - (charges.sum() - total_charge) / len(charges)
-
-
-def outer_coulomb(x_ml: torch.Tensor, q_ml: torch.Tensor, x_outer, q_outer) -> torch.Tensor:
-    """k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij (kJ/mol)."""
-    r = torch.linalg.norm(x_ml.unsqueeze(1) - torch.as_tensor(x_outer).unsqueeze(0), dim=-1)
-    return COULOMB_CONSTANT * (q_ml.unsqueeze(1) * torch.as_tensor(q_outer).unsqueeze(0) / r).sum()
 
 
 def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,

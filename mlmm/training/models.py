@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset
-from mlmm.potentials import FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, load_potential
+from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, load_potential,
+                             read_metadata)
 
 
 def build(family: str, elements, options: Dict) -> NeuralPotential:
@@ -43,9 +44,9 @@ def eager_potential(path) -> torch.nn.Module:
     """The eager module of an mlmm model file written by the trainer: its network (:func:`rebuild`), or
     for an electrostatic model file the :class:`~mlmm.potentials.ElectrostaticPotential` of its vacuum
     and embedding networks, rebuilt from the recipes in ``extra["vacuum_model"]`` and ``extra["model"]``."""
-    scripted, metadata = load_potential(path)
-    if metadata.get("embedding_scheme") != "electrostatic":
+    if read_metadata(path).get("embedding_scheme") != "electrostatic":
         return rebuild(path)
+    scripted, metadata = load_potential(path)
     extra = metadata.get("extra", {})
     if extra.get("model") is None or extra.get("vacuum_model") is None:
         raise ValueError(f"{path} does not record how both its networks were built (extra['model'] and "
