@@ -112,6 +112,25 @@ def test_xtb_mm_element_sets_how_strongly_point_charges_are_damped():
     assert first_order[84] == pytest.approx(coulomb, rel=0.1)  # closest to a bare charge
 
 
+def test_xtb_threads_limit_openmp_during_the_call_only_and_leave_the_result_unchanged():
+    import xtb.interface  # noqa: F401  (loads xtb's own OpenMP runtime)
+    from threadpoolctl import threadpool_info
+
+    def openmp_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "openmp"]
+
+    before = openmp_threads()
+    results = {n: XTBCalculator(accuracy=0.01, threads=n).compute(SPECIES, WATER, mm_positions=MM_POSITIONS,
+                                                                  mm_charges=MM_CHARGES) for n in (1, 2)}
+    assert openmp_threads() == before
+    assert results[1]["energy"] == pytest.approx(results[2]["energy"], abs=1e-6)  # kJ/mol
+    np.testing.assert_allclose(results[1]["forces"], results[2]["forces"], atol=1e-6)
+    assert "threads" not in XTBCalculator(threads=2).settings()  # a labelling resumes with any value
+    for threads in (0, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            XTBCalculator(threads=threads)
+
+
 @pytest.mark.parametrize("geometry", [WATER, WATER_ON_AXIS], ids=["generic", "bond-on-axis"])
 @pytest.mark.parametrize("with_charges", [False, True])
 def test_xtb_forces_are_minus_the_energy_gradient(xtb, geometry, with_charges):

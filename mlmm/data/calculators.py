@@ -166,6 +166,11 @@ class XTBCalculator(ReferenceCalculator):
         Maximum SCC iterations before :class:`CalculationFailed`.
     mm_element : int
         Atomic number whose GFN hardness the MM point charges get (1..86).
+    threads : int
+        OpenMP (and BLAS) threads of xtb during ``compute``, restored afterwards. The default 1
+        suits labelling with one worker process per core; xtb's OpenMP threads wait actively, so
+        more threads than free cores stall it next to other jobs. Not one of the ``settings``
+        (it does not change the result), so a labelling resumes with any value.
     """
 
     program = "xtb"
@@ -173,7 +178,7 @@ class XTBCalculator(ReferenceCalculator):
     _METHODS = {"gfn2-xtb": "GFN2-xTB", "gfn2": "GFN2-xTB", "gfn1-xtb": "GFN1-xTB", "gfn1": "GFN1-xTB"}
 
     def __init__(self, method: str = "GFN2-xTB", accuracy: float = 1.0, electronic_temperature: float = 300.0,
-                 max_iterations: int = 250, mm_element: int = 1):
+                 max_iterations: int = 250, mm_element: int = 1, threads: int = 1):
         if str(method).lower() not in self._METHODS:
             raise ValueError(f"xtb method {method!r} is not supported; use 'GFN2-xTB' or 'GFN1-xTB'")
         if not 1e-4 <= float(accuracy) <= 1e3:
@@ -185,9 +190,11 @@ class XTBCalculator(ReferenceCalculator):
         if int(mm_element) != mm_element or not 1 <= int(mm_element) <= 86:
             raise ValueError(f"mm_element={mm_element!r} must be an atomic number in 1..86 (xtb indexes its "
                              f"hardness table with it)")
+        if int(threads) != threads or int(threads) < 1:
+            raise ValueError(f"threads={threads!r} must be a positive integer")
         self.method = self._METHODS[str(method).lower()]
         self.accuracy, self.electronic_temperature = float(accuracy), float(electronic_temperature)
-        self.max_iterations, self.mm_element = int(max_iterations), int(mm_element)
+        self.max_iterations, self.mm_element, self.threads = int(max_iterations), int(mm_element), int(threads)
         self.level_of_theory = self.method
 
     @property
@@ -208,6 +215,13 @@ class XTBCalculator(ReferenceCalculator):
     def compute(self, species, positions, total_charge: int = 0, multiplicity: int = 1,
                 mm_positions=None, mm_charges=None) -> Dict[str, np.ndarray]:
         """See :meth:`ReferenceCalculator.compute`; returns no ``mm_forces``."""
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.threads):
+            return self._singlepoint(species, positions, total_charge, multiplicity, mm_positions, mm_charges)
+
+    def _singlepoint(self, species, positions, total_charge, multiplicity, mm_positions, mm_charges
+                     ) -> Dict[str, np.ndarray]:
         from xtb.interface import Calculator, Param, XTBException
         from xtb.libxtb import VERBOSITY_MUTED
 
