@@ -17,7 +17,7 @@ from mlmm.potentials.neighbors import neighbor_list
 from mlmm.training.batching import frame_outputs
 from mlmm.training.config import make_config
 from mlmm.training.delta import subtract_low_level
-from mlmm.training.trainer import Trainer, train
+from mlmm.training.trainer import Trainer, load_training_data, split_frames, train
 
 
 def harmonic_water(positions: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,28 @@ def test_a_tiny_training_run_learns_the_reference_and_writes_its_outputs(tmp_pat
     x = torch.tensor(data.positions[split["test"][0]])
     assert float(module(torch.tensor([8, 1, 1]), x).detach()) == pytest.approx(data.energies[split["test"][0]],
                                                                         abs=20 * metrics["test"]["energy_mae"])
+
+
+def test_training_only_frames_join_the_training_share_and_leave_validation_and_test_alone(tmp_path):
+    """The same datasets and seed give the same validation and test frames with or without
+    ``training_only`` data; its frames follow those of ``datasets`` and are all trained on."""
+    plain = config_for(tmp_path, epochs=2)
+    water_dataset(30, seed=5).save(tmp_path / "more.h5")
+    raw = {"data": {"datasets": ["water.h5"], "split": [0.7, 0.15, 0.15], "seed": 3, "training_only": ["more.h5"]},
+           "model": {"family": "physnet", "elements": ["H", "O"], "options": {"n_features": 16, "n_basis": 8}},
+           "training": {"epochs": 2, "batch_size": 16, "threads": 1}, "output": {"directory": "more-run"}}
+    extended = make_config(raw, tmp_path)
+    assert extended.fingerprint() != plain.fingerprint()
+    train(extended, progress=False)
+    split = json.loads((tmp_path / "more-run" / "split.json").read_text())
+    data, n_training_only = load_training_data(extended)
+    assert n_training_only == 30 and data.n_frames == 190
+    assert np.array_equal(data.energies[160:], water_dataset(30, seed=5).energies)
+    without = split_frames(160, [0.7, 0.15, 0.15], 3)
+    assert split["validation"] == without["validation"] and split["test"] == without["test"]
+    assert split["train"] == without["train"] + list(range(160, 190))
+    with pytest.raises(ValueError, match="training_only cannot be combined with delta_from"):
+        make_config({"data": {**raw["data"], "delta_from": ["low.h5"]}}, tmp_path)
 
 
 def test_an_electrostatic_model_file_records_both_recipes_and_is_rebuilt(tmp_path):

@@ -5,6 +5,7 @@ Example (all keys with their defaults are the dataclass fields below)::
     [data]
     datasets = ["water-gfn2.h5"]      # mlmm dataset files, joined
     split = [0.8, 0.1, 0.1]           # train, validation, test fractions
+    training_only = []                # datasets joined to the training share only, after the split
     seed = 1
 
     [model]
@@ -51,6 +52,9 @@ class DataConfig:
     max_frames: Optional[int] = None  # use at most this many frames (learning curves, subsets)
     delta_from: Optional[List[str]] = None  # low-level datasets of the same frames: learn high - low
     charges_from: str = "high"  # with delta_from: reference charges from the "high" or "low" level
+    # datasets added to the training share after ``datasets`` is split: more training data while the
+    # validation and test frames stay those of ``datasets``
+    training_only: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -101,6 +105,8 @@ class TrainingConfig:
     def fingerprint(self) -> str:
         """Hash of everything that determines the result (a checkpoint resumes only the same run)."""
         content = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("output", "source")}
+        if not content["data"]["training_only"]:  # configurations without it keep their fingerprint
+            del content["data"]["training_only"]
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -128,6 +134,9 @@ def make_config(raw: dict, base: Path = Path("."), source: Optional[Path] = None
         raise ValueError("a training configuration needs a [data] section with 'datasets'")
     data = _section(raw["data"], "data", DataConfig)
     data.datasets = [str(base / p) for p in data.datasets]
+    data.training_only = [str(base / p) for p in data.training_only]
+    if data.delta_from is not None and data.training_only:
+        raise ValueError("[data] training_only cannot be combined with delta_from")
     if data.delta_from is not None:
         data.delta_from = [str(base / p) for p in data.delta_from]
         if len(data.delta_from) != len(data.datasets):

@@ -23,7 +23,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -40,20 +40,25 @@ LOG_COLUMNS = ["epoch", "seconds", "learning_rate", "train_loss", "validation_lo
                "validation_forces_mae"]
 
 
-def load_training_data(config: TrainingConfig) -> Dataset:
-    """The labelled frames of the configured datasets (minus the low level for delta learning)."""
-    datasets = [load_dataset(p).labelled() for p in config.data.datasets]
+def load_training_data(config: TrainingConfig) -> Tuple[Dataset, int]:
+    """The labelled frames of the configured datasets (minus the low level for delta learning), followed
+    by those of the ``training_only`` datasets, and the number of the latter."""
+    datasets = [load_dataset(p).labelled() for p in config.data.datasets + config.data.training_only]
     if config.data.delta_from:
         datasets = [subtract_low_level(d, load_dataset(p).labelled(), charges_from=config.data.charges_from)
                     for d, p in zip(datasets, config.data.delta_from)]
     data = concatenate(datasets)
     if data.energies is None or data.forces is None:
         raise ValueError("training needs energies and forces in every dataset")
-    return data
+    return data, sum(d.n_frames for d in datasets[len(config.data.datasets):])
 
 
-def split_frames(n_frames: int, fractions, seed: int, max_train: Optional[int] = None) -> Dict[str, list]:
-    """Random disjoint train/validation/test indices; ``max_train`` caps the training share only."""
+def split_frames(n_frames: int, fractions, seed: int, max_train: Optional[int] = None,
+                 n_training_only: int = 0) -> Dict[str, list]:
+    """Random disjoint train/validation/test indices of the first ``n_frames - n_training_only`` frames;
+    ``max_train`` caps that training share, to which the last ``n_training_only`` frames are added."""
+    n_training_only = int(n_training_only)
+    n_frames = int(n_frames) - n_training_only
     order = np.random.default_rng(seed).permutation(n_frames)
     n_train = int(round(fractions[0] * n_frames))
     n_validation = int(round(fractions[1] * n_frames))
@@ -63,6 +68,7 @@ def split_frames(n_frames: int, fractions, seed: int, max_train: Optional[int] =
              "test": order[n_train + n_validation:]}
     if max_train is not None:
         split["train"] = split["train"][:max_train]
+    split["train"] = np.concatenate([split["train"], np.arange(n_frames, n_frames + n_training_only)])
     return {key: sorted(int(i) for i in value) for key, value in split.items()}
 
 
@@ -81,9 +87,9 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------------
     def _prepare(self) -> None:
         torch.manual_seed(self.settings.seed)
-        self.data = load_training_data(self.config)
+        self.data, n_training_only = load_training_data(self.config)
         self.split = split_frames(self.data.n_frames, self.config.data.split, self.config.data.seed,
-                                  self.config.data.max_frames)
+                                  self.config.data.max_frames, n_training_only)
         self.subsets = {key: self.data.subset(value) for key, value in self.split.items()}
         train = self.subsets["train"]
         if self.config.transfer is not None:
@@ -270,7 +276,7 @@ class Trainer:
             metrics["test_by_source"] = {source: errors(final, test.subset(test.frame_source == source))
                                          for source in sorted(set(test.frame_source))}
         (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        provenance = [load_dataset(p).provenance for p in self.config.data.datasets]
+        provenance = [load_dataset(p).provenance for p in self.config.data.datasets + self.config.data.training_only]
         final = self._deployable(final)
         self.compiled.load_state_dict(final.state_dict())
         extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
