@@ -107,10 +107,16 @@ def test_make_whole_keeps_molecules_intact_at_half_a_box_from_the_first_atom(tri
 def test_environment_screen_is_exact_within_the_cutoff_in_a_triclinic_box(cutoff):
     """The bounding-sphere screen against brute force over all 27 neighbouring images: distances inside the
     cutoff exact, the others never below it. At 1.6 nm the cutoff plus the cluster's radius exceed half the
-    smallest box width (1.75 nm), where the sphere's bound would need true images: the dense screen runs."""
+    smallest box width (1.75 nm), where the sphere's bound would need true images: the dense screen runs.
+    With fixed shapes (as compiled graphs trace it) only the ``capacity`` smallest bounds get exact
+    distances: every molecule inside must then be below the cutoff and, unless more than ``capacity``
+    are (the schemes' overflow check), among the ``capacity`` smallest values, which the schemes select
+    and evaluate exactly; a capacity below the number inside, and the 1.6 nm case, must overflow, a
+    capacity of 1000 (a third of the box) must not below 1.6 nm and gives every distance inside exactly."""
     import torch
 
     from mlmm.embedding.environment import nearest_distances
+    from mlmm.potentials.neighbors import fixed_shape_tracing
 
     rng = np.random.default_rng(5)
     box = np.array([[4.0, 0.0, 0.0], [1.3, 3.8, 0.0], [-1.1, 1.2, 3.5]])  # OpenMM reduced form
@@ -127,3 +133,18 @@ def test_environment_screen_is_exact_within_the_cutoff_in_a_triclinic_box(cutoff
         np.testing.assert_allclose(nearest[inside], brute[inside], rtol=1e-12)
         assert (nearest[~inside] >= cutoff).all()
         assert np.array_equal(nearest < cutoff, inside)
+    for capacity in (int(inside.sum()) - 1, int(inside.sum()) + 10, 1000):
+        with fixed_shape_tracing():
+            bounded = nearest_distances(positions[:12], positions, torch.tensor(box), anchors, cutoff, capacity).numpy()
+        assert (bounded[inside] <= brute[inside] + 1e-12).all() and (bounded[inside] < cutoff).all()  # or a bound
+        overflow = (bounded < cutoff).sum() > capacity  # what the schemes turn into NaN (then run eagerly)
+        if not overflow:  # then the capacity smallest (what the schemes select) hold every molecule inside
+            assert set(np.flatnonzero(inside)) <= set(np.argsort(bounded)[:capacity])
+        if capacity < inside.sum():
+            assert overflow
+        elif capacity == 1000:  # more than the bounds below the cutoff: all inside exact
+            assert overflow == (cutoff == 1.6)
+            if cutoff < 1.6:
+                np.testing.assert_allclose(bounded[inside], brute[inside], rtol=1e-12)
+    if cutoff == 1.6:  # no valid bound: every distance 0
+        assert (bounded == 0.0).all()

@@ -145,6 +145,41 @@ def test_a_compiled_python_force_agrees_with_torchforce(dimer_in_water, embeddin
         assert np.abs(f_torch - f_compiled).max() <= 1e-6 * scale
 
 
+@pytest.mark.parametrize("capacity", [None, 40])
+def test_the_fixed_shape_graph_matches_the_eager_module_or_overflows_to_it(dimer_in_water, monkeypatch, capacity):
+    """The energy-and-gradient graph ``compiled=True`` compiles (traced here and run op by op in place
+    of the compiler) takes the fixed-shape paths: the bounding-sphere screen with exact distances for
+    the ``capacity`` molecules nearest the dimer's sphere (fewer than the box holds), then those
+    molecules. With the default capacity it must give the eager module's energy and gradient; with 40
+    molecules, fewer than lie within the 0.9 nm cutoff, its energy is NaN and EagerComputation runs the
+    eager module for that call instead."""
+    from mlmm.bridge import transports
+    from mlmm.bridge.ahead_of_time import energy_and_gradient, energy_and_gradient_graph
+    from mlmm.bridge.mixed import plan_embedding
+    from mlmm.training.models import eager_potential
+
+    pdb, mm_system, dimer = dimer_in_water
+    options = {} if capacity is None else {"capacity": capacity}
+    plan = plan_embedding(pdb.topology, mm_system, dimer, eager_potential(DIMER_DIR / "model" / "model.pt"),
+                          "mechanical-ml-charges", **options)
+    assert plan.module.capacity < plan.module.anchor_indices.shape[0]  # the bounded screen, not the dense one
+    x = torch.tensor(pdb.positions.value_in_unit(u.nanometer), dtype=torch.float64)
+    box = torch.tensor(pdb.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer), dtype=torch.float64)
+    eager = energy_and_gradient(plan.module, x, box)
+    module = transports.without_parameter_gradients(plan.module)
+    graph = energy_and_gradient_graph(module, (x, box))
+    monkeypatch.setattr(transports, "compile_energy_and_gradient", lambda module, arguments: graph)
+    fixed_shape = graph(x, box)
+    if capacity is None:
+        assert float(fixed_shape[0]) == pytest.approx(float(eager[0]), abs=1e-8)
+        torch.testing.assert_close(fixed_shape[1], eager[1], rtol=0, atol=1e-8)
+    else:
+        assert torch.isnan(fixed_shape[0])
+    energy, gradient = transports.EagerComputation(plan.module, True, compiled=True).energy_and_gradient(x, box)
+    assert float(energy) == pytest.approx(float(eager[0]), abs=1e-8) and np.isfinite(float(energy))
+    torch.testing.assert_close(gradient, eager[1], rtol=0, atol=1e-8)
+
+
 def test_compiled_needs_the_python_transport_an_eager_network_and_fixed_shapes(tmp_path, solvated, pme_system):
     network = random_physnet()
     without_recipe = mlmm.save_potential(network, tmp_path / "plain.pt")  # not written by `mlmm train`

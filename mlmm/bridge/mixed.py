@@ -145,9 +145,9 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         (openmm.PythonForce with the eager module); both give the same results.
     cuda_graphs : bool
         On the CUDA platform, capture the ML force in a CUDA graph (TorchForce's ``useCUDAGraphs``;
-        transport "torch" only). Every scheme keeps static shapes on GPUs: the electrostatic and
-        buffer schemes gather a fixed ``capacity`` of nearest MM molecules (the energy turns NaN,
-        which OpenMM reports, if more than ``capacity`` are inside the cutoff).
+        transport "torch" only). Every scheme keeps static shapes on GPUs: the ML-charges,
+        electrostatic and buffer schemes gather a fixed ``capacity`` of nearest MM molecules (the
+        energy turns NaN, which OpenMM reports, if more than ``capacity`` are inside the cutoff).
     compiled : bool
         Compile the ML force's energy and gradient ahead of time with AOTInductor (transport
         "python" only): one generated C++ library with no Python, autograd engine or
@@ -155,8 +155,10 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         TorchScript's time per call on CPU, benchmarks/results/embeddings.md). The first force evaluation
         compiles (tens of seconds per term; the electrostatic model's vacuum and embedding energies
         are compiled one by one; needs a C++ compiler). Needs an eager network: a model file written
-        by ``mlmm train`` (rebuilt from its recipes) or an ``nn.Module``. Not for ``"buffer"``,
-        whose fixed-shape buffer costs far more on CPU than the exact one.
+        by ``mlmm train`` (rebuilt from its recipes) or an ``nn.Module``. The graph has fixed shapes
+        (a ``capacity`` of MM molecules, exact distances only for those nearest the ML region's
+        bounding sphere); a step they cannot hold runs the eager module instead. Not for
+        ``"buffer"``, whose fixed-shape buffer costs far more on CPU than the exact one.
     **options
         For ``"mechanical-ml-charges"``: ``cutoff`` (nm or Quantity; default the MM cutoff,
         else 1 nm), ``switch_distance`` (default cutoff - 0.1 nm), ``total_charge`` (e;

@@ -54,7 +54,10 @@ class EagerComputation:
     With ``compiled``, the module's energy and gradient are compiled ahead of time by
     AOTInductor (:mod:`mlmm.bridge.ahead_of_time`) at the first call, for that call's number of
     particles, which takes tens of seconds; the module must keep fixed shapes
-    (:func:`mlmm.potentials.neighbors.static_shapes`). Picklable, so systems holding it can be
+    (:func:`mlmm.potentials.neighbors.static_shapes`). Where the compiled energy is not finite
+    (the fixed shapes could not hold the geometry: more MM molecules inside the cutoff than the
+    capacity gathered, or more neighbours than the network's lists hold), that call runs the eager
+    module instead, whose CPU paths follow the geometry. Picklable, so systems holding it can be
     copied and serialized (the compiled library is not pickled; a copy compiles again).
     """
 
@@ -76,7 +79,10 @@ class EagerComputation:
         if self._compiled_function is None:
             self._compiled_function = compile_energy_and_gradient(without_parameter_gradients(self.module),
                                                                   (positions, *rest))
-        return self._compiled_function(positions, *rest)
+        energy, gradient = self._compiled_function(positions, *rest)
+        if not bool(torch.isfinite(energy)):
+            return energy_and_gradient(self.module, positions, *rest)
+        return energy, gradient
 
     def __call__(self, state: openmm.State):
         arguments = [state_positions(state)]

@@ -40,24 +40,33 @@ def anchor_vectors(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Opti
 
 
 def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
-                      anchors: torch.Tensor, cutoff: float) -> torch.Tensor:
+                      anchors: torch.Tensor, cutoff: float, capacity: Optional[int] = None) -> torch.Tensor:
     """Distance [G] (nm) from each of the G molecules' anchors to the nearest ML atom, without gradient.
 
     The one screen over all molecules per step; only the molecules it selects are then
     evaluated with gradients (:func:`anchor_vectors` on their anchors). Exact for every molecule
-    closer than ``cutoff``. On CPU, molecules are first screened against the ML region's bounding
-    sphere (centre c, radius r): d(anchor, c) - r is a lower bound of the distance to every ML
-    atom, and molecules whose bound reaches ``cutoff`` keep that bound instead of the exact
-    distance, so the dense ML-atoms x molecules work covers only the molecules near the region.
-    Where shapes are fixed (GPUs, compiled graphs: :func:`~mlmm.potentials.neighbors.static_shapes`)
-    every distance is exact (no host sync).
+    closer than ``cutoff``. Molecules are first screened against the ML region's bounding sphere
+    (centre c, radius r): d(anchor, c) - r is a lower bound of the distance to every ML atom, so
+    the dense ML-atoms x molecules work covers only the molecules near the region, the others
+    keeping their bound. On CPU those are the molecules whose bound is below ``cutoff``. In
+    compiled CPU graphs (fixed shapes, :func:`~mlmm.potentials.neighbors.static_shapes`) they are
+    the ``capacity`` molecules of smallest bound: exact for all inside the cutoff while at most
+    ``capacity`` bounds lie below it; beyond that a molecule inside may keep its bound, still below
+    the cutoff, so the ``capacity`` smallest values, which the schemes select and evaluate exactly,
+    hold every molecule inside unless more than ``capacity`` values are below the cutoff, which the
+    schemes report as an overflow (NaN energy; the compiled PythonForce then runs the eager
+    module). So is a bound that is not one (``cutoff + r`` reaching half the box width: the minimum
+    image of the centre may be wrong for a triclinic box; every distance is then 0). On GPUs every
+    distance is exact (no host sync, no false overflow).
     """
     # detached inputs rather than torch.no_grad(): a no_grad block in the scripted module gave wrong
     # forces once OpenMM-Torch's graph executor had optimised it
     x = x_ml.detach()
     box = None if boxvectors is None else boxvectors.detach()
     if static_shapes(positions):
-        return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]
+        if capacity is None or positions.is_cuda or capacity >= anchors.shape[0]:
+            return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]
+        return _bounded_distances(x, positions.detach(), box, anchors, cutoff, capacity)
     centre = x.mean(0, keepdim=True)
     radius = float(torch.linalg.norm(x - centre, dim=-1).max())
     if box is not None and cutoff + radius >= 0.5 * min(cell_widths(box)):
@@ -66,6 +75,20 @@ def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: O
     near = torch.nonzero(bound < cutoff).reshape(-1)
     exact = anchor_vectors(x, positions.detach(), box, anchors.index_select(0, near))[1].min(0)[0]
     return bound.index_put((near,), exact)
+
+
+def _bounded_distances(x: torch.Tensor, positions: torch.Tensor, box: Optional[torch.Tensor], anchors: torch.Tensor,
+                       cutoff: float, capacity: int) -> torch.Tensor:
+    """:func:`nearest_distances` with fixed shapes: exact for the ``capacity`` smallest bounds."""
+    centre = x.mean(0, keepdim=True)
+    radius = torch.linalg.norm(x - centre, dim=-1).max()
+    bound = anchor_vectors(centre, positions, box, anchors)[1][0] - radius
+    near = torch.topk(bound, capacity, largest=False, sorted=False)[1]
+    distances = bound.index_put((near,), anchor_vectors(x, positions, box, anchors.index_select(0, near))[1].min(0)[0])
+    if box is None:
+        return distances
+    valid = radius + cutoff < 0.5 * torch.diagonal(box).min()
+    return torch.where(valid, distances, torch.zeros_like(distances))
 
 
 def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],

@@ -84,7 +84,9 @@ class GroupEnvironmentModule(MechanicalEmbeddingModule):
     cutoff, switch_distance : float
         The groups' switching range in nm.
     capacity : int
-        Groups gathered each step on GPUs (:func:`~mlmm.embedding.environment.selected_molecules`).
+        Groups gathered each step where shapes are fixed (GPUs, compiled graphs:
+        :func:`~mlmm.embedding.environment.selected_molecules`); the energy is NaN when more are
+        inside the cutoff (:meth:`guard_capacity`).
     """
 
     def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, group_atoms,
@@ -111,11 +113,18 @@ class GroupEnvironmentModule(MechanicalEmbeddingModule):
         their ``anchors`` [K], and ``to_anchor`` [n_ml, K, 3] and ``distances`` [n_ml, K] (nm, with
         gradient; :func:`~mlmm.embedding.environment.anchor_vectors`).
         """
-        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices, self.cutoff)
+        nearest = nearest_distances(x_ml, positions, boxvectors, self.anchor_indices, self.cutoff, self.capacity)
         chosen = selected_molecules(nearest, self.cutoff, self.capacity)
         anchors = self.anchor_indices.index_select(0, chosen)
         to_anchor, distances = anchor_vectors(x_ml, positions, boxvectors, anchors)
         return nearest, chosen, anchors, to_anchor, distances
+
+    def guard_capacity(self, energy: torch.Tensor, inside: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``energy`` in the dtype of ``positions``; NaN with fixed shapes when more molecules are
+        ``inside`` the cutoff than the ``capacity`` gathered."""
+        if not static_shapes(positions):
+            return energy.to(positions.dtype)
+        return torch.where(inside > self.capacity, torch.full_like(energy, float("nan")), energy).to(positions.dtype)
 
 
 class MLChargesEmbeddingModule(GroupEnvironmentModule):
@@ -150,9 +159,10 @@ class MLChargesEmbeddingModule(GroupEnvironmentModule):
         self.dielectric = float(dielectric)
 
     def interaction_energy(self, x_ml: torch.Tensor, charges: torch.Tensor, positions: torch.Tensor,
-                           boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
-        """ML-MM Coulomb energy in kJ/mol for ML positions ``x_ml`` and charges ``charges``."""
-        _, chosen, anchors, to_anchor, distances = self.nearby_groups(x_ml, positions, boxvectors)
+                           boxvectors: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ML-MM Coulomb energy in kJ/mol for ML positions ``x_ml`` and charges ``charges``, and the
+        number of molecules with an anchor inside the cutoff."""
+        nearest, chosen, anchors, to_anchor, distances = self.nearby_groups(x_ml, positions, boxvectors)
         weight = smooth_switch(distances, self.switch_distance, self.cutoff)  # [n_ml, K]
         in_group = molecule_offsets(positions, boxvectors, anchors, self.group_atoms.index_select(0, chosen))
         r = torch.linalg.norm(to_anchor.unsqueeze(2) + in_group.unsqueeze(0), dim=-1)
@@ -162,14 +172,14 @@ class MLChargesEmbeddingModule(GroupEnvironmentModule):
             kernel = shifted_force(r, self.cutoff)
         mm_charges = self.group_charges.index_select(0, chosen).to(r.dtype)
         potential_at_ml = (weight.unsqueeze(-1) * kernel * mm_charges.unsqueeze(0)).sum((1, 2))
-        return self.coulomb_constant * (charges.to(r.dtype) * potential_at_ml).sum()
+        return self.coulomb_constant * (charges.to(r.dtype) * potential_at_ml).sum(), (nearest < self.cutoff).sum()
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         x_ml = self.ml_positions(positions, boxvectors)
         energy, charges = self.potential.energy_and_charges(
             self.species, x_ml.to(self.model_dtype_probe.dtype), self.total_charge)
-        coupling = self.interaction_energy(x_ml, charges, positions, boxvectors)
-        return energy.to(positions.dtype) + coupling
+        coupling, inside = self.interaction_energy(x_ml, charges, positions, boxvectors)
+        return self.guard_capacity(energy.to(positions.dtype) + coupling, inside, positions)
 
 
 def padded_groups(group_atoms, group_charges, anchor_indices) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -225,13 +235,6 @@ class ElectrostaticEmbeddingModule(GroupEnvironmentModule):
         energy, _ = self.potential.energy_in_field(self.species, x_ml.to(dtype), mm_positions.to(dtype),
                                                    mm_charges.to(dtype), self.total_charge)
         return self.guard_capacity(energy, inside, positions)
-
-    def guard_capacity(self, energy: torch.Tensor, inside: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``energy`` in the dtype of ``positions``; NaN with fixed shapes when more molecules are
-        ``inside`` the cutoff than the ``capacity`` gathered."""
-        if not static_shapes(positions):
-            return energy.to(positions.dtype)
-        return torch.where(inside > self.capacity, torch.full_like(energy, float("nan")), energy).to(positions.dtype)
 
     def energy_terms(self) -> List[torch.nn.Module]:
         """Modules of the same arguments whose energies sum to this one's, for compiling each alone
