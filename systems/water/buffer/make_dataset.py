@@ -16,9 +16,15 @@ With --in-field both clusters are computed in the field of the snapshot's other 
 embedding-switched TIP3P charges, as in ../embedding/), less the Coulomb energy of the solute's
 charges with them, which the scheme adds itself (BufferDifference with outer point charges);
 writes data/water-buffer-field-gfn2.h5.
+
+With --more N (after --in-field) N further snapshots from a new MM MD run of the same recipe (seed
+MORE_SEED), labelled in the field as above without lone-molecule frames: more training data
+(`training_only` in train-field-more.toml), so the test snapshots stay those of the first 500;
+writes data/water-buffer-field-more-gfn2.h5 (about 25 min of MD and 3 min of labelling on 2 cores).
 """
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +39,38 @@ SNAPSHOTS = HERE.parent / "embedding" / "data"
 BUFFER_SWITCH_DISTANCE, BUFFER_CUTOFF = 0.35, 0.5  # nm, oxygen to the nearest solute atom
 TIP3P_CHARGES = np.array([-0.834, 0.417, 0.417])  # e: O, H, H
 TIP3P_SPECIES = np.array([8, 1, 1])
+MORE_SEED = 4  # MM MD of the --more snapshots (the first 500: seed 3)
 
 
-def main(in_field: bool):
-    snapshots = load_dataset(SNAPSHOTS / "water-tip3p-gfn2.h5")
-    name = "water-buffer-field" if in_field else "water-buffer"
+def embedding_recipe():
+    """../embedding/make_dataset.py as a module (its MM MD and snapshot recipe)."""
+    spec = importlib.util.spec_from_file_location("embedding_recipe", HERE.parent / "embedding" / "make_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def labelled_clusters(snapshots, name: str, in_field: bool, origin: str = "water-tip3p-gfn2.h5"):
+    """The buffer clusters of ``snapshots`` (from ``origin``) labelled by BufferDifference (outer charges removed)."""
     reference = ("in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the solute's "
                  "charges with them") if in_field else "in vacuum"
     outside = "point charges beyond the buffer" if in_field else "vacuum (no charges beyond the buffer)"
     provenance = {"description": "one water with its buffer of TIP3P waters (oxygen within "
                                  f"{BUFFER_CUTOFF} nm of a solute atom) from the solvent snapshots of "
-                                 f"water-tip3p-gfn2.h5; E(solute + buffer) - E(buffer) {reference}",
+                                 f"{origin}; E(solute + buffer) - E(buffer) {reference}",
                   "sampling": snapshots.provenance.get("sampling", ""), "temperature_K": 300.0,
                   "buffer_cutoff_nm": BUFFER_CUTOFF, "buffer_switch_distance_nm": BUFFER_SWITCH_DISTANCE,
                   "limits": f"15-27 buffer waters per frame, TIP3P geometries; {outside}"}
     clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", provenance,
                                outer_charges=in_field)
-    labelled = without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
-                                           BufferDifference({"program": "xtb"}), n_workers=2))
+    return without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
+                                       BufferDifference({"program": "xtb"}), n_workers=2))
+
+
+def main(in_field: bool):
+    name = "water-buffer-field" if in_field else "water-buffer"
+    snapshots = load_dataset(SNAPSHOTS / "water-tip3p-gfn2.h5")
+    labelled = labelled_clusters(snapshots, name, in_field)
     vacuum = load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").subset(np.arange(0, snapshots.n_frames, 4))
     joined = concatenate([labelled, empty_buffer_frames(vacuum, labelled.mm_positions.shape[1], "no-buffer-300K")])
     joined.save(HERE / "data" / f"{name}-gfn2.h5")
@@ -60,7 +80,29 @@ def main(in_field: bool):
           f"E(I+B) - E(B) - E(I) = {difference.mean():.1f} +- {difference.std():.1f} kJ/mol")
 
 
+def more(n_snapshots: int):
+    """``n_snapshots`` in-field buffer frames from a new MM MD run (training data only); its unlabelled
+    snapshots are kept in data/water-more-snapshots.h5, so that an interrupted labelling resumes."""
+    path = HERE / "data" / "water-more-snapshots.h5"
+    if not path.exists():
+        embedding_recipe().snapshot_frames(MORE_SEED, n_snapshots).save(path)
+    snapshots = load_dataset(path)
+    if snapshots.n_frames != n_snapshots:
+        raise ValueError(f"{path} holds {snapshots.n_frames} snapshots, not {n_snapshots}: delete it to start over")
+    labelled = labelled_clusters(snapshots, "water-buffer-field-more", in_field=True,
+                                 origin=f"a second MM MD run of the same recipe (seed {MORE_SEED})")
+    labelled.save(HERE / "data" / "water-buffer-field-more-gfn2.h5")
+    print(f"{labelled.n_frames} more buffer frames ({labelled.mm_mask.sum(1).min() // 3}-"
+          f"{labelled.mm_mask.sum(1).max() // 3} waters), E(I+B) - E(B) = {labelled.energies.mean():.1f} +- "
+          f"{labelled.energies.std():.1f} kJ/mol")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in-field", action="store_true", help="clusters in the field of the outer waters")
-    main(parser.parse_args().in_field)
+    parser.add_argument("--more", type=int, metavar="N", help="N more in-field frames from a new MD run")
+    arguments = parser.parse_args()
+    if arguments.more:
+        more(arguments.more)
+    else:
+        main(arguments.in_field)

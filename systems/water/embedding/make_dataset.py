@@ -38,8 +38,8 @@ EQUILIBRATION = 40000  # steps
 TIP3P_GEOMETRY = {("O", "H1"): 0.09572, ("O", "H2"): 0.09572, ("H1", "H2"): 0.15139}  # nm, rigid TIP3P
 
 
-def mm_simulation() -> app.Simulation:
-    """TIP3P box with the first water (the solute) flexible and all others rigid."""
+def mm_simulation(seed: int = SEED) -> app.Simulation:
+    """TIP3P box with the first water (the solute) flexible and all others rigid, equilibrated."""
     pdb = app.PDBFile(str(HERE.parent / "water-tip3p.pdb"))
     system = app.ForceField("amber14/tip3p.xml").createSystem(
         pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=None,
@@ -49,19 +49,20 @@ def mm_simulation() -> app.Simulation:
         for (a, b), length in TIP3P_GEOMETRY.items():
             system.addConstraint(atoms[a], atoms[b], length * u.nanometer)
     integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP * u.picosecond)
-    integrator.setRandomNumberSeed(SEED)
+    integrator.setRandomNumberSeed(seed)
     simulation = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"),
                                 {"Threads": "2"})
     simulation.context.setPositions(pdb.positions)
     simulation.context.applyConstraints(1e-8)
     simulation.minimizeEnergy(maxIterations=500)
-    simulation.context.setVelocitiesToTemperature(300 * u.kelvin, SEED)
+    simulation.context.setVelocitiesToTemperature(300 * u.kelvin, seed)
     simulation.step(EQUILIBRATION)
     return simulation
 
 
-def main():
-    snapshots = solvent_snapshots(mm_simulation(), "resid 0", CUTOFF, N_SNAPSHOTS, INTERVAL)
+def snapshot_frames(seed: int = SEED, n_snapshots: int = N_SNAPSHOTS) -> Dataset:
+    """Unlabelled frames: ``n_snapshots`` solvent snapshots of the MM MD started with ``seed``."""
+    snapshots = solvent_snapshots(mm_simulation(seed), "resid 0", CUTOFF, n_snapshots, INTERVAL)
     mm_positions, mm_charges, mm_mask = weighted_environment(snapshots, SWITCH_DISTANCE, EMBEDDING_CUTOFF)
     # float32 precision (1e-7 nm, 1e-8 e) for the environment: the labels see exactly the stored values,
     # and the compressed file is half the size
@@ -73,14 +74,17 @@ def main():
                   "sampling": "MM MD: amber14 TIP3P, PME 0.9 nm, solute water flexible, 300 K Langevin "
                               f"(0.5 fs, 1/ps), {EQUILIBRATION * TIMESTEP:g} ps equilibration, a snapshot every "
                               f"{INTERVAL * TIMESTEP:g} ps",
-                  "temperature_K": 300.0, "seed": SEED, "embedding_switch_distance_nm": SWITCH_DISTANCE,
+                  "temperature_K": 300.0, "seed": seed, "embedding_switch_distance_nm": SWITCH_DISTANCE,
                   "embedding_cutoff_nm": EMBEDDING_CUTOFF,
                   "limits": "solute geometries of flexible TIP3P at 300 K (not of GFN2-xTB); "
                             "no MM forces (xtb-python does not return them)"}
-    frames = Dataset(species=snapshots["species"], positions=snapshots["positions"],
-                     mm_positions=mm_positions, mm_charges=mm_charges, mm_mask=mm_mask,
-                     frame_source=["snapshots-300K"] * N_SNAPSHOTS, provenance=provenance)
-    label_in_and_out_of_environment(frames, XTBCalculator(), HERE / "data" / "water-tip3p-gfn2.h5",
+    return Dataset(species=snapshots["species"], positions=snapshots["positions"], mm_positions=mm_positions,
+                   mm_charges=mm_charges, mm_mask=mm_mask, frame_source=["snapshots-300K"] * n_snapshots,
+                   provenance=provenance)
+
+
+def main():
+    label_in_and_out_of_environment(snapshot_frames(), XTBCalculator(), HERE / "data" / "water-tip3p-gfn2.h5",
                                     HERE / "data" / "water-tip3p-gfn2-vacuum.h5")
 
 
