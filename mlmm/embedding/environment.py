@@ -62,33 +62,37 @@ def nearest_distances(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: O
     # detached inputs rather than torch.no_grad(): a no_grad block in the scripted module gave wrong
     # forces once OpenMM-Torch's graph executor had optimised it
     x = x_ml.detach()
+    positions = positions.detach()
     box = None if boxvectors is None else boxvectors.detach()
     if static_shapes(positions):
         if capacity is None or positions.is_cuda or capacity >= anchors.shape[0]:
-            return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]
-        return _bounded_distances(x, positions.detach(), box, anchors, cutoff, capacity)
-    centre = x.mean(0, keepdim=True)
-    radius = float(torch.linalg.norm(x - centre, dim=-1).max())
-    if box is not None and cutoff + radius >= 0.5 * min(cell_widths(box)):
-        return anchor_vectors(x, positions.detach(), box, anchors)[1].min(0)[0]  # the bound needs true images
-    bound = anchor_vectors(centre, positions.detach(), box, anchors)[1][0] - radius
+            return _exact_distances(x, positions, box, anchors)
+        bound, radius = _sphere_bounds(x, positions, box, anchors)
+        near = torch.topk(bound, capacity, largest=False, sorted=False)[1]
+        distances = bound.index_put((near,), _exact_distances(x, positions, box, anchors.index_select(0, near)))
+        if box is None:
+            return distances
+        return torch.where(radius + cutoff < 0.5 * torch.diagonal(box).min(), distances, torch.zeros_like(distances))
+    bound, radius = _sphere_bounds(x, positions, box, anchors)
+    if box is not None and cutoff + float(radius) >= 0.5 * min(cell_widths(box)):
+        return _exact_distances(x, positions, box, anchors)  # the bound needs true images
     near = torch.nonzero(bound < cutoff).reshape(-1)
-    exact = anchor_vectors(x, positions.detach(), box, anchors.index_select(0, near))[1].min(0)[0]
-    return bound.index_put((near,), exact)
+    return bound.index_put((near,), _exact_distances(x, positions, box, anchors.index_select(0, near)))
 
 
-def _bounded_distances(x: torch.Tensor, positions: torch.Tensor, box: Optional[torch.Tensor], anchors: torch.Tensor,
-                       cutoff: float, capacity: int) -> torch.Tensor:
-    """:func:`nearest_distances` with fixed shapes: exact for the ``capacity`` smallest bounds."""
+def _exact_distances(x: torch.Tensor, positions: torch.Tensor, box: Optional[torch.Tensor], anchors: torch.Tensor
+                     ) -> torch.Tensor:
+    """Distance [K] (nm) from each of the K ``anchors`` to the nearest of the ML atoms ``x``."""
+    return anchor_vectors(x, positions, box, anchors)[1].min(0)[0]
+
+
+def _sphere_bounds(x: torch.Tensor, positions: torch.Tensor, box: Optional[torch.Tensor], anchors: torch.Tensor
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Lower bounds [K] (nm) of the distances of :func:`_exact_distances`: each anchor's distance to
+    the centre of the ML atoms ``x`` less their largest distance from it, the radius (also returned)."""
     centre = x.mean(0, keepdim=True)
     radius = torch.linalg.norm(x - centre, dim=-1).max()
-    bound = anchor_vectors(centre, positions, box, anchors)[1][0] - radius
-    near = torch.topk(bound, capacity, largest=False, sorted=False)[1]
-    distances = bound.index_put((near,), anchor_vectors(x, positions, box, anchors.index_select(0, near))[1].min(0)[0])
-    if box is None:
-        return distances
-    valid = radius + cutoff < 0.5 * torch.diagonal(box).min()
-    return torch.where(valid, distances, torch.zeros_like(distances))
+    return anchor_vectors(centre, positions, box, anchors)[1][0] - radius, radius
 
 
 def placed_molecules(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
