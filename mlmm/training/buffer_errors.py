@@ -15,8 +15,10 @@ molecule at full weight:
 with the network's charges q_i of I in I u B shifted to I's total charge. The same expression
 with the QM program's own vacuum cluster energies and charges of I in I u B (its "scheme
 limit") separates what the scheme's form leaves out (O polarizing I u B, charges of I fixed at
-their vacuum-cluster values) from the network's error. Energies kJ/mol, forces kJ/mol/nm,
-lengths nm.
+their vacuum-cluster values) from the network's error. The limit's error, reference minus limit,
+is the outer polarization: a network trained in the field of O can learn its mean, not the part
+that varies with where the molecules of O are, which it does not see. Energies kJ/mol, forces
+kJ/mol/nm, lengths nm.
 """
 
 from __future__ import annotations
@@ -69,7 +71,11 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     :class:`~mlmm.data.calculators.ReferenceCalculator`) computes the reference. Also the
     energy MAE of the scheme limit (module docstring) against the reference, the network's energy
     MAE against that limit, and the MAE (e) of the network's charges of I against the QM program's
-    (both shifted to I's total charge).
+    (both shifted to I's total charge). The standard deviation of the outer polarization (reference
+    minus limit) over ``frames`` bounds the part a network of I u B alone cannot learn (some of it
+    follows the geometry of I u B), with its correlation with the scheme's error; the network's MAE
+    against the limit plus the mean outer polarization of ``frames`` is its error were the varying
+    part known.
     """
     size, charge = len(molecule_species), snapshots.total_charge
     reference, predicted, reference_forces, predicted_forces, limit, charge_errors = [], [], [], [], [], []
@@ -95,6 +101,7 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
         predicted.append(energy)
         predicted_forces.append(forces)
     reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
+    polarization = reference - limit
     force_error = np.array(predicted_forces) - np.array(reference_forces)
     return {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
             "interaction_std": float(reference.std()), "energy_mae": float(np.abs(predicted - reference).mean()),
@@ -104,6 +111,10 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
             "scheme_limit_energy_mae": float(np.abs(limit - reference).mean()),
             "scheme_limit_energy_mean_error": float((limit - reference).mean()),
             "network_vs_limit_energy_mae": float(np.abs(predicted - limit).mean()),
+            "outer_polarization_std": float(polarization.std()),
+            "error_polarization_correlation": float(np.corrcoef(predicted - reference, polarization)[0, 1]),
+            "network_vs_mean_polarized_limit_energy_mae": float(
+                np.abs(predicted - limit - polarization.mean()).mean()),
             "charges_mae": float(np.abs(np.array(charge_errors)).mean())}
 
 
