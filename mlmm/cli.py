@@ -452,7 +452,8 @@ def _rate(args: argparse.Namespace) -> int:
                                   tuple(_indices(d, 2, "distance") for d in args.distance))
     bounds = [_interval(args.reactant, "reactant"), _interval(args.product, "product")]
     result = ensemble_rates(ensemble.directory / SUMMARY_FILE, variable, bounds,
-                            *((0, 1) if args.one_way else (None, None)))
+                            *((0, 1) if args.one_way else (None, None)),
+                            replicas=[(t, s) for t in ensemble.temperatures_K for s in ensemble.seeds])
     output = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
               "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way,
               "rates": rate_table(result)}

@@ -121,4 +121,15 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
         assert row["time_ps"] <= 2 * 0.3 + 1e-9  # two replicas of 300 steps of 1 fs
     assert "activation_energy_kJ_mol" in result["arrhenius"] and "Arrhenius: Ea" in printed
     assert (tmp_path / "replicas" / "rates.png").stat().st_size > 10_000
+    # the configuration's replicas, not the summary's: seed 1 only, and a seed never run counts as left out
+    path.write_text(path.read_text().replace("seeds = [1, 2]", "seeds = [1, 3]"))
+    assert main(["rate", str(path), "--distance", "0,1", f"--reactant={bounds[0]}", f"--product={bounds[1]}"]) == 0
+    fewer = json.loads((tmp_path / "replicas" / "rates.json").read_text())
+    for row, temperature in zip(fewer["rates"], (300, 350)):
+        folder = tmp_path / "replicas" / f"T{temperature}K-seed1"
+        frames = mdtraj.load(str(folder / "trajectory.dcd"), top=str(folder / "topology.pdb"))
+        expected = transition_rate([mdtraj.compute_distances(frames, [[0, 1]])[:, 0].astype(float)], 0.002,
+                                   [(-np.inf, 0.1085), (0.1105, np.inf)])
+        assert (row["replicas"], row["left_out"], row["transitions"]) == (1, 1, expected.transitions)
+        assert row["time_ps"] == pytest.approx(expected.time)
     assert main(["rate", str(path), "--distance", "0", f"--reactant={bounds[0]}", f"--product={bounds[1]}"]) == 1

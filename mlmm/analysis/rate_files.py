@@ -12,7 +12,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Collection, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class CollectiveVariable:
 
 @dataclass
 class EnsembleRates:
-    """Per temperature (K): the pooled rate, the replicas used and those left out (not finished)."""
+    """Per temperature (K): the pooled rate, the replicas used and those left out (not finished or missing)."""
 
     temperatures: list = field(default_factory=list)
     rates: list = field(default_factory=list)
@@ -52,12 +52,23 @@ class EnsembleRates:
 
 def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence[Tuple[float, float]],
                    reactant: Optional[int] = None, product: Optional[int] = None,
-                   confidence: float = 0.95) -> EnsembleRates:
-    """Rates per temperature from the finished replicas listed in ``summary`` (see the module docstring)."""
+                   confidence: float = 0.95, replicas: Optional[Collection[Tuple[float, int]]] = None
+                   ) -> EnsembleRates:
+    """Rates per temperature from the finished replicas listed in ``summary`` (see the module docstring).
+
+    ``replicas``: the (temperature in K, seed) pairs to use, e.g. those of the ensemble configuration
+    (the summary lists the replicas of the last ``mlmm ensemble`` call, which may differ); others in
+    the summary are ignored, and pairs missing from it count as left out. Default: all in the summary.
+    """
     rows = json.loads(Path(summary).read_text())["replicas"]
     groups, left_out = defaultdict(list), defaultdict(list)
+    if replicas is not None:
+        wanted = {(round(float(t), 6), int(s)) for t, s in replicas}
+        rows = [row for row in rows if (round(row["temperature_K"], 6), row["seed"]) in wanted]
+        for temperature, seed in wanted - {(round(row["temperature_K"], 6), row["seed"]) for row in rows}:
+            left_out[temperature].append({"temperature_K": temperature, "seed": seed, "state": "missing"})
     for row in rows:
-        (groups if row["state"] == "finished" else left_out)[row["temperature_K"]].append(row)
+        (groups if row["state"] == "finished" else left_out)[round(row["temperature_K"], 6)].append(row)
     if not groups:
         raise ValueError(f"no replica in {summary} has finished; run the ensemble first (states: "
                          f"{sorted({row['state'][:40] for row in rows})})")
