@@ -14,8 +14,8 @@ solvent moves, so the cutoff and buffer populations change as in a real run.
 
 Configurations: pure MM; mlmm's four schemes through TorchForce and through PythonForce; the
 schemes but the buffer through PythonForce compiled by AOTInductor (``compiled=True``, compiled in
-the warm-up); and openmm-ml 1.8's mechanical embedding with the identical model, run the way openmm-ml runs its
-model families (an eager ``openmm.PythonForce`` callback on the ML particles' positions).
+the warm-up); and openmm-ml 1.8's mechanical embedding with the identical model, run the way
+openmm-ml runs its model families (an eager ``openmm.PythonForce`` callback on the ML particles' positions).
 
 Each configuration runs in its own process (a fresh interpreter: no caches or threads shared
 between configurations), ``--steps`` steps after a warm-up, timed ``--repeats`` times (median);
@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -228,8 +229,11 @@ def summary(rows: list[dict]) -> str:
                          f"(faster at {len(faster)} of {len(points)} grid points)")
     sizes = sorted({m for m, _, _ in ms})
     # pure MM costs the same whichever few waters are held fixed: the median over a box's ML sizes
-    box_pure = {m: statistics.median(t for (b, _, c), t in ms.items() if b == m and c == pure) for m in sizes
-                if any(b == m and c == pure for b, _, c in ms)}
+    pure_runs = defaultdict(list)
+    for (box, _, config), t in ms.items():
+        if config == pure:
+            pure_runs[box].append(t)
+    box_pure = {box: statistics.median(times) for box, times in pure_runs.items()}
     lines.append("- growth of the cost added to pure MM (t - t_MM, t_MM the median of the box's pure-MM runs) from the "
                  "smallest to the largest box in which the configuration ran, per ML region size (linear scaling "
                  "would be the atom-count factor):")

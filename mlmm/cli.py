@@ -444,7 +444,7 @@ def _rate(args: argparse.Namespace) -> int:
     from mlmm.analysis.plots import plot_arrhenius
     from mlmm.analysis.rate_files import CollectiveVariable, ensemble_rates, rate_table
     from mlmm.analysis.rates import arrhenius_fit, eyring_fit
-    from mlmm.bridge.ensemble import SUMMARY_FILE
+    from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
     from mlmm.config import load_ensemble
 
     ensemble = load_ensemble(args.config)
@@ -453,7 +453,7 @@ def _rate(args: argparse.Namespace) -> int:
     bounds = [_interval(args.reactant, "reactant"), _interval(args.product, "product")]
     result = ensemble_rates(ensemble.directory / SUMMARY_FILE, variable, bounds,
                             *((0, 1) if args.one_way else (None, None)),
-                            replicas=[(t, s) for t in ensemble.temperatures_K for s in ensemble.seeds])
+                            members=replicas(ensemble))
     output = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
               "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way,
               "rates": rate_table(result)}

@@ -12,13 +12,16 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from mlmm.analysis.correlation import frame_interval
 from mlmm.analysis.rates import distance, distance_difference, transition_rate
 from mlmm.analysis.trajectory import read_trajectory
+
+if TYPE_CHECKING:
+    from mlmm.bridge.ensemble import Replica
 
 
 @dataclass(frozen=True)
@@ -50,28 +53,37 @@ class EnsembleRates:
     left_out: list = field(default_factory=list)
 
 
-def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence[Tuple[float, float]],
-                   reactant: Optional[int] = None, product: Optional[int] = None,
-                   confidence: float = 0.95, replicas: Optional[Collection[Tuple[float, int]]] = None
-                   ) -> EnsembleRates:
-    """Rates per temperature from the finished replicas listed in ``summary`` (see the module docstring).
+def finished_replicas(summary: Path, members: Optional[Sequence["Replica"]] = None
+                      ) -> Tuple[Dict[float, List[dict]], Dict[float, int]]:
+    """The finished replicas' rows of ``summary`` per temperature (K), and how many were left out per
+    temperature (not finished, or not in the summary).
 
-    ``replicas``: the (temperature in K, seed) pairs to use, e.g. those of the ensemble configuration
-    (the summary lists the replicas of the last ``mlmm ensemble`` call, which may differ); others in
-    the summary are ignored, and pairs missing from it count as left out. Default: all in the summary.
+    ``members``: the replicas to use, those of the ensemble configuration
+    (:func:`mlmm.bridge.ensemble.replicas`; the summary lists those of the last ``mlmm ensemble``
+    call, which may differ), matched by name. Default: every replica in the summary.
     """
     rows = json.loads(Path(summary).read_text())["replicas"]
-    groups, left_out = defaultdict(list), defaultdict(list)
-    if replicas is not None:
-        wanted = {(round(float(t), 6), int(s)) for t, s in replicas}
-        rows = [row for row in rows if (round(row["temperature_K"], 6), row["seed"]) in wanted]
-        for temperature, seed in wanted - {(round(row["temperature_K"], 6), row["seed"]) for row in rows}:
-            left_out[temperature].append({"temperature_K": temperature, "seed": seed, "state": "missing"})
+    if members is not None:
+        listed = {row["name"]: row for row in rows}
+        rows = [listed.get(m.name, {"temperature_K": m.temperature_K, "state": "missing"}) for m in members]
+    finished, left_out = defaultdict(list), defaultdict(int)
     for row in rows:
-        (groups if row["state"] == "finished" else left_out)[round(row["temperature_K"], 6)].append(row)
-    if not groups:
+        if row["state"] == "finished":
+            finished[row["temperature_K"]].append(row)
+        else:
+            left_out[row["temperature_K"]] += 1
+    if not finished:
         raise ValueError(f"no replica in {summary} has finished; run the ensemble first (states: "
                          f"{sorted({row['state'][:40] for row in rows})})")
+    return finished, left_out
+
+
+def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence[Tuple[float, float]],
+                   reactant: Optional[int] = None, product: Optional[int] = None,
+                   confidence: float = 0.95, members: Optional[Sequence["Replica"]] = None) -> EnsembleRates:
+    """Rates per temperature from the finished replicas (:func:`finished_replicas` of ``summary`` and
+    ``members``; see the module docstring)."""
+    groups, left_out = finished_replicas(summary, members)
     result = EnsembleRates()
     for temperature in sorted(groups):
         trajectories, intervals = [], set()
@@ -86,8 +98,8 @@ def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence
         result.temperatures.append(temperature)
         result.rates.append(rate)
         result.replicas.append(len(trajectories))
-        result.left_out.append(len(left_out.get(temperature, [])))
-    skipped = sum(len(v) for t, v in left_out.items() if t not in groups)
+        result.left_out.append(left_out.get(temperature, 0))
+    skipped = sum(n for t, n in left_out.items() if t not in groups)
     if skipped:
         warnings.warn(f"{skipped} replicas at temperatures without a finished replica were left out", stacklevel=2)
     return result

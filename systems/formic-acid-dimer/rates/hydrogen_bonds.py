@@ -1,20 +1,20 @@
 """O...O distances of the dimer's two hydrogen bonds per temperature, over the ensemble's finished replicas.
 
 The proton-transfer barrier rises steeply with the donor-acceptor distance, so how far the hydrogen
-bonds stretch with temperature bears on the apparent activation energy (README.md). Reads the ensemble
-summary of ensemble.toml (run it first) and prints, per temperature, the mean and standard deviation
+bonds stretch with temperature bears on the apparent activation energy (README.md). Reads the finished
+replicas of ensemble.toml (run it first) and prints, per temperature, the mean and standard deviation
 of both O...O distances over all frames (nm) and the fraction of them above 0.30 nm. Run from the
 repository root:
     .venv/bin/python systems/formic-acid-dimer/rates/hydrogen_bonds.py
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from mlmm.analysis.rate_files import finished_replicas
 from mlmm.analysis.trajectory import read_trajectory
-from mlmm.bridge.ensemble import SUMMARY_FILE
+from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
 from mlmm.config import load_ensemble
 
 HERE = Path(__file__).parent
@@ -24,14 +24,11 @@ STRETCHED_NM = 0.30
 
 if __name__ == "__main__":
     ensemble = load_ensemble(HERE / "ensemble.toml")
-    distances = {}
-    for row in json.loads((ensemble.directory / SUMMARY_FILE).read_text())["replicas"]:
-        if row["state"] != "finished":
-            continue
-        x = read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb").positions
-        distances.setdefault(row["temperature_K"], []).extend(
-            np.linalg.norm(x[:, a] - x[:, b], axis=-1) for a, b in HYDROGEN_BONDS)
-    for temperature, values in sorted(distances.items()):
-        values = np.concatenate(values)
+    finished, _ = finished_replicas(ensemble.directory / SUMMARY_FILE, replicas(ensemble))
+    for temperature, rows in sorted(finished.items()):
+        positions = [read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb").positions
+                     for row in rows]
+        values = np.concatenate([np.linalg.norm(x[:, a] - x[:, b], axis=-1) for x in positions
+                                 for a, b in HYDROGEN_BONDS])
         print(f"{temperature:g} K: O...O {values.mean():.4f} +- {values.std():.4f} nm, "
               f"{(values > STRETCHED_NM).mean():.3f} of them above {STRETCHED_NM} nm")
