@@ -95,6 +95,8 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
 
     path = write_ensemble(tmp_path, extra="steps = 300")
     path.write_text(path.read_text().replace("[dask]", "[dask]\nworkers = 1\n").replace("workers = 2\n", ""))
+    assert main(["rate", str(path), "--distance", "0,1", "--reactant=-inf:0.1", "--product=0.2:inf"]) == 1
+    assert "no ensemble summary" in capsys.readouterr().err  # not run yet
     run = tmp_path / "run.toml"
     run.write_text(run.read_text().replace("report_interval = 10", "report_interval = 2"))
     ensemble = load_ensemble(path)

@@ -62,6 +62,8 @@ def finished_replicas(summary: Path, members: Optional[Sequence["Replica"]] = No
     (:func:`mlmm.bridge.ensemble.replicas`; the summary lists those of the last ``mlmm ensemble``
     call, which may differ), matched by name. Default: every replica in the summary.
     """
+    if not Path(summary).is_file():
+        raise ValueError(f"no ensemble summary at {summary}: run `mlmm ensemble` with this configuration first")
     rows = json.loads(Path(summary).read_text())["replicas"]
     if members is not None:
         listed = {row["name"]: row for row in rows}
