@@ -10,8 +10,9 @@ Configurations: pure MM (the dimer held fixed: formic-acid.xml has no bonded ter
 force field alone cannot move it; the cost is that of the MM forces on all atoms), and the
 mixed systems of ``mlmm.create_mixed_system`` with the trained dimer models: mechanical and
 mechanical-ml-charges (systems/formic-acid-dimer/model/model.pt), electrostatic
-(systems/formic-acid-dimer/embedding/model/model.pt) and buffer
-(systems/formic-acid-dimer/buffer/model-stage2/model.pt, buffer 0.35-0.45 nm), TorchForce transport;
+(systems/formic-acid-dimer/embedding/model/model.pt) and buffer (buffer 0.35-0.45 nm) with the
+"ml-charges" outer coupling (systems/formic-acid-dimer/buffer/model-stage2/model.pt) and with the
+"charge-difference" coupling (model-field-dq/model.pt, the same architecture), TorchForce transport;
 and mechanical, mechanical-ml-charges and electrostatic through PythonForce with the energy and
 gradient compiled ahead of time by AOTInductor (``compiled=True``; the compilation falls in the
 warm-up; the electrostatic model's vacuum and embedding terms are two libraries).
@@ -51,10 +52,12 @@ from timing import machine, versions, time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_DIR = ROOT / "systems" / "formic-acid-dimer"
-MODELS = {"mechanical": SYSTEM_DIR / "model" / "model.pt",
-          "mechanical-ml-charges": SYSTEM_DIR / "model" / "model.pt",
-          "electrostatic": SYSTEM_DIR / "embedding" / "model" / "model.pt",
-          "buffer": SYSTEM_DIR / "buffer" / "model-stage2" / "model.pt"}
+#: Configuration: (embedding scheme, model file).
+MODELS = {"mechanical": ("mechanical", SYSTEM_DIR / "model" / "model.pt"),
+          "mechanical-ml-charges": ("mechanical-ml-charges", SYSTEM_DIR / "model" / "model.pt"),
+          "electrostatic": ("electrostatic", SYSTEM_DIR / "embedding" / "model" / "model.pt"),
+          "buffer": ("buffer", SYSTEM_DIR / "buffer" / "model-stage2" / "model.pt"),
+          "buffer, charge-difference": ("buffer", SYSTEM_DIR / "buffer" / "model-field-dq" / "model.pt")}
 OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
 #: The same schemes through PythonForce compiled by AOTInductor (at the first call, during the warm-up).
 COMPILED = {"mechanical, compiled": "mechanical", "mechanical-ml-charges, compiled": "mechanical-ml-charges",
@@ -92,11 +95,11 @@ def contexts(box_nm, threads: int) -> dict:
     openmm.LocalEnergyMinimizer.minimize(minimiser, 10.0, 200)
     start = minimiser.getState(getPositions=True).getPositions()
     systems = {"pure MM": pure_mm}
-    for scheme, model in MODELS.items():
-        systems[scheme] = mlmm.create_mixed_system(topology, mm_system, dimer, str(model), embedding=scheme,
-                                                     **OPTIONS.get(scheme, {}))
+    for name, (scheme, model) in MODELS.items():
+        systems[name] = mlmm.create_mixed_system(topology, mm_system, dimer, str(model), embedding=scheme,
+                                                   **OPTIONS.get(scheme, {}))
     for name, scheme in COMPILED.items():
-        systems[name] = mlmm.create_mixed_system(topology, mm_system, dimer, str(MODELS[scheme]), embedding=scheme,
+        systems[name] = mlmm.create_mixed_system(topology, mm_system, dimer, str(MODELS[scheme][1]), embedding=scheme,
                                                    transport="python", compiled=True)
     result = {}
     for scheme, system in systems.items():
@@ -120,10 +123,10 @@ def module_costs(topology: app.Topology, mm_system: openmm.System, dimer: list, 
     x = torch.tensor(positions, dtype=torch.float64)
     cell = torch.tensor(box, dtype=torch.float64)
     costs = {}
-    for scheme, model in MODELS.items():
+    for name, (scheme, model) in MODELS.items():
         plan = plan_embedding(topology, mm_system, dimer, str(model), scheme, **OPTIONS.get(scheme, {}))
         module = inference_script(plan.module)
-        costs[scheme] = time_calls(lambda: forward_backward(lambda p: module(p, cell), x), calls)["median"]
+        costs[name] = time_calls(lambda: forward_backward(lambda p: module(p, cell), x), calls)["median"]
         if scheme == "electrostatic":
             dtype = plan.module.model_dtype_probe.dtype
             x_ml = plan.module.ml_positions(x, cell).to(dtype)
@@ -135,7 +138,8 @@ def module_costs(topology: app.Topology, mm_system: openmm.System, dimer: list, 
                 lambda p: potential.embedding.evaluate_in_field(species, p, mm_x, mm_q, 0.0)["energy"].sum(), x_ml),
                 calls)["median"]
     for name, scheme in COMPILED.items():
-        plan = plan_embedding(topology, mm_system, dimer, compilable_potential(str(MODELS[scheme]), scheme), scheme)
+        plan = plan_embedding(topology, mm_system, dimer, compilable_potential(str(MODELS[scheme][1]), scheme),
+                              scheme)
         computation = EagerComputation(plan.module, True, compiled=True)
         costs[name] = time_calls(lambda: computation.energy_and_gradient(x, cell), calls)["median"]
     return costs

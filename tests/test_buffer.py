@@ -101,11 +101,50 @@ def test_energy_terms_match_a_direct_evaluation(network):
     assert energy == pytest.approx(expected, abs=1e-8)
 
 
-def test_a_water_entering_the_buffer_changes_the_energy_smoothly(network):
+def test_the_charge_difference_coupling_matches_a_direct_evaluation(network):
+    """outer_coupling="charge-difference": the charge changes w q(I u B) - w q(B) of every cluster atom
+    (I's own charges unshifted) interact with the molecules beyond the buffer, weighted 1 - w_m, never
+    with their own molecule; they sum to the ML region's total charge."""
+    topology, mm_system = waters(4)
+    system = _with_ml_group(mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
+                                                     buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0,
+                                                     switch_distance=0.9, outer_coupling="charge-difference"))
+    tilt = np.array([[0.0, 0.0, 0.0], [0.0, 0.0957, 0.0], [0.0927, 0.0, 0.024]])
+    positions = np.vstack([WATER] + [tilt + [0.0, 0.0, z] for z in (0.28, 0.43, 0.7)])
+    energy, _ = evaluate(system, positions, groups={ML_GROUP})
+
+    distances = np.linalg.norm(positions[:3, None] - positions[None, 3::3], axis=-1)
+    x = np.clip((distances - 0.35) / 0.15, 0, 1)
+    weights = 1 - np.prod(x ** 3 * (10 - 15 * x + 6 * x ** 2), axis=0)
+    buffer = [0, 1]  # the waters with w > 0, in the network's order
+    species = torch.tensor([8, 1, 1] * 3)
+    atom_weights = torch.tensor([1.0] * 3 + [weights[m] for m in buffer for _ in range(3)], dtype=torch.float64)
+    x_all = torch.tensor(positions[:9])
+    e_all, charges = network.weighted_energy_and_charges(species, x_all, atom_weights, 0.0)
+    e_buffer, buffer_charges = network.weighted_energy_and_charges(species[3:], x_all[3:], atom_weights[3:], 0.0)
+    changes = torch.cat([charges[:3], charges[3:] - buffer_charges]).detach().numpy()
+    assert changes.sum() == pytest.approx(0.0, abs=1e-10) and abs(changes[3:]).max() > 1e-4
+    owner = [-1] * 3 + [m for m in buffer for _ in range(3)]
+    mm_q = np.array([TIP3P[n][0] for n in "OHH"])
+    coulomb = 0.0
+    for a in range(9):
+        for m in range(3):
+            if m != owner[a]:
+                r = np.linalg.norm(positions[3 * m + 3:3 * m + 6] - positions[a], axis=-1)
+                coulomb += (1 - weights[m]) * COULOMB_CONSTANT * changes[a] * (mm_q / r).sum()
+    molecules = [positions[3 * k + 3:3 * k + 6] for k in range(3)]
+    lennard_jones = sum(w * _lennard_jones(positions[:3], x) for x, w in zip(molecules, weights))
+    expected = float((e_all - e_buffer).detach()) - lennard_jones + coulomb
+    assert energy == pytest.approx(expected, abs=1e-8)
+
+
+@pytest.mark.parametrize("coupling", ["ml-charges", "charge-difference"])
+def test_a_water_entering_the_buffer_changes_the_energy_smoothly(network, coupling):
     """Total energy (MM + ML) and forces as one water moves through the buffer's switching shell."""
     topology, mm_system = waters(2)
     system = mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
-                                      buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0, switch_distance=0.9)
+                                      buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0, switch_distance=0.9,
+                                      outer_coupling=coupling)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     mover = WATER + [0.0, 0.0, 0.0]
     path = np.arange(0.30, 0.60, 0.0005)  # oxygen at (0, 0, z): nearest ML atom is the ML oxygen
@@ -122,12 +161,13 @@ def test_a_water_entering_the_buffer_changes_the_energy_smoothly(network):
     assert np.allclose(np.array(slopes)[1:-1], finite_difference[1:-1], atol=0.02 * np.abs(slopes).max())
 
 
-def test_forces_on_all_atoms_are_gradients_in_a_periodic_box(network):
+@pytest.mark.parametrize("coupling", ["ml-charges", "charge-difference"])
+def test_forces_on_all_atoms_are_gradients_in_a_periodic_box(network, coupling):
     pdb = app.PDBFile("systems/water/water-tip3p.pdb")
     mm_system = app.ForceField("amber14/tip3p.xml").createSystem(
         pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=None, rigidWater=False)
     system = _with_ml_group(mlmm.create_mixed_system(pdb.topology, mm_system, "resid 0", network,
-                                                     embedding="buffer"))
+                                                     embedding="buffer", outer_coupling=coupling))
     positions = np.array(pdb.positions.value_in_unit(u.nanometer))
     energy, forces = evaluate(system, positions, groups={ML_GROUP})
     with torch.no_grad():
@@ -142,7 +182,8 @@ def test_forces_on_all_atoms_are_gradients_in_a_periodic_box(network):
                                rtol=1e-4, atol=2e-3)
 
 
-def test_the_fixed_shape_buffer_equals_the_exact_one_and_an_overflow_is_nan(network):
+@pytest.mark.parametrize("coupling", ["ml-charges", "charge-difference"])
+def test_the_fixed_shape_buffer_equals_the_exact_one_and_an_overflow_is_nan(network, coupling):
     """Where shapes are fixed (GPUs, CUDA graphs) the network sees the buffer_capacity nearest molecules,
     those beyond the buffer cutoff with weight 0, and must give the energy and gradient of the exact
     buffer the CPU path selects; fewer places than molecules inside poison the energy with NaN."""
@@ -151,14 +192,15 @@ def test_the_fixed_shape_buffer_equals_the_exact_one_and_an_overflow_is_nan(netw
         pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=None, rigidWater=False)
     positions = torch.tensor(pdb.positions.value_in_unit(u.nanometer), dtype=torch.float64)
     box = torch.tensor(pdb.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer), dtype=torch.float64)
-    module = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", network, "buffer").module
+    module = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", network, "buffer",
+                                 outer_coupling=coupling).module
     inside = int(module.report(positions, box)["molecules"])
     assert 5 <= inside < module.buffer_capacity  # the fixed shape holds weight-0 molecules too
     exact = energy_and_gradient(module, positions, box)
     with fixed_shape_tracing():
         fixed = energy_and_gradient(module, positions, box)
         tight = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", network, "buffer",
-                                    buffer_capacity=inside - 1).module
+                                    buffer_capacity=inside - 1, outer_coupling=coupling).module
         overflowing = float(tight(positions, box))
     assert abs(float(fixed[0]) - float(exact[0])) <= 1e-9 * abs(float(exact[0]))
     assert float((fixed[1] - exact[1]).abs().max()) <= 1e-9 * float(exact[1].abs().max())
@@ -171,6 +213,9 @@ def test_buffer_input_errors(network):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], torch.nn.Linear(1, 1), embedding="buffer")
     with pytest.raises(ValueError, match="buffer_capacity=0 must be a positive number"):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer", buffer_capacity=0)
+    with pytest.raises(ValueError, match="outer_coupling='dipoles' is not"):
+        mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer",
+                                 outer_coupling="dipoles")
     with pytest.raises(ValueError, match="shorter than the Coulomb cutoff"):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer", buffer_cutoff=1.2,
                                  cutoff=1.0)
@@ -208,12 +253,18 @@ def test_batched_buffer_differences_equal_frame_by_frame_evaluations(network):
         assert float(outputs["energy"][0, k].detach()) == pytest.approx(float((whole - alone).detach()), abs=1e-9)
         assert torch.allclose(outputs["forces"][0, k], -gradient[:3], atol=1e-9)
         assert torch.allclose(outputs["mm_forces"][0, k][real], -gradient[3:], atol=1e-9)
+        _, whole_charges = network.weighted_energy_and_charges(torch.cat([species, buffer_species[real]]), x, ones,
+                                                               0.0)
+        _, buffer_charges = network.weighted_energy_and_charges(buffer_species[real], x[3:], ones[3:], 0.0)
+        assert torch.allclose(outputs["mm_charge_changes"][0, k][real], whole_charges[3:] - buffer_charges, atol=1e-9)
     assert torch.all(outputs["mm_forces"][0, 1][~mask[1]] == 0)
+    assert torch.all(outputs["mm_charge_changes"][0, 1][~mask[1]] == 0)
 
 
 def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
-    """`mlmm train` on tiny GFN2-xTB buffer data (E(I u B) - E(B), one or two buffer waters): the fit
-    improves and the errors cover the buffer atoms' forces."""
+    """`mlmm train` on tiny GFN2-xTB buffer data (E(I u B) - E(B), one or two buffer waters, labelled for
+    the charge-difference coupling): the fit improves, the errors cover the buffer atoms' forces and
+    charge changes, and the model file records the coupling, which the buffer scheme then uses."""
     from mlmm.data.calculators import BufferDifference
     from mlmm.data.dataset import Dataset
     from mlmm.data.labelling import label
@@ -232,13 +283,15 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
                    mm_positions=[b * m[:, None] for (_, b, _), m in zip(frames, mask)],
                    mm_charges=np.tile([-0.834, 0.417, 0.417], (24, 2)) * mask,
                    mm_species=np.tile([8, 1, 1], (24, 2)) * mask, mm_mask=mask)
-    labelled = label(data, tmp_path / "buffer.h5", BufferDifference({"program": "xtb"}), n_workers=0,
-                     progress=False)
+    labelled = label(data, tmp_path / "buffer.h5", BufferDifference({"program": "xtb"}, "charge-difference"),
+                     n_workers=0, progress=False)
     config = make_config({"data": {"datasets": ["buffer.h5"], "split": [0.875, 0.0, 0.125]},  # validate on train
                           "model": {"family": "physnet", "elements": ["H", "O"],
                                     "options": {"n_features": 8, "n_basis": 8, "n_modules": 1}},
                           "training": {"epochs": 150, "batch_size": 6, "learning_rate": 1e-2, "threads": 1,
-                                       "force_weight": 0.0001, "ema_decay": 0.0},
+                                       # charges weighted so that a 0.01 e error counts as 3 kJ/mol: this
+                                       # tiny network learns them within 150 epochs (at 1e4 only a fifth)
+                                       "force_weight": 0.0001, "charge_weight": 1e5, "ema_decay": 0.0},
                           "output": {"directory": "out"}}, base=tmp_path)
     metrics = train(config, progress=False)
     log = (tmp_path / "out" / "log.csv").read_text().splitlines()
@@ -246,6 +299,13 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
     assert last < 0.7 * first  # the training loss falls ...
     assert metrics["train"]["energy_mae"] < 0.6 * np.std(labelled.energies)  # ... below a constant's error
     assert "mm_forces_mae" in metrics["train"] and metrics["train"]["mm_forces_mae"] > 0
+    typical_change = np.abs(labelled.mm_charge_changes[labelled.mm_mask]).mean()
+    assert typical_change > 1e-3 and metrics["train"]["mm_charge_changes_mae"] < 0.6 * typical_change
+    topology, mm_system = waters(3)
+    model = tmp_path / "out" / "model.pt"
+    assert mlmm.plan_embedding(topology, mm_system, [0, 1, 2], str(model), "buffer").module.charge_difference
+    with pytest.raises(ValueError, match="trained for 'charge-difference'"):
+        mlmm.plan_embedding(topology, mm_system, [0, 1, 2], str(model), "buffer", outer_coupling="ml-charges")
 
 
 def test_lambda_zero_gives_the_force_field_and_transports_agree(network):
@@ -263,9 +323,11 @@ def test_lambda_zero_gives_the_force_field_and_transports_agree(network):
     assert evaluate(interpolated, positions)[0] == pytest.approx(energies[0], abs=1e-8)
 
 
-def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_forces(network):
-    """mlmm.training.buffer_errors.network_interaction: E_NN(I u B) - E_NN(B) - E_NN(I) + Coulomb with O,
-    term by term from the network, and forces on I equal to finite differences."""
+@pytest.mark.parametrize("coupling", ["ml-charges", "charge-difference"])
+def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_forces(network, coupling):
+    """mlmm.training.buffer_errors.network_interaction: E_NN(I u B) - E_NN(B) - E_NN(I) + Coulomb with O
+    (of I's shifted charges, or of every cluster atom's charge change), term by term from the network,
+    and forces on I equal to finite differences."""
     from mlmm.training.buffer_errors import network_interaction
 
     x_ml = WATER + 0.01
@@ -274,17 +336,20 @@ def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_for
     q_outer = np.array([-0.834, 0.417, 0.417]) * 0.6
     species, buffer_species = [8, 1, 1], [8, 1, 1] * 2
     energy, forces, charges = network_interaction(network, species, buffer_species, 0.0, x_ml, x_buffer, x_outer,
-                                                  q_outer)
+                                                  q_outer, coupling)
 
     def terms(x):
         t = torch.as_tensor
         ones = torch.ones(9, dtype=torch.float64)
         whole, charges = network.weighted_energy_and_charges(t(species + buffer_species), t(np.vstack([x, x_buffer])),
                                                              ones, 0.0)
-        buffer = network.weighted_energy_and_charges(t(buffer_species), t(x_buffer), ones[3:], 0.0)[0]
+        buffer, buffer_charges = network.weighted_energy_and_charges(t(buffer_species), t(x_buffer), ones[3:], 0.0)
         alone = network.weighted_energy_and_charges(t(species), t(x), ones[:3], 0.0)[0]
-        q = charges[:3] - charges[:3].sum() / 3
-        r = np.linalg.norm(x[:, None] - x_outer[None], axis=-1)
+        if coupling == "ml-charges":
+            q = torch.cat([charges[:3] - charges[:3].sum() / 3, torch.zeros(6, dtype=torch.float64)])
+        else:
+            q = torch.cat([charges[:3], charges[3:] - buffer_charges])
+        r = np.linalg.norm(np.vstack([x, x_buffer])[:, None] - x_outer[None], axis=-1)
         coulomb = COULOMB_CONSTANT * float((q.detach().numpy()[:, None] * q_outer / r).sum())
         return float((whole - buffer - alone).detach()) + coulomb, q.detach().numpy()
 

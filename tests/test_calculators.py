@@ -352,3 +352,47 @@ def test_buffer_difference_in_the_field_of_outer_charges(tmp_path):
     np.testing.assert_array_equal(trimmed.mm_species, [[8, 1, 1]])
     np.testing.assert_allclose(trimmed.mm_forces[0], data.mm_forces[0, :3])
     assert trimmed.energies[0] == data.energies[0] and trimmed.status[0] == data.status[0]
+
+
+def test_buffer_difference_for_the_charge_difference_coupling(tmp_path):
+    """outer_coupling="charge-difference": the labels leave out the Coulomb energy of every cluster atom's
+    charge change q(I u B) - q(B) (I's charges in I u B, B's change) with the outer charges, at fixed
+    charges also from the forces on I and on B, and carry B's charge changes; the settings record it."""
+    from mlmm.data.calculators import BufferDifference, XTBCalculator, make_calculator
+    from mlmm.data.labelling import label
+    from mlmm.data.snapshots import buffer_clusters, without_outer_charges
+    from mlmm.data.dataset import Dataset
+    from mlmm.units import COULOMB_CONSTANT
+
+    water = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+    near = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
+    far = near + [0.0, 0.0, 0.45]
+    snapshots = Dataset(species=[8, 1, 1], positions=[water], mm_positions=[np.vstack([far, near])],
+                        mm_charges=[[-0.5, 0.25, 0.25, -0.834, 0.417, 0.417]])
+    clusters = buffer_clusters(snapshots, 0.5, [8, 1, 1], [-0.834, 0.417, 0.417], "test", {}, outer_charges=True)
+    calculator = BufferDifference({"program": "xtb"}, "charge-difference")
+    assert make_calculator({"program": "buffer-difference", **calculator.settings()}).outer_coupling == \
+        "charge-difference"
+    data = label(clusters, tmp_path / "dq.h5", calculator, n_workers=0, progress=False)
+    assert data.provenance["calculator"]["outer_coupling"] == "charge-difference"
+
+    xtb = XTBCalculator()
+    field = (far, np.array([-0.5, 0.25, 0.25]))
+    cluster = np.vstack([water, near])
+    whole = xtb.compute([8, 1, 1, 8, 1, 1], cluster, 0, 1, *field)
+    alone = xtb.compute([8, 1, 1], near, 0, 1, *field)
+    changes = np.concatenate([whole["charges"][:3], whole["charges"][3:] - alone["charges"]])
+    assert abs(changes[3:]).max() > 1e-3  # the hydrogen bond moves charge within the buffer water
+    delta = cluster[:, None] - far[None]
+    distance = np.linalg.norm(delta, axis=-1)
+    coulomb = COULOMB_CONSTANT * changes[:, None] * field[1][None] / distance
+    fixed_charge_forces = (coulomb[..., None] * delta / distance[..., None] ** 2).sum(1)
+    assert data.energies[0] == pytest.approx(whole["energy"] - alone["energy"] - coulomb.sum(), abs=1e-8)
+    np.testing.assert_allclose(data.forces[0], whole["forces"][:3] - fixed_charge_forces[:3], atol=1e-8)
+    np.testing.assert_allclose(data.mm_forces[0, :3], whole["forces"][3:] - alone["forces"] - fixed_charge_forces[3:],
+                               atol=1e-8)
+    np.testing.assert_allclose(data.mm_charge_changes[0], np.concatenate([changes[3:], np.zeros(3)]), atol=1e-12)
+    trimmed = without_outer_charges(data)
+    np.testing.assert_allclose(trimmed.mm_charge_changes[0], changes[3:], atol=1e-12)
+    with pytest.raises(ValueError, match="outer_coupling"):
+        BufferDifference({"program": "xtb"}, "polarization")

@@ -25,7 +25,7 @@ _SCHEME_OPTIONS = {
     "mechanical-ml-charges": {"cutoff", "switch_distance", "total_charge", "kernel", "dielectric", "capacity"},
     "electrostatic": {"total_charge", "capacity"},
     "buffer": {"buffer_cutoff", "buffer_switch_distance", "cutoff", "switch_distance", "total_charge", "capacity",
-               "buffer_capacity"},
+               "buffer_capacity", "outer_coupling"},
 }
 #: Zero the ML atoms' force-field charges: these schemes compute ML-MM electrostatics themselves.
 _CHARGE_SCHEMES = ("mechanical-ml-charges", "electrostatic", "buffer")
@@ -169,6 +169,12 @@ def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_ato
         zeroed, the MM molecules within the model's environment cutoff polarize it):
         ``total_charge`` (as above) and ``capacity`` (MM molecules gathered per step on GPUs;
         default from the density, all molecules without periodic boundaries).
+        For ``"buffer"`` (a PhysNet trained on buffer clusters, see
+        :class:`mlmm.embedding.modules.BufferEmbeddingModule`): ``buffer_cutoff`` and
+        ``buffer_switch_distance`` (nm; default 0.5 and 0.35), ``cutoff`` and ``switch_distance``
+        of the outer Coulomb term, ``total_charge``, ``capacity`` and ``buffer_capacity``
+        (molecules gathered per step on GPUs) and ``outer_coupling`` (``"ml-charges"`` or
+        ``"charge-difference"``; default the one the model file records, else ``"ml-charges"``).
     """
     if not isinstance(force_group, int) or not 0 <= force_group <= 31:
         raise ValueError(f"force_group={force_group!r} must be an integer from 0 to 31.")

@@ -67,8 +67,13 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
                    potential: torch.nn.Module, info: PotentialInfo, periodic: bool, buffer_cutoff: Any = None,
                    buffer_switch_distance: Any = None, cutoff: Any = None, switch_distance: Any = None,
                    total_charge: Optional[float] = None, capacity: Optional[int] = None,
-                   buffer_capacity: Optional[int] = None) -> BufferEmbeddingModule:
+                   buffer_capacity: Optional[int] = None, outer_coupling: Optional[str] = None
+                   ) -> BufferEmbeddingModule:
     trained = info.metadata.get("environment", {})
+    recorded = info.metadata.get("extra", {}).get("buffer_outer_coupling")
+    if outer_coupling is not None and recorded is not None and outer_coupling != recorded:
+        raise ValueError(f"outer_coupling={outer_coupling!r}, but the model was trained for {recorded!r} (its labels "
+                         "leave that Coulomb term to the scheme); leave outer_coupling out.")
     buffer_nm = to_nm(buffer_cutoff, "buffer_cutoff") if buffer_cutoff is not None else trained.get(
         "buffer_cutoff_nm", DEFAULT_BUFFER_CUTOFF_NM)
     buffer_switch_nm = (to_nm(buffer_switch_distance, "buffer_switch_distance") if buffer_switch_distance is not None
@@ -125,7 +130,8 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
         lj_cutoff=mm_cutoff or math.inf, lj_switch_distance=lj_switch,
         capacity=_capacity(capacity, mm_system, len(molecules), cutoff_nm, periodic),
         buffer_capacity=_capacity(buffer_capacity, mm_system, len(molecules), buffer_nm, periodic,
-                                  "buffer_capacity"))
+                                  "buffer_capacity"),
+        outer_coupling=outer_coupling or recorded or "ml-charges")
 
 
 def _coulomb_range(mm_system: openmm.System, cutoff: Any, switch_distance: Any, periodic: bool

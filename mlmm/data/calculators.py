@@ -379,27 +379,35 @@ class BufferDifference(ReferenceCalculator):
 
     MM atoms with atomic number 0 are point charges O outside the buffer
     (:func:`~mlmm.data.snapshots.buffer_clusters` with ``outer_charges``): both clusters are then
-    computed in their field, and the Coulomb energy of I's charges (in I u B, shifted to I's total
-    charge) with O, which the buffer scheme adds itself, is subtracted from the energy and, at
-    fixed charges, from the forces on I:
+    computed in their field, and the Coulomb term the buffer scheme adds itself
+    (:data:`OUTER_COUPLINGS`) is subtracted from the energy and, at fixed charges, from the forces:
 
-        E = E(I u B; O) - E(B; O) - k_e sum_{i in I, j in O} q_i q_j / r_ij
+        E = E(I u B; O) - E(B; O) - k_e sum_a dq_a sum_{j in O} q_j / r_aj
 
-    so that a network trained on it, plus the scheme's Coulomb term, reproduces the cluster's
-    energy in the field on average over the outer configurations (O's ``mm_forces`` are 0).
+    with, for ``outer_coupling="ml-charges"``, a over I and dq_a the charges of I in I u B shifted
+    to I's total charge; for ``"charge-difference"``, a over I u B and dq_a = q_a(I u B) - q_a(B)
+    (q_a(B) = 0 for the atoms of I), the charge the presence of I moves within the cluster,
+    returned as ``mm_charge_changes`` for the buffer atoms (0 for O). A network trained on it,
+    plus the scheme's term with its own charges, reproduces the cluster's energy in the field.
 
     Parameters
     ----------
     base : dict or ReferenceCalculator
         The method, e.g. ``{"program": "xtb"}`` (see :func:`make_calculator`).
+    outer_coupling : str
+        ``"ml-charges"`` (default) or ``"charge-difference"``.
     """
 
     uses_mm_species = True
     provides_mm_forces = True
     program = "buffer-difference"
 
-    def __init__(self, base):
+    def __init__(self, base, outer_coupling: str = "ml-charges"):
+        if outer_coupling not in OUTER_COUPLINGS:
+            raise ValueError(f"outer_coupling={outer_coupling!r} is not one of {OUTER_COUPLINGS}")
         self.base = base if isinstance(base, ReferenceCalculator) else make_calculator(base)
+        self.outer_coupling = outer_coupling
+        self.provides_mm_charge_changes = outer_coupling == "charge-difference"
         self.level_of_theory = f"{self.base.level_of_theory}: E(ML + buffer) - E(buffer)"
 
     @property
@@ -407,7 +415,10 @@ class BufferDifference(ReferenceCalculator):
         return self.base.program_version
 
     def settings(self) -> dict:
-        return {"base": {"program": self.base.program, **self.base.settings()}}
+        settings = {"base": {"program": self.base.program, **self.base.settings()}}
+        if self.outer_coupling != "ml-charges":  # records of the default (data labelled before the option) stay valid
+            settings["outer_coupling"] = self.outer_coupling
+        return settings
 
     def compute(self, species, positions, total_charge: int = 0, multiplicity: int = 1, mm_positions=None,
                 mm_charges=None, mm_species=None) -> Dict[str, np.ndarray]:
@@ -425,16 +436,40 @@ class BufferDifference(ReferenceCalculator):
                                   np.concatenate([positions, buffer_positions]), total_charge + buffer_charge,
                                   multiplicity, *field)
         buffer = self.base.compute(buffer_species, buffer_positions, buffer_charge, 1, *field)
-        energy, forces = whole["energy"] - buffer["energy"], whole["forces"][:n]
+        energy = whole["energy"] - buffer["energy"]
+        forces = np.concatenate([whole["forces"][:n], whole["forces"][n:] - buffer["forces"]])
+        changes = whole["charges"][n:] - buffer["charges"]
         if outer.any():  # the scheme's own Coulomb term, and its forces at fixed charges
-            x = torch.tensor(positions, requires_grad=True)
-            coulomb = outer_coulomb(x, torch.as_tensor(shifted_charges(whole["charges"][:n], total_charge)), *field)
+            x = torch.tensor(np.concatenate([positions, buffer_positions]), requires_grad=True)
+            coupled = coupled_charges(self.outer_coupling, whole["charges"], buffer["charges"], total_charge)
+            coulomb = outer_coulomb(x, torch.as_tensor(coupled), *field)
             (gradient,) = torch.autograd.grad(coulomb, x)
             energy, forces = energy - float(coulomb.detach()), forces + gradient.numpy()
-        mm_forces = np.zeros((len(mm_species), 3))
-        mm_forces[inner] = whole["forces"][n:] - buffer["forces"]
-        return {"energy": energy, "forces": forces, "mm_forces": mm_forces, "charges": whole["charges"][:n],
-                "dipole": whole["dipole"] - buffer["dipole"]}
+        mm_forces, mm_charge_changes = np.zeros((len(mm_species), 3)), np.zeros(len(mm_species))
+        mm_forces[inner], mm_charge_changes[inner] = forces[n:], changes
+        result = {"energy": energy, "forces": forces[:n], "mm_forces": mm_forces, "charges": whole["charges"][:n],
+                  "dipole": whole["dipole"] - buffer["dipole"]}
+        if self.provides_mm_charge_changes:
+            result["mm_charge_changes"] = mm_charge_changes
+        return result
+
+
+#: How the buffer scheme couples the cluster to the molecules beyond the buffer (see BufferDifference):
+#: the charges of I in I u B, or the charge change q(I u B) - q(B) of every atom of the cluster.
+OUTER_COUPLINGS = ("ml-charges", "charge-difference")
+
+
+def coupled_charges(outer_coupling: str, whole_charges, buffer_charges, total_charge: float):
+    """The charges [n + b] (e; numpy arrays or tensors) of the cluster I u B that the buffer scheme
+    couples to the molecules beyond the buffer (:data:`OUTER_COUPLINGS`), from the charges of
+    I u B [n + b] and of B alone [b]: I's charges shifted to ``total_charge`` and zeros for B
+    (``"ml-charges"``), or I's charges and B's changes q_B(I u B) - q_B(B) (``"charge-difference"``)."""
+    n = len(whole_charges) - len(buffer_charges)
+    if outer_coupling == "ml-charges":
+        ml, buffer = shifted_charges(whole_charges[:n], total_charge), buffer_charges * 0.0
+    else:
+        ml, buffer = whole_charges[:n], whole_charges[n:] - buffer_charges
+    return torch.cat([ml, buffer]) if isinstance(ml, torch.Tensor) else np.concatenate([ml, buffer])
 
 
 def shifted_charges(charges, total_charge: float):

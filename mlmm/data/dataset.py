@@ -11,6 +11,7 @@ Layout of a dataset file (every numeric array carries a ``units`` attribute; Ope
     /mm_positions        float64 [F, m, 3]    nm                MM environment, padded to m
     /mm_charges          float64 [F, m]       e
     /mm_forces           float64 [F, m, 3]    kJ/mol/nm         (when the reference gives them)
+    /mm_charge_changes   float64 [F, m]       e                 buffer data: q_B(I u B) - q_B(B)
     /mm_mask             bool [F, m]          "1"               True for real MM atoms
     /mm_species          int64 [F, m]         "1"               atomic numbers of the MM atoms (0: padding)
     /reaction_coordinate float64 [F]          nm                (biased sampling)
@@ -45,6 +46,7 @@ FIELDS: Dict[str, tuple] = {
     "mm_positions": ("nm", ("F", "m", 3)),
     "mm_charges": ("e", ("F", "m")),
     "mm_forces": ("kJ/mol/nm", ("F", "m", 3)),
+    "mm_charge_changes": ("e", ("F", "m")),
     "mm_mask": ("1", ("F", "m")),
     "mm_species": ("1", ("F", "m")),
     "reaction_coordinate": ("nm", ("F",)),
@@ -52,7 +54,7 @@ FIELDS: Dict[str, tuple] = {
 #: Fields that are not float64.
 _DTYPES = {"mm_mask": bool, "mm_species": np.int64}
 #: Label fields: reference results, NaN allowed only in frames that are not labelled.
-LABELS = ("energies", "forces", "charges", "dipoles", "mm_forces")
+LABELS = ("energies", "forces", "charges", "dipoles", "mm_forces", "mm_charge_changes")
 #: Per-frame labelling status.
 PENDING, LABELLED, FAILED = 0, 1, 2
 FORMAT_VERSION = 1
@@ -78,6 +80,7 @@ class Dataset:
     mm_positions: Optional[np.ndarray] = None
     mm_charges: Optional[np.ndarray] = None
     mm_forces: Optional[np.ndarray] = None
+    mm_charge_changes: Optional[np.ndarray] = None
     mm_mask: Optional[np.ndarray] = None
     mm_species: Optional[np.ndarray] = None
     reaction_coordinate: Optional[np.ndarray] = None
@@ -151,8 +154,8 @@ class Dataset:
             if value is None:
                 continue
             finite = np.isfinite(value).reshape(self.n_frames, int(np.prod(value.shape[1:])))
-            if name == "mm_forces":
-                finite = finite | ~np.repeat(self.mm_mask, 3, axis=1)
+            if name.startswith("mm_"):  # padding atoms may hold anything
+                finite = finite | ~np.repeat(self.mm_mask, finite.shape[1] // self.mm_mask.shape[1], axis=1)
             bad = np.flatnonzero(labelled & ~finite.all(1))
             if bad.size:
                 raise DatasetError(f"frame {bad[0]}: field {name!r} holds NaN or infinity "
@@ -249,7 +252,7 @@ def _read(f: h5py.File) -> Dataset:
 
 #: Per-frame fields that may be absent from some of the datasets joined by :func:`concatenate`:
 #: optional labels are then dropped; bookkeeping fields get these defaults.
-_OPTIONAL_LABELS = ("charges", "dipoles", "mm_forces", "reaction_coordinate")
+_OPTIONAL_LABELS = ("charges", "dipoles", "mm_forces", "mm_charge_changes", "reaction_coordinate")
 _DEFAULTS = {"frame_source": "unknown", "status": LABELLED, "label_error": ""}
 
 

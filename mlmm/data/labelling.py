@@ -26,7 +26,7 @@ from mlmm.data.dataset import FAILED, LABELLED, PENDING, Dataset, load_dataset, 
 
 #: Dataset field <- key of a calculator result (every calculator returns the first four).
 _RESULT_KEYS = {"energies": "energy", "forces": "forces", "charges": "charges", "dipoles": "dipole",
-                "mm_forces": "mm_forces"}
+                "mm_forces": "mm_forces", "mm_charge_changes": "mm_charge_changes"}
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -73,6 +73,8 @@ def _label_fields(dataset: Dataset, calculator) -> list:
     fields = ["energies", "forces", "charges", "dipoles"]
     if dataset.has_environment and calculator.provides_mm_forces:
         fields.append("mm_forces")
+    if dataset.has_environment and getattr(calculator, "provides_mm_charge_changes", False):
+        fields.append("mm_charge_changes")
     return fields
 
 
@@ -87,6 +89,7 @@ def _create_output(dataset: Dataset, calculator, path: Path) -> None:
     shapes = {"energies": (f_,), "forces": (f_, n, 3), "charges": (f_, n), "dipoles": (f_, 3)}
     if dataset.has_environment:
         shapes["mm_forces"] = dataset.mm_positions.shape
+        shapes["mm_charge_changes"] = dataset.mm_positions.shape[:2]
     for name in _label_fields(dataset, calculator):
         setattr(frames, name, np.full(shapes[name], np.nan))
     frames.status = np.full(f_, PENDING, dtype=np.int8)
@@ -167,7 +170,7 @@ def _store(f: h5py.File, dataset: Dataset, k: int, result, fields) -> None:
     else:
         for name in fields:
             value = result[_RESULT_KEYS[name]]
-            if name == "mm_forces":
+            if name.startswith("mm_"):
                 padded = np.zeros(f[name].shape[1:])
                 padded[dataset.mm_mask[k]] = value
                 value = padded

@@ -336,10 +336,11 @@ def buffer_clusters(frames: Dataset, buffer_cutoff: float, molecule_species: Seq
         inside, outside = order[nearest[order] < buffer_cutoff], order[nearest[order] >= buffer_cutoff]
         if not outer_charges:
             outside = outside[:0]
-        kept.append((np.concatenate([molecules[inside], molecules[outside]]).reshape(-1, 3),
-                     np.concatenate([np.tile(np.asarray(molecule_charges, dtype=np.float64), len(inside)),
-                                     stored_charges[outside].reshape(-1)]),
-                     np.concatenate([np.tile(species_row, len(inside)), np.zeros(len(outside) * size, np.int64)])))
+        kept.append({"mm_positions": np.concatenate([molecules[inside], molecules[outside]]).reshape(-1, 3),
+                     "mm_charges": np.concatenate([np.tile(np.asarray(molecule_charges, dtype=np.float64),
+                                                           len(inside)), stored_charges[outside].reshape(-1)]),
+                     "mm_species": np.concatenate([np.tile(species_row, len(inside)),
+                                                   np.zeros(len(outside) * size, np.int64)])})
     return Dataset(species=frames.species, positions=frames.positions, **_padded_environment(kept),
                    frame_source=[source] * frames.n_frames, total_charge=frames.total_charge,
                    multiplicity=frames.multiplicity, provenance=dict(provenance))
@@ -348,39 +349,41 @@ def buffer_clusters(frames: Dataset, buffer_cutoff: float, molecule_species: Seq
 def without_outer_charges(dataset: Dataset) -> Dataset:
     """Buffer data with the point charges beyond the buffer (``mm_species`` 0, see :func:`buffer_clusters`)
     removed from the environment, for training; everything else is kept."""
+    names = [name for name in ("mm_positions", "mm_charges", "mm_species", "mm_forces", "mm_charge_changes")
+             if getattr(dataset, name) is not None]
     kept = []
     for k in range(dataset.n_frames):
         buffer = dataset.mm_mask[k] & (dataset.mm_species[k] > 0)
-        kept.append((dataset.mm_positions[k][buffer], dataset.mm_charges[k][buffer], dataset.mm_species[k][buffer],
-                     dataset.mm_forces[k][buffer]))
+        kept.append({name: getattr(dataset, name)[k][buffer] for name in names})
     return dataclasses.replace(dataset, **_padded_environment(kept))
 
 
 def _padded_environment(environments) -> dict:
-    """Per-frame MM environments, tuples (positions [m, 3], charges [m], species [m][, mm_forces [m, 3]]),
-    as the dataset's padded arrays ``mm_positions``, ``mm_charges``, ``mm_species`` (, ``mm_forces``) and
-    ``mm_mask``."""
-    frames, width = len(environments), max(len(environment[0]) for environment in environments)
-    arrays = {"mm_positions": np.zeros((frames, width, 3)), "mm_charges": np.zeros((frames, width)),
-              "mm_species": np.zeros((frames, width), dtype=np.int64)}
-    if len(environments[0]) == 4:
-        arrays["mm_forces"] = np.zeros((frames, width, 3))
+    """Per-frame MM environments, dicts of per-atom arrays (``mm_positions`` [m, 3], ``mm_charges`` [m],
+    ``mm_species`` [m] and optional labels such as ``mm_forces`` [m, 3]), as the dataset's arrays padded
+    to the longest environment, with ``mm_mask``."""
+    frames, width = len(environments), max(len(environment["mm_positions"]) for environment in environments)
+    arrays = {name: np.zeros((frames, width) + np.shape(values)[1:], dtype=np.asarray(values).dtype)
+              for name, values in environments[0].items()}
     arrays["mm_mask"] = np.zeros((frames, width), dtype=bool)
     for k, environment in enumerate(environments):
-        n = len(environment[0])
+        n = len(environment["mm_positions"])
         arrays["mm_mask"][k, :n] = True
-        for name, values in zip(("mm_positions", "mm_charges", "mm_species", "mm_forces"), environment):
+        for name, values in environment.items():
             arrays[name][k, :n] = values
     return arrays
 
 
-def empty_buffer_frames(vacuum: Dataset, width: int, source: str) -> Dataset:
+def empty_buffer_frames(vacuum: Dataset, width: int, source: str, charge_changes: bool = False) -> Dataset:
     """Labelled gas-phase frames as buffer frames with an empty buffer (``width`` padding atoms), so
-    that a buffer network also learns the lone ML region E_NN(I)."""
+    that a buffer network also learns the lone ML region E_NN(I); with ``charge_changes`` they carry
+    the (empty) ``mm_charge_changes`` label of buffer data labelled for the charge-difference coupling."""
     f = vacuum.n_frames
     return Dataset(species=vacuum.species, positions=vacuum.positions, energies=vacuum.energies,
                    forces=vacuum.forces, charges=vacuum.charges, dipoles=vacuum.dipoles,
                    mm_positions=np.zeros((f, width, 3)), mm_charges=np.zeros((f, width)),
                    mm_species=np.zeros((f, width), dtype=np.int64), mm_mask=np.zeros((f, width), dtype=bool),
-                   mm_forces=np.zeros((f, width, 3)), frame_source=[source] * f, status=vacuum.status,
+                   mm_forces=np.zeros((f, width, 3)),
+                   mm_charge_changes=np.zeros((f, width)) if charge_changes else None,
+                   frame_source=[source] * f, status=vacuum.status,
                    total_charge=vacuum.total_charge, multiplicity=vacuum.multiplicity, provenance=vacuum.provenance)

@@ -274,7 +274,7 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
     """BuRNN-style buffer region with smooth membership (PHYSICS.md section 2, "buffer").
 
     E = E_NN(I u B; w) - E_NN(B; w) - sum_m w_m E_LJ(I, m)
-        + k_e sum_i q_i sum_m c_m sum_{j in m} q_j / r_ij,   c_m = s_m (1 - w_m),
+        + k_e sum_a dq_a sum_{m != m(a)} c_m sum_{j in m} q_j / r_aj,   c_m = s_m (1 - w_m),
 
     B: the neutral MM molecules whose anchor lies within ``buffer_cutoff`` of an ML atom, each
     with weight w_m (:func:`~mlmm.embedding.environment.molecule_weights`, 1 inside
@@ -282,10 +282,20 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
     (``weighted_energy_and_charges``: a weight-0 atom contributes nothing), so the difference
     E_NN(I u B) - E_NN(B), which replaces the I-B interaction and the mutual polarization, fades
     out smoothly as a molecule leaves while the force-field Lennard-Jones I-B term (kept in the
-    MM system) fades in with 1 - w_m. The ML atoms' force-field charges are zeroed in the MM system;
-    their network charges q_i (from I u B, shifted to sum to the ML region's total charge) interact
-    with every molecule within ``cutoff`` (weight s_m switched from ``switch_distance``) that is not in
-    the buffer. Molecules with a net charge never join the buffer.
+    MM system) fades in with 1 - w_m. The ML atoms' force-field charges are zeroed in the MM system.
+    The charges dq_a interact with every molecule within ``cutoff`` (weight s_m switched from
+    ``switch_distance``) as far as it is not in the buffer, never with the atom's own molecule m(a);
+    with ``outer_coupling`` (the coupling the network's labels left to the scheme,
+    :class:`~mlmm.data.calculators.BufferDifference`):
+
+    - ``"ml-charges"`` (BuRNN): a runs over I, dq_i the network charges of I in I u B shifted to
+      sum to the ML region's total charge;
+    - ``"charge-difference"``: a runs over I u B, dq_a = w_a q_a(I u B) - w_a q_a(B) (the network's
+      weighted charges, q_i(B) = 0 for I), the charge the ML region moves within the cluster; the
+      dq_a sum to the ML region's total charge, and a molecule leaving the buffer (w -> 0) takes its
+      dq to 0 as its own charges fade into O.
+
+    Molecules with a net charge never join the buffer.
 
     Parameters
     ----------
@@ -314,13 +324,15 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         :func:`~mlmm.potentials.neighbors.static_shapes`): the nearest ones, those beyond
         ``buffer_cutoff`` with weight 0; more inside makes the energy NaN. On CPU exactly those
         inside.
+    outer_coupling : str
+        ``"ml-charges"`` or ``"charge-difference"`` (above).
     """
 
     def __init__(self, potential: torch.nn.Module, ml_indices, atomic_numbers, molecule_roots, group_atoms,
                  group_species, group_charges, group_sigma, group_epsilon, anchor_indices, group_neutral, ml_sigma,
                  ml_epsilon, total_charge: float, buffer_cutoff: float, buffer_switch_distance: float, cutoff: float,
                  switch_distance: float, lj_cutoff: float, lj_switch_distance: float, capacity: int,
-                 buffer_capacity: int):
+                 buffer_capacity: int, outer_coupling: str = "ml-charges"):
         super().__init__(potential, ml_indices, atomic_numbers, molecule_roots, group_atoms, group_charges,
                          anchor_indices, total_charge, cutoff, switch_distance, capacity)
         self.register_buffer("group_species", torch.as_tensor(group_species, dtype=torch.long))
@@ -340,6 +352,9 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         self.lj_cutoff = float(lj_cutoff)
         self.lj_switch_distance = float(lj_switch_distance)
         self.buffer_capacity = min(int(buffer_capacity), int(capacity))
+        if outer_coupling not in ("ml-charges", "charge-difference"):
+            raise ValueError(f"outer_coupling={outer_coupling!r} is not 'ml-charges' or 'charge-difference'")
+        self.charge_difference = outer_coupling == "charge-difference"
 
     def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Buffer weights w_m [K] of the ``chosen`` molecules from their anchor distances [n_ml, K] (0 if charged)."""
@@ -389,17 +404,29 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
             torch.cat([self.species, species]), torch.cat([x_ml, buffer_x]).to(dtype),
             torch.cat([torch.ones(n, dtype=dtype, device=x_ml.device), atom_weights.to(dtype)]), self.total_charge)
         e_buffer = torch.zeros_like(e_all)
+        q_buffer = torch.zeros_like(charges[n:])
         if inside.shape[0] > 0:  # an empty buffer has no network energy
-            e_buffer = self.potential.weighted_energy_and_charges(species, buffer_x.to(dtype), atom_weights.to(dtype),
-                                                                  0.0)[0]
+            e_buffer, q_buffer = self.potential.weighted_energy_and_charges(species, buffer_x.to(dtype),
+                                                                            atom_weights.to(dtype), 0.0)
         lennard_jones = (weights * self.lennard_jones(x_ml, members, inside)).sum()
         q_ml = charges[:n].to(positions.dtype)
-        q_ml = q_ml - (q_ml.sum() - self.total_charge) / n
+        width = self.group_atoms.shape[1]
         outer = molecule_weights(distances, self.switch_distance, self.cutoff) * (1.0 - buffer_weights)
         outer_x = placed.reshape(-1, 3)
         outer_q = (self.group_charges.index_select(0, chosen).to(positions.dtype) * outer.unsqueeze(1)).reshape(-1)
-        r = torch.linalg.norm(x_ml.unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
-        coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()
+        if self.charge_difference:  # I u B's charge changes; a buffer atom does not see its own molecule
+            changes = torch.cat([q_ml, (charges[n:] - q_buffer).to(positions.dtype)])
+            own = torch.cat([torch.full((n,), -1, dtype=chosen.dtype, device=chosen.device),
+                             inside.repeat_interleave(width)])
+            other = own.unsqueeze(1) != chosen.repeat_interleave(width).unsqueeze(0)
+            r = torch.linalg.norm(torch.cat([x_ml, buffer_x]).unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
+            pair = torch.where(other, outer_q.unsqueeze(0) / torch.where(other, r, torch.ones_like(r)),
+                               torch.zeros_like(r))
+            coulomb = self.coulomb_constant * (changes.unsqueeze(1) * pair).sum()
+        else:
+            q_ml = q_ml - (q_ml.sum() - self.total_charge) / n
+            r = torch.linalg.norm(x_ml.unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
+            coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()
         return {"network_difference": (e_all - e_buffer).to(positions.dtype), "buffer_lennard_jones": -lennard_jones,
                 "outer_coulomb": coulomb, "charges": q_ml, "dipole": (q_ml.unsqueeze(1) * x_ml).sum(0),
                 "molecules": (weights > 0).sum(),

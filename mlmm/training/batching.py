@@ -148,7 +148,9 @@ def buffer_frame_outputs(model: NeuralPotential, species: torch.Tensor, position
     -------
     dict of Tensor
         ``energy`` [M, B] (kJ/mol), ``forces`` [M, B, n, 3] and ``mm_forces`` [M, B, m, 3]
-        (kJ/mol/nm, by autograd) and ``charges`` [M, B, n] (e) of I in I u B.
+        (kJ/mol/nm, by autograd), ``charges`` [M, B, n] (e) of I in I u B and
+        ``mm_charge_changes`` [M, B, m] (e), the buffer atoms' charges in I u B less those in B
+        (0 for padding).
     """
     members, (n_frames, n) = model.n_members, positions.shape[:2]
     m = mm_positions.shape[1]
@@ -170,5 +172,7 @@ def buffer_frame_outputs(model: NeuralPotential, species: torch.Tensor, position
     energy = whole["energy"] - buffer["energy"]
     gradient = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)[0]
     forces = -gradient.reshape(members, n_frames, n + m, 3)
+    changes = whole["charges"][:, n:] - buffer["charges"]
     return {"energy": energy.reshape(members, n_frames), "forces": forces[:, :, :n], "mm_forces": forces[:, :, n:],
-            "charges": whole["charges"][:, :n].reshape(members, n_frames, n)}
+            "charges": whole["charges"][:, :n].reshape(members, n_frames, n),
+            "mm_charge_changes": changes.reshape(members, n_frames, m)}

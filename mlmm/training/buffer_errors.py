@@ -10,15 +10,16 @@ region O the rest. Reference (a QM program with O as external point charges):
 and its forces on the atoms of I minus the gas-phase forces. The buffer scheme, every buffer
 molecule at full weight:
 
-    E_NN(I u B) - E_NN(B) - E_NN(I) + k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij,
+    E_NN(I u B) - E_NN(B) - E_NN(I) + k_e sum_a dq_a sum_{j in O} q_j / r_aj,
 
-with the network's charges q_i of I in I u B shifted to I's total charge. The same expression
-with the QM program's own vacuum cluster energies and charges of I in I u B (its "scheme
-limit") separates what the scheme's form leaves out (O polarizing I u B, charges of I fixed at
-their vacuum-cluster values) from the network's error. The limit's error, reference minus limit,
-is the outer polarization: a network trained in the field of O can learn its mean, not the part
-that varies with where the molecules of O are, which it does not see. Energies kJ/mol, forces
-kJ/mol/nm, lengths nm.
+with the network's charges dq_a of its outer coupling
+(:func:`~mlmm.data.calculators.coupled_charges`: I's charges in I u B shifted to I's total
+charge, or the charge changes of every atom of I u B). The same expression with the QM program's
+own vacuum cluster energies and charges (its "scheme limit") separates what the scheme's form
+leaves out (O polarizing I u B beyond the fixed vacuum-cluster charges) from the network's error.
+The limit's error, reference minus limit, is the outer polarization: a network trained in the
+field of O can learn its mean, not the part that varies with where the molecules of O are, which
+it does not see. Energies kJ/mol, forces kJ/mol/nm, lengths nm.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from mlmm.data.calculators import outer_coulomb, shifted_charges
+from mlmm.data.calculators import coupled_charges, outer_coulomb
 from mlmm.data.dataset import Dataset
 
 
@@ -42,9 +43,10 @@ def split_environment(positions: np.ndarray, mm_positions: np.ndarray, mm_charge
 
 
 def network_interaction(model, species: Sequence[int], buffer_species: Sequence[int], total_charge: float,
-                        x_ml: np.ndarray, x_buffer: np.ndarray, x_outer: np.ndarray, q_outer: np.ndarray):
-    """The buffer scheme's E_int (kJ/mol), its forces on I (kJ/mol/nm) and the network's charges of I in
-    I u B (e, as they enter the outer Coulomb term), every buffer molecule at weight 1."""
+                        x_ml: np.ndarray, x_buffer: np.ndarray, x_outer: np.ndarray, q_outer: np.ndarray,
+                        outer_coupling: str = "ml-charges"):
+    """The buffer scheme's E_int (kJ/mol), its forces on I (kJ/mol/nm) and the network's coupled charges
+    of I u B (e, as they enter the outer Coulomb term), every buffer molecule at weight 1."""
     n = len(species)
     x_ml = torch.tensor(x_ml, dtype=torch.float64, requires_grad=True)
     species_ml, species_buffer = torch.as_tensor(list(species)), torch.as_tensor(list(buffer_species))
@@ -52,17 +54,19 @@ def network_interaction(model, species: Sequence[int], buffer_species: Sequence[
     ones = torch.ones(len(whole_x), dtype=torch.float64)
     whole, charges = model.weighted_energy_and_charges(torch.cat([species_ml, species_buffer]), whole_x, ones,
                                                        total_charge)
-    buffer = model.weighted_energy_and_charges(species_buffer, whole_x[n:], ones[n:], 0.0)[0] \
-        if len(species_buffer) else torch.zeros_like(whole)
+    buffer, buffer_charges = model.weighted_energy_and_charges(species_buffer, whole_x[n:], ones[n:], 0.0) \
+        if len(species_buffer) else (torch.zeros_like(whole), charges[n:] * 0.0)
     alone = model.weighted_energy_and_charges(species_ml, x_ml, ones[:n], total_charge)[0]
-    q_ml = shifted_charges(charges[:n].to(torch.float64), total_charge)
-    energy = whole - buffer - alone + outer_coulomb(x_ml, q_ml, x_outer, q_outer)
+    coupled = coupled_charges(outer_coupling, charges.to(torch.float64), buffer_charges.to(torch.float64),
+                              total_charge)
+    energy = whole - buffer - alone + outer_coulomb(whole_x, coupled, x_outer, q_outer)
     (gradient,) = torch.autograd.grad(energy, x_ml)
-    return float(energy.detach()), -gradient.numpy(), q_ml.detach().numpy()
+    return float(energy.detach()), -gradient.numpy(), coupled.detach().numpy()
 
 
 def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,
-                              buffer_cutoff: float, molecule_species: Sequence[int]) -> Dict[str, float]:
+                              buffer_cutoff: float, molecule_species: Sequence[int],
+                              outer_coupling: str = "ml-charges") -> Dict[str, float]:
     """MAE, RMSE and mean (signed) error of the buffer scheme's E_int (kJ/mol), MAE and RMSE of its
     forces on I (kJ/mol/nm) on ``frames``.
 
@@ -70,8 +74,9 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     gas-phase twins of the same geometries; ``calculator`` (a
     :class:`~mlmm.data.calculators.ReferenceCalculator`) computes the reference. Also the
     energy MAE of the scheme limit (module docstring) against the reference, the network's energy
-    MAE against that limit, and the MAE (e) of the network's charges of I against the QM program's
-    (both shifted to I's total charge). The standard deviation of the outer polarization (reference
+    MAE against that limit, and the MAE (e) of the network's coupled charges of I u B (those of
+    ``outer_coupling``) against the QM program's, for I and for B (``buffer_charge_changes_mae``, 0
+    for ``"ml-charges"``, which couples no charges of B). The standard deviation of the outer polarization (reference
     minus limit) over ``frames`` bounds the part a network of I u B alone cannot learn (some of it
     follows the geometry of I u B), with its correlation with the scheme's error; the network's MAE
     against the limit plus the mean outer polarization of ``frames`` is its error were the varying
@@ -79,6 +84,7 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     """
     size, charge = len(molecule_species), snapshots.total_charge
     reference, predicted, reference_forces, predicted_forces, limit, charge_errors = [], [], [], [], [], []
+    change_errors = []
     for k in frames:
         real = snapshots.mm_mask[k]
         x_ml = snapshots.positions[k]
@@ -91,13 +97,14 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
         reference.append(whole["energy"] - buffer["energy"] - vacuum.energies[k])
         whole_alone = calculator.compute(cluster_species, cluster, charge, snapshots.multiplicity)
         buffer_alone = calculator.compute(buffer_species, x_buffer, 0, 1)
-        qm_charges = shifted_charges(whole_alone["charges"][:len(x_ml)], float(charge))
+        qm_charges = coupled_charges(outer_coupling, whole_alone["charges"], buffer_alone["charges"], float(charge))
         limit.append(whole_alone["energy"] - buffer_alone["energy"] - vacuum.energies[k] + float(outer_coulomb(
-            torch.as_tensor(x_ml), torch.as_tensor(qm_charges), x_outer, q_outer)))
+            torch.as_tensor(cluster), torch.as_tensor(qm_charges), x_outer, q_outer)))
         reference_forces.append(whole["forces"][:len(x_ml)] - vacuum.forces[k])
         energy, forces, charges = network_interaction(model, snapshots.species, buffer_species, float(charge), x_ml,
-                                                      x_buffer, x_outer, q_outer)
-        charge_errors.append(charges - qm_charges)
+                                                      x_buffer, x_outer, q_outer, outer_coupling)
+        charge_errors.append((charges - qm_charges)[:len(x_ml)])
+        change_errors.extend((charges - qm_charges)[len(x_ml):])
         predicted.append(energy)
         predicted_forces.append(forces)
     reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
@@ -115,7 +122,8 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
             "error_polarization_correlation": float(np.corrcoef(predicted - reference, polarization)[0, 1]),
             "network_vs_mean_polarized_limit_energy_mae": float(
                 np.abs(predicted - limit - polarization.mean()).mean()),
-            "charges_mae": float(np.abs(np.array(charge_errors)).mean())}
+            "charges_mae": float(np.abs(np.array(charge_errors)).mean()),
+            "buffer_charge_changes_mae": float(np.abs(np.array(change_errors)).mean())}
 
 
 def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator, buffer_cutoff: float,
@@ -135,7 +143,10 @@ def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator
     directory = Path(model_directory)
     snapshots, vacuum = load_dataset(snapshots_path), load_dataset(vacuum_path)
     test = [k for k in json.loads((directory / "split.json").read_text())["test"] if k < snapshots.n_frames]
-    model, _ = load_potential(directory / "model.pt")
-    result = buffer_interaction_errors(model, snapshots, vacuum, test, calculator, buffer_cutoff, molecule_species)
+    model, metadata = load_potential(directory / "model.pt")
+    coupling = metadata.get("extra", {}).get("buffer_outer_coupling", "ml-charges")
+    result = buffer_interaction_errors(model, snapshots, vacuum, test, calculator, buffer_cutoff, molecule_species,
+                                       coupling)
+    result["outer_coupling"] = coupling
     (directory / "interaction.json").write_text(json.dumps(result, indent=2))
     return result

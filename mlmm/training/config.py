@@ -80,6 +80,10 @@ class TrainingSettings:
     force_weight: float = 0.01  # nm^2 (kJ/mol)^-2
     dipole_weight: float = 0.0  # (e nm)^-2 (kJ/mol)^-2 ... relative weight of the dipole error
     charge_weight: float = 0.0  # e^-2, on per-atom reference charges
+    # e^-2, on the buffer atoms' charge changes of buffer data (default: charge_weight); coupled to the
+    # outer potential phi_a (kJ/mol/e) of every cluster atom, uncorrelated errors dq_a cost an energy
+    # error of variance sum_a phi_a^2 <dq^2>: that sum is the weight that makes both count alike
+    charge_change_weight: Optional[float] = None
     seed: int = 1
     threads: int = 2
     max_minutes: Optional[float] = None  # stop (and keep the best model) after this wall time
@@ -107,6 +111,8 @@ class TrainingConfig:
         content = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("output", "source")}
         if not content["data"]["training_only"]:  # configurations without it keep their fingerprint
             del content["data"]["training_only"]
+        if content["training"]["charge_change_weight"] is None:  # likewise
+            del content["training"]["charge_change_weight"]
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

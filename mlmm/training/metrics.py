@@ -14,7 +14,8 @@ from mlmm.training.batching import buffer_frame_outputs, buffer_species, frame_o
 def frame_tensors(dataset: Dataset, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
     """The dataset's positions and labels as tensors (absent labels are left out)."""
     tensors = {"species": torch.as_tensor(dataset.species)}
-    for name in ("positions", "energies", "forces", "dipoles", "charges", "mm_positions", "mm_charges", "mm_forces"):
+    for name in ("positions", "energies", "forces", "dipoles", "charges", "mm_positions", "mm_charges", "mm_forces",
+                 "mm_charge_changes"):
         value = getattr(dataset, name)
         if value is not None:
             tensors[name] = torch.as_tensor(value, dtype=torch.float64 if name == "energies" else dtype)
@@ -34,8 +35,9 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
     """Weighted mean squared errors, summed over committee members.
 
     ``weights``: energy ((kJ/mol)^-2), force (nm^2 (kJ/mol)^-2, per component; also on the
-    buffer atoms of buffer data), dipole ((e nm)^-2, per component) and charge (e^-2, per
-    atom). A term is used when its weight is positive and the batch has that label.
+    buffer atoms of buffer data), dipole ((e nm)^-2, per component), charge (e^-2, per atom) and
+    charge_change (e^-2, per buffer atom, on the charge changes of buffer data). A term is used when
+    its weight is positive and the batch has that label.
     """
     terms = (outputs["energy"].double() - batch["energies"]).pow(2).mean(-1) * weights["energy"]
     if weights["force"] > 0:
@@ -48,6 +50,10 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
         real = batch["mm_mask"].to(outputs["mm_forces"].dtype).unsqueeze(-1)
         squared = ((outputs["mm_forces"] - batch["mm_forces"].nan_to_num()) * real).pow(2).sum((-3, -2, -1))
         terms = terms + squared / (3.0 * real.sum()).clamp_min(1.0) * weights["force"]
+    if weights["charge_change"] > 0 and "mm_charge_changes" in outputs and "mm_charge_changes" in batch:
+        real = batch["mm_mask"].to(outputs["mm_charge_changes"].dtype)
+        squared = ((outputs["mm_charge_changes"] - batch["mm_charge_changes"].nan_to_num()) * real).pow(2).sum((-2, -1))
+        terms = terms + squared / real.sum().clamp_min(1.0) * weights["charge_change"]
     return terms.sum()
 
 
@@ -94,16 +100,17 @@ def predict_frames(model, dataset: Dataset, batch_size: int = 64) -> Dict[str, n
 
 def errors(model, dataset: Dataset, batch_size: int = 64, predicted: Optional[dict] = None) -> Dict[str, float]:
     """MAE and RMSE of energies (kJ/mol), forces (kJ/mol/nm, per component; ``mm_forces`` on the
-    buffer atoms of buffer data) and dipoles (e nm)."""
+    buffer atoms of buffer data), dipoles (e nm) and the buffer atoms' charge changes (e)."""
     predicted = predicted if predicted is not None else predict_frames(model, dataset, batch_size)
     result = {"n_frames": int(dataset.n_frames)}
     pairs = {"energy": ("energy", dataset.energies), "forces": ("forces", dataset.forces),
-             "dipole": ("dipole", dataset.dipoles), "mm_forces": ("mm_forces", dataset.mm_forces)}
+             "dipole": ("dipole", dataset.dipoles), "mm_forces": ("mm_forces", dataset.mm_forces),
+             "mm_charge_changes": ("mm_charge_changes", dataset.mm_charge_changes)}
     for name, (key, reference) in pairs.items():
         if reference is None or key not in predicted:
             continue
         difference = predicted[key] - reference
-        if name == "mm_forces":  # real buffer atoms only
+        if name.startswith("mm_"):  # real buffer atoms only
             difference = difference[dataset.mm_mask]
             if not difference.size:
                 continue

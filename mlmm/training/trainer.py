@@ -23,11 +23,12 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from mlmm.data.calculators import BufferDifference
 from mlmm.data.dataset import Dataset, concatenate, load_dataset
 from mlmm.potentials import ElectrostaticPotential, load_potential, read_metadata, save_potential
 from mlmm.training import models
@@ -82,7 +83,9 @@ class Trainer:
         self.output = Path(config.output)
         self.dtype = torch.float64 if self.settings.dtype == "float64" else torch.float32
         self.weights = {"energy": self.settings.energy_weight, "force": self.settings.force_weight,
-                        "dipole": self.settings.dipole_weight, "charge": self.settings.charge_weight}
+                        "dipole": self.settings.dipole_weight, "charge": self.settings.charge_weight,
+                        "charge_change": (self.settings.charge_weight if self.settings.charge_change_weight is None
+                                          else self.settings.charge_change_weight)}
 
     # -- setup ---------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -281,11 +284,26 @@ class Trainer:
         self.compiled.load_state_dict(final.state_dict())
         extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
                  "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from}
+        coupling = buffer_outer_coupling(provenance)
+        if coupling is not None:
+            extra["buffer_outer_coupling"] = coupling
         if self.config.model.vacuum_model is not None:  # its recipe, so that eager_potential can rebuild both
             extra["vacuum_model"] = read_metadata(self.config.model.vacuum_model).get("extra", {}).get("model")
         save_potential(final, self.output / "model.pt", compiled=self.compiled, extra=extra)
         plot_learning_curve(self.history, self.output / "learning_curve.png")
         return metrics
+
+
+def buffer_outer_coupling(provenance: List[dict]) -> Optional[str]:
+    """How the buffer labels of the datasets (their ``provenance`` records) left the outer charges to the
+    scheme (:data:`~mlmm.data.calculators.OUTER_COUPLINGS`), None for other data; datasets labelled
+    for different couplings cannot train one network (ValueError)."""
+    couplings = {record.get("calculator", {}).get("outer_coupling", "ml-charges") for record in provenance
+                 if record.get("program") == BufferDifference.program}
+    if len(couplings) > 1:
+        raise ValueError(f"the buffer datasets were labelled for different outer couplings {sorted(couplings)}; "
+                         "relabel them for one")
+    return couplings.pop() if couplings else None
 
 
 def train(config: TrainingConfig, progress: bool = True) -> Dict:

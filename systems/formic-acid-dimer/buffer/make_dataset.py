@@ -15,7 +15,10 @@ root (resumes an interrupted labelling):
 With --in-field both clusters are computed in the field of the snapshot's other waters (their
 embedding-switched TIP3P charges, as in ../embedding/), less the Coulomb energy of the dimer's
 charges with them, which the scheme adds itself (BufferDifference with outer point charges);
-writes data/dimer-buffer-field-gfn2.h5.
+writes data/dimer-buffer-field-gfn2.h5. With --in-field --charge-difference the labels leave the
+scheme the Coulomb energy of the charge the dimer moves within the cluster, q(I u B) - q(B) on every
+atom, with the outer charges (BufferDifference's "charge-difference" coupling), and carry the buffer
+atoms' charge changes; writes data/dimer-buffer-field-dq-gfn2.h5.
 """
 
 import argparse
@@ -34,14 +37,15 @@ BUFFER_SWITCH_DISTANCE, BUFFER_CUTOFF = 0.35, 0.45  # nm, oxygen to the nearest 
 TIP3P_SPECIES, TIP3P_CHARGES = [8, 1, 1], [-0.834, 0.417, 0.417]
 
 
-def main(in_field: bool):
+def main(in_field: bool, coupling: str):
     snapshots = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2.h5")
-    name = "dimer-buffer-field" if in_field else "dimer-buffer"
+    name = ("dimer-buffer-field" if in_field else "dimer-buffer") + ("-dq" if coupling == "charge-difference" else "")
     clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", {},
                                outer_charges=in_field)
     waters = (clusters.mm_species > 0).sum(1) // 3
-    reference = ("in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the dimer's "
-                 "charges with them") if in_field else "in vacuum"
+    coupled = "dimer's charges" if coupling == "ml-charges" else "cluster's charge changes q(I u B) - q(B)"
+    reference = (f"in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the {coupled} "
+                 "with them") if in_field else "in vacuum"
     clusters.provenance = {
         "description": f"formic acid dimer with its buffer of TIP3P waters (oxygen within {BUFFER_CUTOFF} nm of a "
                        "dimer atom) from the solvent snapshots of dimer-tip3p-gfn2.h5; E(dimer + buffer) - "
@@ -50,10 +54,10 @@ def main(in_field: bool):
         "limits": f"{waters.min()}-{waters.max()} buffer waters per frame, TIP3P geometries; "
                   + ("point charges beyond the buffer" if in_field else "vacuum")}
     labelled = without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
-                                           BufferDifference({"program": "xtb"}), n_workers=1))
+                                           BufferDifference({"program": "xtb"}, coupling), n_workers=1))
     vacuum = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5")
     lone = empty_buffer_frames(vacuum.subset(np.arange(0, snapshots.n_frames, 4)), labelled.mm_positions.shape[1],
-                               "no-buffer-300K")
+                               "no-buffer-300K", charge_changes=coupling == "charge-difference")
     concatenate([labelled, lone]).save(HERE / "data" / f"{name}-gfn2.h5")
     binding = labelled.energies - vacuum.energies
     print(f"{labelled.n_frames} buffer frames ({waters.min()}-{waters.max()} waters) + {lone.n_frames} lone-dimer "
@@ -63,4 +67,9 @@ def main(in_field: bool):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in-field", action="store_true", help="clusters in the field of the outer waters")
-    main(parser.parse_args().in_field)
+    parser.add_argument("--charge-difference", action="store_true",
+                        help="labels for the charge-difference outer coupling (with --in-field)")
+    arguments = parser.parse_args()
+    if arguments.charge_difference and not arguments.in_field:
+        parser.error("--charge-difference needs --in-field: in vacuum there is no outer coupling")
+    main(arguments.in_field, "charge-difference" if arguments.charge_difference else "ml-charges")

@@ -21,6 +21,11 @@ With --more N (after --in-field) N further snapshots from a new MM MD run of the
 MORE_SEED), labelled in the field as above without lone-molecule frames: more training data
 (`training_only` in train-field-more.toml), so the test snapshots stay those of the first 500;
 writes data/water-buffer-field-more-gfn2.h5 (about 25 min of MD and 3 min of labelling on 2 cores).
+
+With --charge-difference (and --in-field or --more N) the labels leave the scheme the Coulomb energy
+of the charge that the solute moves within the cluster, q(I u B) - q(B) on every atom, with the
+outer charges (BufferDifference's "charge-difference" coupling), and carry the buffer atoms' charge
+changes; writes data/water-buffer-field-dq-gfn2.h5 and data/water-buffer-field-dq-more-gfn2.h5.
 """
 
 import argparse
@@ -50,10 +55,12 @@ def embedding_recipe():
     return module
 
 
-def labelled_clusters(snapshots, name: str, in_field: bool, origin: str = "water-tip3p-gfn2.h5"):
+def labelled_clusters(snapshots, name: str, in_field: bool, origin: str = "water-tip3p-gfn2.h5",
+                      coupling: str = "ml-charges"):
     """The buffer clusters of ``snapshots`` (from ``origin``) labelled by BufferDifference (outer charges removed)."""
-    reference = ("in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the solute's "
-                 "charges with them") if in_field else "in vacuum"
+    coupled = "solute's charges" if coupling == "ml-charges" else "cluster's charge changes q(I u B) - q(B)"
+    reference = (f"in the field of the other waters (switched TIP3P charges) less the Coulomb energy of the {coupled} "
+                 "with them") if in_field else "in vacuum"
     outside = "point charges beyond the buffer" if in_field else "vacuum (no charges beyond the buffer)"
     provenance = {"description": "one water with its buffer of TIP3P waters (oxygen within "
                                  f"{BUFFER_CUTOFF} nm of a solute atom) from the solvent snapshots of "
@@ -64,15 +71,16 @@ def labelled_clusters(snapshots, name: str, in_field: bool, origin: str = "water
     clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", provenance,
                                outer_charges=in_field)
     return without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
-                                       BufferDifference({"program": "xtb"}), n_workers=2))
+                                       BufferDifference({"program": "xtb"}, coupling), n_workers=2))
 
 
-def main(in_field: bool):
-    name = "water-buffer-field" if in_field else "water-buffer"
+def main(in_field: bool, coupling: str):
+    name = ("water-buffer-field" if in_field else "water-buffer") + ("-dq" if coupling == "charge-difference" else "")
     snapshots = load_dataset(SNAPSHOTS / "water-tip3p-gfn2.h5")
-    labelled = labelled_clusters(snapshots, name, in_field)
+    labelled = labelled_clusters(snapshots, name, in_field, coupling=coupling)
     vacuum = load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").subset(np.arange(0, snapshots.n_frames, 4))
-    joined = concatenate([labelled, empty_buffer_frames(vacuum, labelled.mm_positions.shape[1], "no-buffer-300K")])
+    joined = concatenate([labelled, empty_buffer_frames(vacuum, labelled.mm_positions.shape[1], "no-buffer-300K",
+                                                        charge_changes=coupling == "charge-difference")])
     joined.save(HERE / "data" / f"{name}-gfn2.h5")
     difference = labelled.energies - load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").energies
     print(f"{labelled.n_frames} buffer frames ({labelled.mm_mask.sum(1).min() // 3}-"
@@ -80,7 +88,7 @@ def main(in_field: bool):
           f"E(I+B) - E(B) - E(I) = {difference.mean():.1f} +- {difference.std():.1f} kJ/mol")
 
 
-def more(n_snapshots: int):
+def more(n_snapshots: int, coupling: str):
     """``n_snapshots`` in-field buffer frames from a new MM MD run (training data only); its unlabelled
     snapshots are kept in data/water-more-snapshots.h5, so that an interrupted labelling resumes."""
     path = HERE / "data" / "water-more-snapshots.h5"
@@ -89,9 +97,10 @@ def more(n_snapshots: int):
     snapshots = load_dataset(path)
     if snapshots.n_frames != n_snapshots:
         raise ValueError(f"{path} holds {snapshots.n_frames} snapshots, not {n_snapshots}: delete it to start over")
-    labelled = labelled_clusters(snapshots, "water-buffer-field-more", in_field=True,
-                                 origin=f"a second MM MD run of the same recipe (seed {MORE_SEED})")
-    labelled.save(HERE / "data" / "water-buffer-field-more-gfn2.h5")
+    name = "water-buffer-field-dq-more" if coupling == "charge-difference" else "water-buffer-field-more"
+    labelled = labelled_clusters(snapshots, name, in_field=True,
+                                 origin=f"a second MM MD run of the same recipe (seed {MORE_SEED})", coupling=coupling)
+    labelled.save(HERE / "data" / f"{name}-gfn2.h5")
     print(f"{labelled.n_frames} more buffer frames ({labelled.mm_mask.sum(1).min() // 3}-"
           f"{labelled.mm_mask.sum(1).max() // 3} waters), E(I+B) - E(B) = {labelled.energies.mean():.1f} +- "
           f"{labelled.energies.std():.1f} kJ/mol")
@@ -101,8 +110,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in-field", action="store_true", help="clusters in the field of the outer waters")
     parser.add_argument("--more", type=int, metavar="N", help="N more in-field frames from a new MD run")
+    parser.add_argument("--charge-difference", action="store_true",
+                        help="labels for the charge-difference outer coupling (with --in-field or --more)")
     arguments = parser.parse_args()
+    coupling = "charge-difference" if arguments.charge_difference else "ml-charges"
+    if coupling == "charge-difference" and not (arguments.in_field or arguments.more):
+        parser.error("--charge-difference needs --in-field or --more: in vacuum there is no outer coupling")
     if arguments.more:
-        more(arguments.more)
+        more(arguments.more, coupling)
     else:
-        main(arguments.in_field)
+        main(arguments.in_field, coupling)
