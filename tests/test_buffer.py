@@ -366,3 +366,43 @@ def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_for
             shifted[i, d] -= 2 * step
             numeric[i, d] = -(plus - terms(shifted)[0]) / (2 * step)
     np.testing.assert_allclose(forces, numeric, atol=1e-4 * np.abs(numeric).max())
+
+
+def test_buffer_interaction_errors_against_direct_gfn2_xtb_evaluations(network):
+    """mlmm.training.buffer_errors on one snapshot (charge-difference coupling): the reference, the
+    scheme limit and the coupling's charge error equal their definitions evaluated with xtb directly."""
+    from mlmm.data.calculators import XTBCalculator, coupled_charges
+    from mlmm.data.dataset import Dataset
+    from mlmm.training.buffer_errors import buffer_interaction_errors, network_interaction
+
+    x_ml = WATER + 0.01
+    near = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
+    far = near + [0.0, 0.0, 0.45]
+    q_far = np.array([-0.834, 0.417, 0.417]) * 0.8
+    xtb = XTBCalculator()
+    snapshots = Dataset(species=[8, 1, 1], positions=[x_ml], mm_positions=[np.vstack([far, near])],
+                        mm_charges=[np.concatenate([q_far, [-0.834, 0.417, 0.417]])])
+    alone = xtb.compute([8, 1, 1], x_ml)
+    vacuum = Dataset(species=[8, 1, 1], positions=[x_ml], energies=[alone["energy"]], forces=[alone["forces"]])
+    result = buffer_interaction_errors(network, snapshots, vacuum, [0], xtb, 0.5, [8, 1, 1], "charge-difference")
+
+    cluster, species = np.vstack([x_ml, near]), [8, 1, 1, 8, 1, 1]
+    whole, buffer = xtb.compute(species, cluster, 0, 1, far, q_far), xtb.compute([8, 1, 1], near, 0, 1, far, q_far)
+    reference = whole["energy"] - buffer["energy"] - alone["energy"]
+    distance = np.linalg.norm(cluster[:, None] - far[None], axis=-1)
+
+    def coulomb(charges):
+        return COULOMB_CONSTANT * float((charges[:, None] * q_far[None] / distance).sum())
+
+    whole_vacuum, buffer_vacuum = xtb.compute(species, cluster), xtb.compute([8, 1, 1], near)
+    limit = whole_vacuum["energy"] - buffer_vacuum["energy"] - alone["energy"] + coulomb(
+        coupled_charges("charge-difference", whole_vacuum["charges"], buffer_vacuum["charges"], 0.0))
+    energy, _, charges = network_interaction(network, [8, 1, 1], [8, 1, 1], 0.0, x_ml, near, far, q_far,
+                                             "charge-difference")
+    field_charges = coupled_charges("charge-difference", whole["charges"], buffer["charges"], 0.0)
+    assert result["energy_mean_error"] == pytest.approx(energy - reference, abs=1e-8)
+    assert result["scheme_limit_energy_mean_error"] == pytest.approx(limit - reference, abs=1e-8)
+    assert result["coupling_charge_energy_mean_error"] == pytest.approx(coulomb(charges - field_charges), abs=1e-8)
+    assert result["network_energy_error_mae"] == pytest.approx(
+        abs(energy - reference - coulomb(charges - field_charges)), abs=1e-8)
+    assert abs(result["scheme_limit_energy_mean_error"]) > 1e-3  # the field polarizes beyond first order

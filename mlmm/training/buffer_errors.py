@@ -80,11 +80,14 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     minus limit) over ``frames`` bounds the part a network of I u B alone cannot learn (some of it
     follows the geometry of I u B), with its correlation with the scheme's error; the network's MAE
     against the limit plus the mean outer polarization of ``frames`` is its error were the varying
-    part known.
+    part known. The error splits into the coupling's charge error, the Coulomb energy with O of
+    the network's coupled charges less the QM program's in the field (``coupling_charge_energy_*``),
+    and the rest, the network's energies of the clusters and of I alone
+    (``network_energy_error_mae``).
     """
     size, charge = len(molecule_species), snapshots.total_charge
     reference, predicted, reference_forces, predicted_forces, limit, charge_errors = [], [], [], [], [], []
-    change_errors = []
+    change_errors, coupling_errors = [], []
     for k in frames:
         real = snapshots.mm_mask[k]
         x_ml = snapshots.positions[k]
@@ -103,11 +106,15 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
         reference_forces.append(whole["forces"][:len(x_ml)] - vacuum.forces[k])
         energy, forces, charges = network_interaction(model, snapshots.species, buffer_species, float(charge), x_ml,
                                                       x_buffer, x_outer, q_outer, outer_coupling)
+        field_charges = coupled_charges(outer_coupling, whole["charges"], buffer["charges"], float(charge))
+        coupling_errors.append(float(outer_coulomb(torch.as_tensor(cluster), torch.as_tensor(charges - field_charges),
+                                                   x_outer, q_outer)))
         charge_errors.append((charges - qm_charges)[:len(x_ml)])
         change_errors.extend((charges - qm_charges)[len(x_ml):])
         predicted.append(energy)
         predicted_forces.append(forces)
     reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
+    coupling = np.array(coupling_errors)
     polarization = reference - limit
     force_error = np.array(predicted_forces) - np.array(reference_forces)
     return {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
@@ -122,6 +129,9 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
             "error_polarization_correlation": float(np.corrcoef(predicted - reference, polarization)[0, 1]),
             "network_vs_mean_polarized_limit_energy_mae": float(
                 np.abs(predicted - limit - polarization.mean()).mean()),
+            "coupling_charge_energy_mae": float(np.abs(coupling).mean()),
+            "coupling_charge_energy_mean_error": float(coupling.mean()),
+            "network_energy_error_mae": float(np.abs(predicted - reference - coupling).mean()),
             "charges_mae": float(np.abs(np.array(charge_errors)).mean()),
             "buffer_charge_changes_mae": float(np.abs(np.array(change_errors)).mean())}
 
