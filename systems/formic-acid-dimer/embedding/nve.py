@@ -19,6 +19,9 @@ The buffer scheme with the second-stage buffer network (nve-buffer-stage2.json):
 and with the in-field third stage (nve-buffer-field.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-field \\
         --threads 1 --output systems/formic-acid-dimer/embedding/nve-buffer-field.json
+and with the charge-difference fourth stage (nve-buffer-field-dq.json):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-field-dq \\
+        --output systems/formic-acid-dimer/embedding/nve-buffer-field-dq.json
 A repeat with other velocities (nve-seed8.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm --seed 8 \\
         --output systems/formic-acid-dimer/embedding/nve-seed8.json
