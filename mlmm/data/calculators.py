@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from mlmm.embedding.modules import OUTER_COUPLINGS
 from mlmm.units import BOHR_TO_NM, COULOMB_CONSTANT, HARTREE_TO_KJ_PER_MOL
 
 #: Hartree/Bohr in kJ/mol/nm.
@@ -452,11 +453,6 @@ class BufferDifference(ReferenceCalculator):
         if self.provides_mm_charge_changes:
             result["mm_charge_changes"] = mm_charge_changes
         return result
-
-
-#: How the buffer scheme couples the cluster to the molecules beyond the buffer (see BufferDifference):
-#: the charges of I in I u B, or the charge change q(I u B) - q(B) of every atom of the cluster.
-OUTER_COUPLINGS = ("ml-charges", "charge-difference")
 
 
 def coupled_charges(outer_coupling: str, whole_charges, buffer_charges, total_charge: float):

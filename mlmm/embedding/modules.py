@@ -270,6 +270,12 @@ class ElectrostaticTerm(torch.nn.Module):
         return module.guard_capacity(outputs["energy"].mean(0), inside, positions)
 
 
+#: How the buffer scheme couples the cluster I u B to the molecules beyond the buffer
+#: (:class:`BufferEmbeddingModule`): the charges of I in I u B, or the charge change
+#: q(I u B) - q(B) of every atom of the cluster.
+OUTER_COUPLINGS = ("ml-charges", "charge-difference")
+
+
 class BufferEmbeddingModule(GroupEnvironmentModule):
     """BuRNN-style buffer region with smooth membership (PHYSICS.md section 2, "buffer").
 
@@ -352,8 +358,8 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         self.lj_cutoff = float(lj_cutoff)
         self.lj_switch_distance = float(lj_switch_distance)
         self.buffer_capacity = min(int(buffer_capacity), int(capacity))
-        if outer_coupling not in ("ml-charges", "charge-difference"):
-            raise ValueError(f"outer_coupling={outer_coupling!r} is not 'ml-charges' or 'charge-difference'")
+        if outer_coupling not in OUTER_COUPLINGS:
+            raise ValueError(f"outer_coupling={outer_coupling!r} is not one of {OUTER_COUPLINGS}")
         self.charge_difference = outer_coupling == "charge-difference"
 
     def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -410,11 +416,11 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
                                                                             atom_weights.to(dtype), 0.0)
         lennard_jones = (weights * self.lennard_jones(x_ml, members, inside)).sum()
         q_ml = charges[:n].to(positions.dtype)
-        width = self.group_atoms.shape[1]
         outer = molecule_weights(distances, self.switch_distance, self.cutoff) * (1.0 - buffer_weights)
         outer_x = placed.reshape(-1, 3)
         outer_q = (self.group_charges.index_select(0, chosen).to(positions.dtype) * outer.unsqueeze(1)).reshape(-1)
         if self.charge_difference:  # I u B's charge changes; a buffer atom does not see its own molecule
+            width = self.group_atoms.shape[1]
             changes = torch.cat([q_ml, (charges[n:] - q_buffer).to(positions.dtype)])
             own = torch.cat([torch.full((n,), -1, dtype=chosen.dtype, device=chosen.device),
                              inside.repeat_interleave(width)])

@@ -296,7 +296,7 @@ class Trainer:
 
 def buffer_outer_coupling(provenance: List[dict]) -> Optional[str]:
     """How the buffer labels of the datasets (their ``provenance`` records) left the outer charges to the
-    scheme (:data:`~mlmm.data.calculators.OUTER_COUPLINGS`), None for other data; datasets labelled
+    scheme (:data:`~mlmm.embedding.modules.OUTER_COUPLINGS`), None for other data; datasets labelled
     for different couplings cannot train one network (ValueError)."""
     couplings = {record.get("calculator", {}).get("outer_coupling", "ml-charges") for record in provenance
                  if record.get("program") == BufferDifference.program}
