@@ -5,7 +5,8 @@ Systems: TIP3P water boxes of about ``--mm-atoms`` atoms (OpenMM's Modeller, amb
 33 waters: 3, 9, 30, 99 atoms), run with the trained water models of systems/water (vacuum model
 for mechanical and mechanical-ml-charges, embedding/ for electrostatic, buffer/ for buffer with
 the 0.35-0.5 nm buffer it was trained for). LangevinMiddleIntegrator 300 K, 1/ps, 0.5 fs; OpenMM
-CPU platform with ``--threads`` threads, torch with 1 thread. The ML atoms are held fixed (mass 0)
+CPU platform with ``--threads`` threads, torch with 1 thread, or (``--platform CUDA``) the CUDA platform in mixed
+precision with the ML force on the same GPU. The ML atoms are held fixed (mass 0)
 in every configuration, pure MM included: the water models know one water in solvent, not
 contacts between ML waters, and a region of several free ML waters falls apart within tens of
 steps (atoms flying through the box force OpenMM to rebuild its neighbour list every step,
@@ -14,23 +15,27 @@ solvent moves, so the cutoff and buffer populations change as in a real run.
 
 Configurations: pure MM; mlmm's four schemes through TorchForce and through PythonForce; the
 schemes but the buffer through PythonForce compiled by AOTInductor (``compiled=True``, compiled in
-the warm-up); and openmm-ml 1.8's mechanical embedding with the identical model, run the way
-openmm-ml runs its model families (an eager ``openmm.PythonForce`` callback on the ML particles' positions).
+the warm-up); on CUDA, instead of the compiled ones, the four schemes through TorchForce with the ML force
+captured in a CUDA graph (``cuda_graphs=True``); and openmm-ml 1.8's mechanical embedding with the identical
+model, run the way openmm-ml runs its model families (an eager ``openmm.PythonForce`` callback on the ML
+particles' positions, the model on the GPU when torch sees one).
 
 Each configuration runs in its own process (a fresh interpreter: no caches or threads shared
 between configurations), ``--steps`` steps after a warm-up, timed ``--repeats`` times (median);
 the configurations of one grid point run one after another, so their ratios are measured within
 minutes of each other. Prints one JSON object and writes DIR/scaling.json, DIR/scaling.md and
-DIR/scaling.png (DIR defaults to benchmarks/results).
+DIR/scaling.png (scaling-cuda.* on CUDA; DIR defaults to benchmarks/results). The JSON is rewritten after every
+configuration, so an interrupted run keeps what it measured (``--report-only`` makes the table and plot of it).
 
     .venv/bin/python benchmarks/bench_scaling.py [--mm-atoms 1000 3000 10000 30000] [--ml-waters 1 3 10 33]
-        [--configs ...] [--steps 50] [--repeats 3] [--threads 2] [--output-dir DIR]
+        [--configs ...] [--steps 50] [--repeats 3] [--threads 2] [--platform CPU] [--output-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +43,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import openmm
@@ -53,8 +59,14 @@ OPTIONS = {"buffer": {"buffer_cutoff": 0.5, "buffer_switch_distance": 0.35}}  # 
 #: PythonForce with the module's energy and gradient compiled by AOTInductor (``compiled=True``; compiled at the
 #: first call, in the warm-up): every scheme but the buffer, whose fixed-shape graph is ruled out on CPU.
 COMPILED = [scheme for scheme in MODELS if scheme != "buffer"]
-CONFIGS = ["pure MM", *(f"{scheme}, {transport}" for transport in ("TorchForce", "PythonForce") for scheme in MODELS),
-           *(f"{scheme}, compiled" for scheme in COMPILED), "openmm-ml mechanical"]
+_SCHEMES = ["pure MM", *(f"{scheme}, {transport}" for transport in ("TorchForce", "PythonForce") for scheme in MODELS)]
+#: The default configurations of each platform: CUDA graphs exist only on CUDA, and AOTInductor's GPU compilation
+#: (minutes per configuration) is left out there.
+PLATFORM_CONFIGS = {
+    "CPU": [*_SCHEMES, *(f"{scheme}, compiled" for scheme in COMPILED), "openmm-ml mechanical"],
+    "CUDA": [*_SCHEMES, *(f"{scheme}, CUDA graphs" for scheme in MODELS), "openmm-ml mechanical"],
+}
+CONFIGS = list(dict.fromkeys(PLATFORM_CONFIGS["CPU"] + PLATFORM_CONFIGS["CUDA"]))
 WATER_PER_NM3 = 33.4  # TIP3P at 300 K, 1 bar
 WARMUP_STEPS = 10
 FAILURES = ("Failed runs are listed with their error. The electrostatic water model refuses boxes narrower than "
@@ -85,7 +97,8 @@ def central_waters(pdb: app.PDBFile, count: int) -> list[int]:
 
 
 class _OpenMMMLStyle:
-    """openmm-ml's way of running a model: an eager PythonForce callback on the ML particles only."""
+    """openmm-ml's way of running a model: an eager PythonForce callback on the ML particles only, the model on
+    the torch device of ``species``."""
 
     def __init__(self, model, species):
         self.model, self.species = model, species
@@ -93,25 +106,29 @@ class _OpenMMMLStyle:
     def __call__(self, state: openmm.State):
         import torch
 
-        positions = torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer), requires_grad=True)
+        positions = torch.tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer),
+                                 device=self.species.device, requires_grad=True)
         energy = self.model(self.species, positions)
         energy.backward()
-        return float(energy.detach()), -positions.grad.numpy()
+        return float(energy.detach()), -positions.grad.cpu().numpy()
 
 
 def openmmml_system(pdb: app.PDBFile, mm_system: openmm.System, ml_atoms: list[int]) -> openmm.System:
-    """openmm-ml 1.8's mechanical embedding of the water model, as an openmm-ml potential family would add it."""
+    """openmm-ml 1.8's mechanical embedding of the water model, as an openmm-ml potential family would add it
+    (on the GPU when torch sees one, as openmm-ml's ``_getTorchDevice`` chooses)."""
     import torch
     from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
 
     import mlmm
 
-    model, _ = mlmm.load_potential(MODELS["mechanical"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = mlmm.load_potential(MODELS["mechanical"])[0].to(device)
 
     class Impl(MLPotentialImpl):
         def addForces(self, topology, system, atoms, forceGroup, **args):
             numbers = [a.element.atomic_number for a in topology.atoms()]
-            force = openmm.PythonForce(_OpenMMMLStyle(model, torch.tensor([numbers[i] for i in atoms])))
+            species = torch.tensor([numbers[i] for i in atoms], device=device)
+            force = openmm.PythonForce(_OpenMMMLStyle(model, species))
             force.setParticles(list(atoms))
             force.setForceGroup(forceGroup)
             system.addForce(force)
@@ -140,8 +157,9 @@ def build(config: str, pdb: app.PDBFile, ml_atoms: list[int]) -> openmm.System:
         return openmmml_system(pdb, mm_system, ml_atoms)
     scheme, transport = config.split(", ")
     return mlmm.create_mixed_system(pdb.topology, mm_system, ml_atoms, str(MODELS[scheme]), scheme,
-                                    transport="torch" if transport == "TorchForce" else "python",
-                                    compiled=transport == "compiled", **OPTIONS.get(scheme, {}))
+                                    transport="python" if transport in ("PythonForce", "compiled") else "torch",
+                                    compiled=transport == "compiled", cuda_graphs=transport == "CUDA graphs",
+                                    **OPTIONS.get(scheme, {}))
 
 
 def measure(task: dict) -> dict:
@@ -154,8 +172,8 @@ def measure(task: dict) -> dict:
     system = build(task["config"], pdb, ml_atoms)
     integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_FS * u.femtosecond)
     integrator.setRandomNumberSeed(1)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"),
-                             {"Threads": str(task["threads"])})
+    properties = {"Threads": str(task["threads"])} if task["platform"] == "CPU" else {"Precision": "mixed"}
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(task["platform"]), properties)
     context.setPositions(pdb.positions)
     context.setVelocitiesToTemperature(300 * u.kelvin, 1)
     integrator.step(WARMUP_STEPS)
@@ -166,12 +184,34 @@ def measure(task: dict) -> dict:
         context.getState(getEnergy=True)  # waits for the steps to finish
         times.append(1e3 * (time.perf_counter() - start) / task["steps"])
     energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
-    return {"ms_per_step": statistics.median(times), "repeats_ms": times, "final_energy": energy,
-            "atoms": system.getNumParticles(), "ml_atoms": len(ml_atoms)}
+    result = {"ms_per_step": statistics.median(times), "repeats_ms": times, "final_energy": energy,
+              "atoms": system.getNumParticles(), "ml_atoms": len(ml_atoms)}
+    if task["platform"] == "CUDA":
+        result["device"] = context.getPlatform().getPropertyValue(context, "DeviceName")
+    return result
 
 
-def run_grid(args: argparse.Namespace) -> list[dict]:
-    """Every (MM size, ML size, configuration), each measured in a fresh process."""
+def run_worker(task: dict, timeout: float) -> dict:
+    """One configuration in a fresh interpreter: its measurement, or ``{"error": ...}`` (last line of stderr)."""
+    try:
+        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {timeout:.0f} s"}
+    if done.returncode != 0:
+        return {"error": error_message(done.stderr) or f"exit status {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def error_message(stderr: str) -> str:
+    """The last ``SomeError: message`` line of a traceback (C++ exceptions end in stack frames), else the last line."""
+    lines = stderr.strip().splitlines()
+    messages = [line.strip() for line in lines if re.match(r"\s*[\w.]*(Error|Exception): ", line)]
+    return (messages or lines or [""])[-1]
+
+
+def run_grid(args: argparse.Namespace, save: Callable[[list[dict]], None]) -> list[dict]:
+    """Every (MM size, ML size, configuration), each measured in a fresh process; ``save(rows)`` after each."""
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for mm_atoms in args.mm_atoms:
@@ -180,16 +220,12 @@ def run_grid(args: argparse.Namespace) -> list[dict]:
             for ml_waters in args.ml_waters:
                 for config in args.configs:
                     task = {"pdb": str(pdb_path), "ml_waters": ml_waters, "config": config, "steps": args.steps,
-                            "repeats": args.repeats, "threads": args.threads}
-                    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)],
-                                          capture_output=True, text=True)
-                    if done.returncode != 0:
-                        result = {"error": done.stderr.strip().splitlines()[-1]}
-                    else:
-                        result = json.loads(done.stdout.strip().splitlines()[-1])
-                    row = {"mm_atoms_target": mm_atoms, "ml_waters": ml_waters, "config": config, **result}
+                            "repeats": args.repeats, "threads": args.threads, "platform": args.platform}
+                    row = {"mm_atoms_target": mm_atoms, "ml_waters": ml_waters, "config": config,
+                           **run_worker(task, args.worker_timeout)}
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     rows.append(row)
+                    save(rows)
     return rows
 
 
@@ -202,22 +238,38 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| ~{r['mm_atoms_target']} | {3 * r['ml_waters']} | {r['config']} | failed: {r['error']} "
                          "| | |")
             continue
-        ms = r["ms_per_step"]
-        ratio = ms / pure[(r["mm_atoms_target"], r["ml_waters"])]
+        ms, pure_ms = r["ms_per_step"], pure.get((r["mm_atoms_target"], r["ml_waters"]))
+        ratio = f"{ms / pure_ms:.2f}" if pure_ms else ""
         ns_per_day = TIMESTEP_FS * 1e-6 * 86400e3 / ms
-        lines.append(f"| {r['atoms']} | {r['ml_atoms']} | {r['config']} | {ms:.2f} | {ns_per_day:.2f} | "
-                     f"{ratio:.2f} |")
+        lines.append(f"| {r['atoms']} | {r['ml_atoms']} | {r['config']} | {ms:.2f} | {ns_per_day:.2f} | {ratio} |")
     return "\n".join(lines)
 
 
-def summary(rows: list[dict]) -> str:
-    """The issue's CPU targets read off the grid: cost ratios and how the added cost grows with the box."""
-    ms = {(r["mm_atoms_target"], r["ml_waters"], r["config"]): r["ms_per_step"] for r in rows if "error" not in r}
+def cuda_summary(ms: dict[tuple[int, int, str], float]) -> list[str]:
+    """The GPU targets: mechanical with CUDA graphs at >= 50 % of pure-MM throughput; what the graphs gain."""
     lines = []
+    for (box, waters, config), t in sorted(ms.items()):
+        if config == "mechanical, CUDA graphs" and (box, waters, "pure MM") in ms:
+            share = ms[(box, waters, "pure MM")] / t
+            lines.append(f"- ~{box} atoms, {3 * waters} ML atoms: mechanical (CUDA graphs) throughput / pure MM = "
+                         f"{share:.2f} (target >= 0.5: {'met' if share >= 0.5 else 'NOT met'})")
+    for scheme in MODELS:
+        gains = [f"{ms[(m, w, f'{scheme}, TorchForce')] / t:.2f} (~{m}, {3 * w})" for (m, w, c), t in sorted(ms.items())
+                 if c == f"{scheme}, CUDA graphs" and (m, w, f"{scheme}, TorchForce") in ms]
+        if gains:
+            lines.append(f"- CUDA graphs speed-up of the {scheme} step (TorchForce without / with graphs; box, ML "
+                         f"atoms): {', '.join(gains)}")
+    return lines
+
+
+def summary(rows: list[dict], platform: str) -> str:
+    """The issue's targets read off the grid: cost ratios and how the added cost grows with the box."""
+    ms = {(r["mm_atoms_target"], r["ml_waters"], r["config"]): r["ms_per_step"] for r in rows if "error" not in r}
+    lines = cuda_summary(ms) if platform == "CUDA" else []
     pure, peer = "pure MM", "openmm-ml mechanical"
-    for transport in ("TorchForce", "compiled"):
+    for transport in ("TorchForce", "compiled", "CUDA graphs"):
         mech = f"mechanical, {transport}"
-        if (3000, 3, mech) in ms and (3000, 3, pure) in ms:
+        if platform == "CPU" and (3000, 3, mech) in ms and (3000, 3, pure) in ms:
             ratio = ms[(3000, 3, mech)] / ms[(3000, 3, pure)]
             lines.append(f"- ~10-atom ML region (9 atoms) in ~3k atoms: mechanical ({transport}) / pure MM = "
                          f"{ratio:.2f} (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})")
@@ -276,17 +328,36 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def header(result: dict) -> str:
+    """Title and settings of the Markdown report: platform, device, steps, machine, versions."""
+    if result["platform"] == "CPU":
+        where = f"OpenMM CPU platform, {result['threads']} threads, torch 1 thread"
+    else:
+        devices = sorted({r["device"] for r in result["rows"] if "device" in r})
+        where = f"OpenMM {result['platform']} platform (mixed precision) on {', '.join(devices) or 'an unnamed GPU'}"
+    unfinished = "" if result.get("complete", True) else " Interrupted: the grid was not completed."
+    return (f"# ms per MD step: MM environment x ML region size (bench_scaling.py)\n\n{where}; "
+            f"{result['steps']} steps x {result['repeats']} repeats (median), {TIMESTEP_FS} fs; one process per "
+            f"configuration; ML atoms held fixed. {result['machine']['cpu_model']}, "
+            f"{result['machine']['cpus_available']} CPUs; {json.dumps(result['versions'])}; "
+            f"{result['runtime_s'] / 60:.0f} min.{unfinished}\n\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mm-atoms", type=int, nargs="+", default=[1000, 3000, 10000, 30000])
     parser.add_argument("--ml-waters", type=int, nargs="+", default=[1, 3, 10, 33])
-    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS, metavar="CONFIG")
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, metavar="CONFIG",
+                        help="default: the platform's own list (PLATFORM_CONFIGS)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="OpenMM CPU threads (CPU platform)")
+    parser.add_argument("--platform", choices=list(PLATFORM_CONFIGS), default="CPU")
+    parser.add_argument("--worker-timeout", type=float, default=900.0,
+                        help="seconds after which a configuration is recorded as failed")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--report-only", action="store_true",
-                        help="rewrite scaling.md and scaling.png from the existing scaling.json")
+                        help="rewrite the table and plot from the existing JSON of --platform")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -294,25 +365,31 @@ def main() -> None:
         return
     from timing import machine, versions
 
+    args.configs = args.configs or PLATFORM_CONFIGS[args.platform]
+    if args.platform == "CPU" and any(config.endswith("CUDA graphs") for config in args.configs):
+        parser.error("CUDA graphs configurations need --platform CUDA")
+    stem = "scaling" if args.platform == "CPU" else f"scaling-{args.platform.lower()}"
     args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        result = json.loads((args.output_dir / "scaling.json").read_text())
+        result = json.loads((args.output_dir / f"{stem}.json").read_text())
     else:
         start = time.perf_counter()
-        rows = run_grid(args)
-        result = {"benchmark": "scaling", "rows": rows, "steps": args.steps, "repeats": args.repeats,
-                  "threads": args.threads, "timestep_fs": TIMESTEP_FS, "platform": "CPU", "machine": machine(),
-                  "versions": versions(), "runtime_s": time.perf_counter() - start}
-        (args.output_dir / "scaling.json").write_text(json.dumps(result, indent=1))
-    header = (f"# ms per MD step: MM environment x ML region size (bench_scaling.py)\n\nOpenMM CPU platform, "
-              f"{result['threads']} threads, torch 1 thread; {result['steps']} steps x {result['repeats']} repeats "
-              f"(median), {TIMESTEP_FS} fs; one process per configuration; ML atoms held fixed. "
-              f"{result['machine']['cpu_model']}, {result['machine']['cpus_available']} CPUs; "
-              f"{json.dumps(result['versions'])}; {result['runtime_s'] / 60:.0f} min.\n\n")
-    (args.output_dir / "scaling.md").write_text(header + "## Targets\n\n" + summary(result["rows"]) + "\n\n"
+        result = {"benchmark": "scaling", "rows": [], "steps": args.steps, "repeats": args.repeats,
+                  "threads": args.threads, "timestep_fs": TIMESTEP_FS, "platform": args.platform,
+                  "machine": machine(), "versions": versions(), "complete": False}
+
+        def save(rows: list[dict]) -> None:
+            result.update(rows=rows, runtime_s=time.perf_counter() - start)
+            (args.output_dir / f"{stem}.json").write_text(json.dumps(result, indent=1))
+
+        run_grid(args, save)
+        result["complete"] = True
+        save(result["rows"])
+    (args.output_dir / f"{stem}.md").write_text(header(result) + "## Targets\n\n"
+                                                + summary(result["rows"], result["platform"]) + "\n\n"
                                                 + "## All measurements\n\n" + FAILURES + "\n\n"
                                                 + table(result["rows"]) + "\n")
-    plot(result["rows"], args.output_dir / "scaling.png")
+    plot(result["rows"], args.output_dir / f"{stem}.png")
     print(json.dumps(result))
 
 

@@ -1,4 +1,6 @@
-"""The ``mlmm`` command line: ``mlmm demo|run|ensemble|rate|export|train|label|evaluate|spectrum|nma|adapt|bench|info``.
+"""The ``mlmm`` command line.
+
+``mlmm demo|run|ensemble|rate|export|train|label|evaluate|spectrum|nma|adapt|bench|rescript|info``.
 
 Errors from bad input print ``mlmm: error: <message>`` and exit with status 1.
 """
@@ -147,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
                                     "environment and ML region sizes; arguments after 'bench' go to it "
                                     "(e.g. mlmm bench --mm-atoms 3000 --ml-waters 3).")
 
+    rescript = commands.add_parser("rescript", help="save a trained model file again with this mlmm's code",
+                                   description="Rebuild a model file written by `mlmm train` from the recipes it "
+                                               "records and save it with this mlmm's TorchScript code: same "
+                                               "parameters (content hash checked), name and metadata.")
+    rescript.add_argument("model", type=Path, help="mlmm model file written by `mlmm train`")
+    rescript.add_argument("output", type=Path, help="model file to write (may be MODEL itself)")
+
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
     info.add_argument("model", type=Path, help="mlmm model file (.pt)")
@@ -168,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label,
                     "evaluate": _evaluate, "spectrum": _spectrum,
                     "ensemble": _ensemble, "nma": _nma, "rate": _rate, "adapt": _adapt,
-                    "bench": _bench}
+                    "bench": _bench, "rescript": _rescript}
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
@@ -307,6 +316,14 @@ def _adapt(args: argparse.Namespace) -> int:
                                                                                    "source": str(args.source)}})
     metadata = mlmm.read_metadata(args.output)
     print(f"{args.output}: {name}, elements {metadata['supported_elements']}, cutoff {metadata['cutoff_nm']} nm")
+    return 0
+
+
+def _rescript(args: argparse.Namespace) -> int:
+    from mlmm.training.models import rescript
+
+    rescript(args.model, args.output)
+    print(f"{args.output}: {args.model} saved with the code of this mlmm")
     return 0
 
 

@@ -90,3 +90,30 @@ def test_zero_dimensional_buffers_are_hashed(tmp_path):
 
     path = mlmm.save_potential(Scaled(), tmp_path / "s.pt", supported_elements=[1])
     assert mlmm.load_potential(path)[1]["content_hash"] == io.content_hash(Scaled())
+
+
+def test_rescript_saves_the_same_model_with_the_current_code(tmp_path, ff_potential, capsys):
+    from conftest import WATER_MODELS
+    from mlmm.cli import main
+
+    source = WATER_MODELS["electrostatic"]
+    output = tmp_path / "rescripted.pt"
+    assert main(["rescript", str(source), str(output)]) == 0
+    old, old_metadata = mlmm.load_potential(source)
+    new, new_metadata = mlmm.load_potential(output)  # verifies the content hash of the file
+    assert new_metadata["content_hash"] == old_metadata["content_hash"]
+    for key in ("name", "supported_elements", "cutoff_nm", "extra", "embedding_scheme", "environment"):
+        assert new_metadata[key] == old_metadata[key]
+    species = torch.tensor([8, 1, 1])
+    generator = torch.Generator().manual_seed(3)
+    x = (0.1 * torch.randn(3, 3, generator=generator, dtype=torch.float64)).requires_grad_(True)
+    mm = 0.5 + 0.1 * torch.randn(12, 3, generator=generator, dtype=torch.float64)
+    charges = 0.5 * torch.randn(12, generator=generator, dtype=torch.float64)
+    outputs = []
+    for model in (old, new):
+        energy, _ = model.energy_in_field(species, x, mm, charges, 0.0)
+        outputs.append((energy, torch.autograd.grad(energy, x)[0]))
+    assert outputs[0][0] == outputs[1][0] and torch.equal(outputs[0][1], outputs[1][1])
+    no_recipe = mlmm.save_potential(ff_potential, tmp_path / "ff.pt", supported_elements=[1, 6, 7, 8])
+    assert main(["rescript", str(no_recipe), str(tmp_path / "out.pt")]) == 1
+    assert "does not record how its network was built" in capsys.readouterr().err

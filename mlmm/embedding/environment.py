@@ -27,7 +27,21 @@ __all__ = ["anchor_vectors", "molecule_offsets", "molecule_weights", "nearest_di
 
 def molecule_weights(distances: torch.Tensor, switch_distance: float, cutoff: float) -> torch.Tensor:
     """Weights w_m [G] of G molecules from their anchor distances [n_ml, G] to the ML atoms (nm)."""
-    return 1.0 - torch.prod(1.0 - smooth_switch(distances, switch_distance, cutoff), dim=0)
+    return 1.0 - product_over_rows(1.0 - smooth_switch(distances, switch_distance, cutoff))
+
+
+def product_over_rows(factors: torch.Tensor) -> torch.Tensor:
+    """The product [G] over the rows of ``factors`` [n, G], multiplied pairwise (log2 n steps).
+
+    Unlike ``torch.prod``, whose backward counts the zero factors on the host (a synchronisation
+    that breaks CUDA-graph capture; factors are exactly 0 for molecules within the switch
+    distance), the gradient is the one of plain multiplications, exact with zeros too.
+    """
+    while factors.shape[0] > 1:
+        if factors.shape[0] % 2 == 1:
+            factors = torch.cat([factors, torch.ones_like(factors[:1])])
+        factors = factors[0::2] * factors[1::2]
+    return factors[0]
 
 
 def anchor_vectors(x_ml: torch.Tensor, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],

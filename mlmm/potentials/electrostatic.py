@@ -105,7 +105,8 @@ class ElectrostaticEmbedding(PhysNet):
         # A[i, a, j, b] = delta_ij delta_ab / alpha_i - T_ij[a, b]
         blocks = (inverse_alpha[:, :, None, :, None] * identity3[None, None, :, None, :]
                   - tensor.permute(0, 1, 3, 2, 4))
-        solution = torch.linalg.solve(blocks.reshape(m, 3 * n, 3 * n), field.reshape(m, 3 * n, 1))
+        # solve_ex: linalg.solve checks the factorization on the host, a synchronisation that breaks CUDA graphs
+        solution = torch.linalg.solve_ex(blocks.reshape(m, 3 * n, 3 * n), field.reshape(m, 3 * n, 1))[0]
         return solution.reshape(m, n, 3)
 
     def member_outputs(self, element_index: torch.Tensor, positions: torch.Tensor, cell: Optional[torch.Tensor],

@@ -75,7 +75,8 @@ class QEqCharges(torch.nn.Module):
         bottom = torch.cat([ones.t(), torch.zeros(1, 1, dtype=x.dtype, device=x.device)], dim=1)
         matrix = torch.cat([top, bottom], dim=0)
         rhs = torch.cat([-chi, torch.full((1,), total_charge, dtype=x.dtype, device=x.device)])
-        return torch.linalg.solve(matrix, rhs)[:n]
+        # solve_ex: linalg.solve checks the factorization on the host, a synchronisation that breaks CUDA graphs
+        return torch.linalg.solve_ex(matrix, rhs)[0][:n]
 
     @torch.jit.export
     def energy_and_charges(self, species: torch.Tensor, positions: torch.Tensor,

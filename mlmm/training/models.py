@@ -3,7 +3,8 @@
 A trained model file records the constructor arguments it was built with
 (``extra["model"]``), so :func:`rebuild` gives back the eager (trainable) network that
 fine-tuning and committee training start from (and :func:`eager_potential` the eager module of
-any trained model file, e.g. for ahead-of-time compilation).
+any trained model file, e.g. for ahead-of-time compilation, or to save it with the current code:
+:func:`rescript`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from mlmm.data.dataset import Dataset
 from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, load_potential,
-                             read_metadata)
+                             read_metadata, save_potential)
 
 
 def build(family: str, elements, options: Dict) -> NeuralPotential:
@@ -36,7 +37,7 @@ def rebuild(path) -> NeuralPotential:
     recipe = metadata.get("extra", {}).get("model")
     if recipe is None:
         raise ValueError(f"{path} does not record how its network was built (no extra['model']); only models "
-                         "written by mlmm's trainer can be fine-tuned")
+                         "written by mlmm's trainer can be rebuilt (fine-tuned, compiled, rescripted)")
     return _with_weights(build(recipe["family"], recipe["elements"], recipe["options"]), scripted)
 
 
@@ -56,10 +57,29 @@ def eager_potential(path) -> torch.nn.Module:
     return _with_weights(ElectrostaticPotential(*networks), scripted)
 
 
+def rescript(path, output) -> None:
+    """Write the trained model file ``path`` again, as ``output``, with this mlmm's code.
+
+    A model file holds the TorchScript code of the mlmm that saved it; this rebuilds its eager module
+    (:func:`eager_potential`) and saves it with the same parameters (the content hash is checked),
+    name and ``extra`` metadata, so that fixes to the code reach the model (e.g. GPU paths free of
+    host synchronisation, which CUDA graphs need).
+    """
+    metadata = read_metadata(path)
+    potential = eager_potential(path)
+    save_potential(potential, output, metadata["supported_elements"], metadata.get("cutoff_nm"), metadata.get("name"),
+                   metadata.get("extra"))
+    if read_metadata(output)["content_hash"] != metadata["content_hash"]:
+        raise RuntimeError(f"{output} does not hold the parameters of {path}; not a faithful copy")
+
+
 def _with_weights(model: torch.nn.Module, scripted: torch.jit.ScriptModule) -> torch.nn.Module:
-    """``model`` with the parameters and buffers of ``scripted``, in their dtype."""
-    model.load_state_dict(scripted.state_dict())
-    return model.to(next(iter(scripted.state_dict().values())).dtype)
+    """``model`` with the parameters and buffers of ``scripted``, in their dtype (cast before loading, so that
+    the values are copied exactly rather than rounded through the model's initial dtype)."""
+    state = scripted.state_dict()
+    model = model.to(next(tensor.dtype for tensor in state.values() if tensor.is_floating_point()))
+    model.load_state_dict(state)
+    return model
 
 
 def composition(species: np.ndarray, elements: List[int]) -> np.ndarray:
