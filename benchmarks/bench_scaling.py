@@ -59,12 +59,13 @@ OPTIONS = {"buffer": {"buffer_cutoff": 0.5, "buffer_switch_distance": 0.35}}  # 
 #: PythonForce with the module's energy and gradient compiled by AOTInductor (``compiled=True``; compiled at the
 #: first call, in the warm-up): every scheme but the buffer, whose fixed-shape graph is ruled out on CPU.
 COMPILED = [scheme for scheme in MODELS if scheme != "buffer"]
-_SCHEMES = ["pure MM", *(f"{scheme}, {transport}" for transport in ("TorchForce", "PythonForce") for scheme in MODELS)]
+_EVERY_PLATFORM = ["pure MM",
+                   *(f"{scheme}, {transport}" for transport in ("TorchForce", "PythonForce") for scheme in MODELS)]
 #: The default configurations of each platform: CUDA graphs exist only on CUDA, and AOTInductor's GPU compilation
 #: (minutes per configuration) is left out there.
 PLATFORM_CONFIGS = {
-    "CPU": [*_SCHEMES, *(f"{scheme}, compiled" for scheme in COMPILED), "openmm-ml mechanical"],
-    "CUDA": [*_SCHEMES, *(f"{scheme}, CUDA graphs" for scheme in MODELS), "openmm-ml mechanical"],
+    "CPU": [*_EVERY_PLATFORM, *(f"{scheme}, compiled" for scheme in COMPILED), "openmm-ml mechanical"],
+    "CUDA": [*_EVERY_PLATFORM, *(f"{scheme}, CUDA graphs" for scheme in MODELS), "openmm-ml mechanical"],
 }
 CONFIGS = list(dict.fromkeys(PLATFORM_CONFIGS["CPU"] + PLATFORM_CONFIGS["CUDA"]))
 WATER_PER_NM3 = 33.4  # TIP3P at 300 K, 1 bar

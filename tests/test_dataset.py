@@ -151,7 +151,8 @@ class StartupThreadsCalculator(FlakyCalculator):
 
     def compute(self, species, positions, total_charge=0, multiplicity=1, mm_positions=None, mm_charges=None):
         result = super().compute(species, positions)
-        startup = dict(item.split(b"=", 1) for item in Path("/proc/self/environ").read_bytes().split(b"\0") if b"=" in item)
+        environ = Path("/proc/self/environ").read_bytes().split(b"\0")
+        startup = dict(item.split(b"=", 1) for item in environ if b"=" in item)
         result["energy"] = float(startup.get(b"OMP_NUM_THREADS", b"0"))
         return result
 
