@@ -206,7 +206,9 @@ def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.M
     if embedding == "buffer":
         raise ValueError("compiled=True is not available for embedding='buffer': the compiled graph has fixed "
                          "shapes, and the buffer's fixed shape (buffer_capacity molecules; for the formic acid dimer "
-                         "146 where 18 are inside) costs about 16x the exact buffer on CPU; use transport='torch'.")
+                         "146 where 18 are inside) costs about 16x the exact buffer on CPU; even a tight one does not "
+                         "pay (28 molecules: 8.0 ms per energy and gradient against 7.3 with TorchScript, as the "
+                         "fixed shapes keep every pair in the network's lists); use transport='torch'.")
     if isinstance(potential, torch.jit.ScriptModule):
         raise ValueError("compiled=True needs an eager module (TorchScript cannot be traced into a fixed-shape "
                          "graph); pass the model file or the torch.nn.Module.")
