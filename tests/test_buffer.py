@@ -306,6 +306,13 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
     assert mlmm.plan_embedding(topology, mm_system, [0, 1, 2], str(model), "buffer").module.charge_difference
     with pytest.raises(ValueError, match="trained for 'charge-difference'"):
         mlmm.plan_embedding(topology, mm_system, [0, 1, 2], str(model), "buffer", outer_coupling="ml-charges")
+    # the network rebuilt from the file (for compiled=True, fine-tuning) keeps what the file records
+    from mlmm.training.models import eager_potential
+
+    rebuilt = eager_potential(model)
+    assert mlmm.plan_embedding(topology, mm_system, [0, 1, 2], rebuilt, "buffer").module.charge_difference
+    del rebuilt.file_metadata  # a bare module gets the default coupling
+    assert not mlmm.plan_embedding(topology, mm_system, [0, 1, 2], rebuilt, "buffer").module.charge_difference
 
 
 def test_lambda_zero_gives_the_force_field_and_transports_agree(network):

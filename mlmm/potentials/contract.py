@@ -78,12 +78,13 @@ def predicts_charges(module: torch.nn.Module) -> bool:
 
 
 def describe(module: torch.nn.Module, metadata: Optional[dict] = None) -> PotentialInfo:
-    """Collect a :class:`PotentialInfo` from a module's attributes and saved metadata."""
+    """Collect a :class:`PotentialInfo` from a module's attributes and saved metadata (by default that of
+    the file an eager module was rebuilt from, its ``file_metadata``)."""
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"potential must be a torch.nn.Module, an mlmm model file or path; "
                         f"got {type(module).__name__}. "
                         "Wrap your function in a torch.nn.Module with forward(species, positions) -> energy.")
-    metadata = dict(metadata or {})
+    metadata = dict(metadata if metadata is not None else getattr(module, "file_metadata", None) or {})
     elements = metadata.get("supported_elements", getattr(module, "supported_elements", None))
     cutoff = metadata.get("cutoff_nm", getattr(module, "cutoff", None))
     return PotentialInfo(

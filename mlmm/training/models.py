@@ -44,17 +44,25 @@ def rebuild(path) -> NeuralPotential:
 def eager_potential(path) -> torch.nn.Module:
     """The eager module of an mlmm model file written by the trainer: its network (:func:`rebuild`), or
     for an electrostatic model file the :class:`~mlmm.potentials.ElectrostaticPotential` of its vacuum
-    and embedding networks, rebuilt from the recipes in ``extra["vacuum_model"]`` and ``extra["model"]``."""
-    if read_metadata(path).get("embedding_scheme") != "electrostatic":
-        return rebuild(path)
-    scripted, metadata = load_potential(path)
-    extra = metadata.get("extra", {})
-    if extra.get("model") is None or extra.get("vacuum_model") is None:
-        raise ValueError(f"{path} does not record how both its networks were built (extra['model'] and "
-                         "extra['vacuum_model'], written by mlmm's trainer when the vacuum model records its own)")
-    networks = [build(recipe["family"], recipe["elements"], recipe["options"])
-                for recipe in (extra["vacuum_model"], extra["model"])]
-    return _with_weights(ElectrostaticPotential(*networks), scripted)
+    and embedding networks, rebuilt from the recipes in ``extra["vacuum_model"]`` and ``extra["model"]``.
+
+    The module keeps the file's metadata as ``file_metadata``, so that the embeddings know what it was
+    trained for (:func:`mlmm.potentials.contract.describe`; e.g. a buffer network's outer coupling)."""
+    metadata = read_metadata(path)
+    if metadata.get("embedding_scheme") != "electrostatic":
+        module = rebuild(path)
+    else:
+        scripted, metadata = load_potential(path)
+        extra = metadata.get("extra", {})
+        if extra.get("model") is None or extra.get("vacuum_model") is None:
+            raise ValueError(f"{path} does not record how both its networks were built (extra['model'] and "
+                             "extra['vacuum_model'], written by mlmm's trainer when the vacuum model records its "
+                             "own)")
+        networks = [build(recipe["family"], recipe["elements"], recipe["options"])
+                    for recipe in (extra["vacuum_model"], extra["model"])]
+        module = _with_weights(ElectrostaticPotential(*networks), scripted)
+    module.file_metadata = metadata
+    return module
 
 
 def rescript(path, output) -> None:
