@@ -306,7 +306,7 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
     assert mlmm.plan_embedding(topology, mm_system, [0, 1, 2], str(model), "buffer").module.charge_difference
     with pytest.raises(ValueError, match="trained for 'charge-difference'"):
         mlmm.plan_embedding(topology, mm_system, [0, 1, 2], str(model), "buffer", outer_coupling="ml-charges")
-    # the network rebuilt from the file (for compiled=True, fine-tuning) keeps what the file records
+    # the network rebuilt from the file (for compiled=True, rescript) keeps what the file records
     from mlmm.training.models import eager_potential
 
     rebuilt = eager_potential(model)

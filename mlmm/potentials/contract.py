@@ -84,7 +84,7 @@ def describe(module: torch.nn.Module, metadata: Optional[dict] = None) -> Potent
         raise TypeError(f"potential must be a torch.nn.Module, an mlmm model file or path; "
                         f"got {type(module).__name__}. "
                         "Wrap your function in a torch.nn.Module with forward(species, positions) -> energy.")
-    metadata = dict(metadata if metadata is not None else getattr(module, "file_metadata", None) or {})
+    metadata = dict(metadata if metadata is not None else (getattr(module, "file_metadata", None) or {}))
     elements = metadata.get("supported_elements", getattr(module, "supported_elements", None))
     cutoff = metadata.get("cutoff_nm", getattr(module, "cutoff", None))
     return PotentialInfo(

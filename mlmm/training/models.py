@@ -52,7 +52,7 @@ def eager_potential(path) -> torch.nn.Module:
     if metadata.get("embedding_scheme") != "electrostatic":
         module = rebuild(path)
     else:
-        scripted, metadata = load_potential(path)
+        scripted = load_potential(path)[0]
         extra = metadata.get("extra", {})
         if extra.get("model") is None or extra.get("vacuum_model") is None:
             raise ValueError(f"{path} does not record how both its networks were built (extra['model'] and "
