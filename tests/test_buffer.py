@@ -10,7 +10,7 @@ import torch
 import mlmm
 from mlmm.bridge.ahead_of_time import energy_and_gradient
 from mlmm.potentials.neighbors import fixed_shape_tracing
-from mlmm.potentials import PhysNet
+from mlmm.potentials import PhysNet, VacuumAnchoredBuffer
 from mlmm.units import COULOMB_CONSTANT
 from conftest import evaluate, finite_difference_forces
 
@@ -261,15 +261,9 @@ def test_batched_buffer_differences_equal_frame_by_frame_evaluations(network):
     assert torch.all(outputs["mm_charge_changes"][0, 1][~mask[1]] == 0)
 
 
-def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
-    """`mlmm train` on tiny GFN2-xTB buffer data (E(I u B) - E(B), one or two buffer waters, labelled for
-    the charge-difference coupling): the fit improves, the errors cover the buffer atoms' forces and
-    charge changes, and the model file records the coupling, which the buffer scheme then uses."""
-    from mlmm.data.calculators import BufferDifference
+def _buffer_frames():
+    """24 frames of a water with one or two buffer waters donating a hydrogen bond (unlabelled)."""
     from mlmm.data.dataset import Dataset
-    from mlmm.data.labelling import label
-    from mlmm.training.config import make_config
-    from mlmm.training.trainer import train
 
     rng = np.random.default_rng(0)
     donor = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
@@ -283,6 +277,19 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
                    mm_positions=[b * m[:, None] for (_, b, _), m in zip(frames, mask)],
                    mm_charges=np.tile([-0.834, 0.417, 0.417], (24, 2)) * mask,
                    mm_species=np.tile([8, 1, 1], (24, 2)) * mask, mm_mask=mask)
+    return data
+
+
+def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
+    """`mlmm train` on tiny GFN2-xTB buffer data (E(I u B) - E(B), one or two buffer waters, labelled for
+    the charge-difference coupling): the fit improves, the errors cover the buffer atoms' forces and
+    charge changes, and the model file records the coupling, which the buffer scheme then uses."""
+    from mlmm.data.calculators import BufferDifference
+    from mlmm.data.labelling import label
+    from mlmm.training.config import make_config
+    from mlmm.training.trainer import train
+
+    data = _buffer_frames()
     labelled = label(data, tmp_path / "buffer.h5", BufferDifference({"program": "xtb"}, "charge-difference"),
                      n_workers=0, progress=False)
     config = make_config({"data": {"datasets": ["buffer.h5"], "split": [0.875, 0.0, 0.125]},  # validate on train
@@ -313,6 +320,88 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
     assert mlmm.plan_embedding(topology, mm_system, [0, 1, 2], rebuilt, "buffer").module.charge_difference
     del rebuilt.file_metadata  # a bare module gets the default coupling
     assert not mlmm.plan_embedding(topology, mm_system, [0, 1, 2], rebuilt, "buffer").module.charge_difference
+
+
+def test_a_vacuum_anchored_model_adds_the_vacuum_energy_of_the_ml_region_once(network, tmp_path):
+    """VacuumAnchoredBuffer(vacuum, network) in the buffer scheme: energy and forces are those of the bare
+    network plus the vacuum potential of the ML atoms alone (nothing on the MM atoms), for the module and
+    for its saved file; the lone ML region's energy is vacuum + network."""
+    torch.manual_seed(5)
+    vacuum = PhysNet(["H", "O"], n_features=8, n_basis=8, n_modules=1).double()
+    with torch.no_grad():
+        for parameter in vacuum.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    anchored = VacuumAnchoredBuffer(vacuum, network)
+    saved = mlmm.save_potential(anchored, tmp_path / "anchored.pt")
+    topology, mm_system = waters(4)
+    tilt = np.array([[0.0, 0.0, 0.0], [0.0, 0.0957, 0.0], [0.0927, 0.0, 0.024]])
+    positions = np.vstack([WATER] + [tilt + [0.0, 0.0, z] for z in (0.28, 0.43, 0.7)])
+    options = dict(buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0, switch_distance=0.9)
+    bare_energy, bare_forces = evaluate(_with_ml_group(mlmm.create_mixed_system(
+        topology, mm_system, [0, 1, 2], network, embedding="buffer", **options)), positions, groups={ML_GROUP})
+    x_ml = torch.tensor(WATER, requires_grad=True)
+    e_vacuum = vacuum(torch.tensor([8, 1, 1]), x_ml)
+    (gradient,) = torch.autograd.grad(e_vacuum, x_ml)
+    e_vacuum = e_vacuum.detach()
+    assert abs(float(e_vacuum)) > 1.0  # the term is not negligible
+    for model in (anchored, str(saved)):
+        energy, forces = evaluate(_with_ml_group(mlmm.create_mixed_system(
+            topology, mm_system, [0, 1, 2], model, embedding="buffer", **options)), positions, groups={ML_GROUP})
+        assert energy - bare_energy == pytest.approx(float(e_vacuum), abs=1e-8)
+        np.testing.assert_allclose(forces[:3] - bare_forces[:3], -gradient.numpy(), atol=1e-6)
+        np.testing.assert_allclose(forces[3:], bare_forces[3:], atol=1e-8)
+    species, x = torch.tensor([8, 1, 1]), torch.tensor(WATER)
+    assert float(anchored(species, x)) == pytest.approx(float(vacuum(species, x) + network(species, x)), abs=1e-8)
+    report = mlmm.plan_embedding(topology, mm_system, [0, 1, 2], anchored, "buffer", **options).module.report(
+        torch.tensor(positions))
+    assert float(report["vacuum_energy"]) == pytest.approx(float(e_vacuum), abs=1e-8)
+
+
+def test_an_anchored_buffer_network_trains_on_cluster_differences_less_the_vacuum_energy(tmp_path):
+    """`mlmm train` with [data] delta_from (vacuum labels of the ML region) and [model] vacuum_model on buffer
+    data: the network learns E(I u B) - E(B) - E(I) (buffer-atom forces unchanged), and model.pt is the
+    VacuumAnchoredBuffer of the vacuum model and the network, which eager_potential rebuilds."""
+    from mlmm.data.calculators import BufferDifference, XTBCalculator
+    from mlmm.data.dataset import Dataset
+    from mlmm.data.labelling import label
+    from mlmm.training.config import make_config
+    from mlmm.training.models import eager_potential, rebuild
+    from mlmm.training.trainer import load_training_data, train
+
+    data = _buffer_frames()
+    labelled = label(data, tmp_path / "buffer.h5", BufferDifference({"program": "xtb"}), n_workers=0, progress=False)
+    vacuum_labels = label(Dataset(species=[8, 1, 1], positions=data.positions[::-1]), tmp_path / "vacuum.h5",
+                          XTBCalculator(), n_workers=0, progress=False)  # frames matched by geometry, not order
+    recipe = {"family": "physnet", "elements": ["H", "O"], "options": {"n_features": 8, "n_basis": 8, "n_modules": 1}}
+    torch.manual_seed(2)
+    mlmm.save_potential(PhysNet(["H", "O"], **recipe["options"]).double(), tmp_path / "vacuum.pt",
+                        extra={"model": recipe})
+    raw = {"data": {"datasets": ["buffer.h5"], "split": [0.875, 0.0, 0.125]},
+           "model": {**recipe, "vacuum_model": "vacuum.pt"},
+           "training": {"epochs": 3, "batch_size": 6, "threads": 1}, "output": {"directory": "out"}}
+    with pytest.raises(ValueError, match="vacuum_model needs \\[data\\] delta_from"):
+        make_config(raw, base=tmp_path)
+    raw["data"]["delta_from"] = ["vacuum.h5"]
+    config = make_config(raw, base=tmp_path)
+    frames = load_training_data(config)[0]
+    np.testing.assert_allclose(frames.energies, labelled.energies - vacuum_labels.energies[::-1], atol=1e-9)
+    np.testing.assert_allclose(frames.forces, labelled.forces - vacuum_labels.forces[::-1], atol=1e-9)
+    np.testing.assert_array_equal(frames.mm_forces, labelled.mm_forces)
+    train(config, progress=False)
+    model = tmp_path / "out" / "model.pt"
+    topology, mm_system = waters(3)
+    positions = np.vstack([WATER, WATER + [0.0, 0.0, 0.3], WATER + [0.0, 0.6, 0.0]])
+    energies = {name: evaluate(mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], potential, "buffer"),
+                               positions)[0]
+                for name, potential in (("file", str(model)), ("eager", eager_potential(model)),
+                                        ("network", rebuild(model)))}
+    x_ml = torch.tensor(WATER)
+    e_vacuum = float(mlmm.load_potential(tmp_path / "vacuum.pt")[0](torch.tensor([8, 1, 1]), x_ml))
+    assert energies["eager"] == pytest.approx(energies["file"], abs=1e-6)
+    assert energies["file"] - energies["network"] == pytest.approx(e_vacuum, abs=1e-6)
+    with pytest.raises(ValueError, match="vacuum_model is for an electrostatic embedding network"):
+        train(make_config({**raw, "data": {"datasets": ["vacuum.h5"], "delta_from": ["vacuum.h5"]},
+                           "output": {"directory": "plain"}}, base=tmp_path), progress=False)
 
 
 def test_lambda_zero_gives_the_force_field_and_transports_agree(network):

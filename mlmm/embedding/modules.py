@@ -276,6 +276,13 @@ class ElectrostaticTerm(torch.nn.Module):
 OUTER_COUPLINGS = ("ml-charges", "charge-difference")
 
 
+class NoVacuumEnergy(torch.nn.Module):
+    """The vacuum term of a buffer model without one: zero (kJ/mol)."""
+
+    def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((), dtype=positions.dtype, device=positions.device)
+
+
 class BufferEmbeddingModule(GroupEnvironmentModule):
     """BuRNN-style buffer region with smooth membership (PHYSICS.md section 2, "buffer").
 
@@ -301,7 +308,9 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
       dq_a sum to the ML region's total charge, and a molecule leaving the buffer (w -> 0) takes its
       dq to 0 as its own charges fade into O.
 
-    Molecules with a net charge never join the buffer.
+    Molecules with a net charge never join the buffer. A model with a ``vacuum`` potential
+    (:class:`~mlmm.potentials.VacuumAnchoredBuffer`) adds E_vac(I), the ML region's own energy, and
+    its network gives only the rest.
 
     Parameters
     ----------
@@ -361,6 +370,8 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
         if outer_coupling not in OUTER_COUPLINGS:
             raise ValueError(f"outer_coupling={outer_coupling!r} is not one of {OUTER_COUPLINGS}")
         self.charge_difference = outer_coupling == "charge-difference"
+        vacuum = getattr(potential, "vacuum", None)
+        self.vacuum = vacuum if isinstance(vacuum, torch.nn.Module) else NoVacuumEnergy()
 
     def buffer_weights(self, distances: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Buffer weights w_m [K] of the ``chosen`` molecules from their anchor distances [n_ml, K] (0 if charged)."""
@@ -415,6 +426,7 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
             e_buffer, q_buffer = self.potential.weighted_energy_and_charges(species, buffer_x.to(dtype),
                                                                             atom_weights.to(dtype), 0.0)
         lennard_jones = (weights * self.lennard_jones(x_ml, members, inside)).sum()
+        e_vacuum = self.vacuum(self.species, x_ml.to(dtype)).to(positions.dtype)
         q_ml = charges[:n].to(positions.dtype)
         outer = molecule_weights(distances, self.switch_distance, self.cutoff) * (1.0 - buffer_weights)
         outer_x = placed.reshape(-1, 3)
@@ -433,7 +445,8 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
             q_ml = q_ml - (q_ml.sum() - self.total_charge) / n
             r = torch.linalg.norm(x_ml.unsqueeze(1) - outer_x.unsqueeze(0), dim=-1)
             coulomb = self.coulomb_constant * (q_ml.unsqueeze(1) * outer_q.unsqueeze(0) / r).sum()
-        return {"network_difference": (e_all - e_buffer).to(positions.dtype), "buffer_lennard_jones": -lennard_jones,
+        return {"network_difference": (e_all - e_buffer).to(positions.dtype), "vacuum": e_vacuum,
+                "buffer_lennard_jones": -lennard_jones,
                 "outer_coulomb": coulomb, "charges": q_ml, "dipole": (q_ml.unsqueeze(1) * x_ml).sum(0),
                 "molecules": (weights > 0).sum(),
                 "overflow": ((nearest < self.cutoff).sum() > self.capacity)
@@ -443,14 +456,14 @@ class BufferEmbeddingModule(GroupEnvironmentModule):
     def report(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Energy terms (kJ/mol; keys ending in ``energy``), ML charges and dipole, buffer molecules."""
         parts = self.parts(positions, boxvectors)
-        return {"network_difference_energy": parts["network_difference"],
+        return {"network_difference_energy": parts["network_difference"], "vacuum_energy": parts["vacuum"],
                 "buffer_lennard_jones_energy": parts["buffer_lennard_jones"],
                 "outer_coulomb_energy": parts["outer_coulomb"], "charges": parts["charges"],
                 "dipole": parts["dipole"], "molecules": parts["molecules"]}
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         parts = self.parts(positions, boxvectors)
-        energy = parts["network_difference"] + parts["buffer_lennard_jones"] + parts["outer_coulomb"]
+        energy = parts["network_difference"] + parts["vacuum"] + parts["buffer_lennard_jones"] + parts["outer_coulomb"]
         if not static_shapes(positions):
             return energy
         return torch.where(parts["overflow"], torch.full_like(energy, float("nan")), energy)

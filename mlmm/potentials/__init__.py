@@ -1,5 +1,6 @@
 """ML potentials: the contract, network families, committees, save/load with metadata."""
 
+from mlmm.potentials.anchored_buffer import VacuumAnchoredBuffer
 from mlmm.potentials.base import NeuralPotential
 from mlmm.potentials.committee import select_member, stack_members
 from mlmm.potentials.contract import PotentialInfo, describe, predicts_charges
@@ -16,5 +17,6 @@ FAMILIES = {"physnet": PhysNet, "schnet": SchNet, "hdnnp": HDNNP, "electrostatic
 
 __all__ = ["FAMILIES", "ElectrostaticEmbedding", "ElectrostaticPotential", "ForceFieldPotential", "HDNNP",
            "NeuralPotential", "PhysNet", "PotentialInfo", "QEqCharges",
-           "SchNet", "describe", "load_potential", "predict", "predicts_charges", "read_metadata", "save_potential",
+           "SchNet", "VacuumAnchoredBuffer", "describe", "load_potential", "predict", "predicts_charges",
+           "read_metadata", "save_potential",
            "select_member", "stack_members", "validate_inputs"]

@@ -23,7 +23,9 @@ the ``"buffer"`` embedding export
     weighted_energy_and_charges(species, positions, weights[n] in [0, 1], total_charge: float)
         -> Tuple[Tensor[] energy in kJ/mol, Tensor[n] weighted charges in e]
 
-in which an atom of weight 0 contributes nothing (see :class:`mlmm.potentials.PhysNet`).
+in which an atom of weight 0 contributes nothing (see :class:`mlmm.potentials.PhysNet`). A buffer
+potential with a ``vacuum`` submodule (a potential of the ML region alone,
+:class:`mlmm.potentials.VacuumAnchoredBuffer`) has the scheme add ``vacuum(species_I, positions_I)``.
 
 Potentials may declare ``supported_elements`` (a list of atomic numbers) and ``cutoff``
 (nm); a saved mlmm model records both in its metadata.

@@ -13,7 +13,8 @@ Example (all keys with their defaults are the dataclass fields below)::
     elements = ["H", "O"]
     options = { n_features = 64 }     # constructor arguments of the family
 
-    # family "electrostatic" (QM/MM minus vacuum data, delta_from and charges_from = "low"):
+    # family "electrostatic" (QM/MM minus vacuum data, delta_from and charges_from = "low"), or buffer
+    # data less the vacuum energy of the ML region (delta_from, VacuumAnchoredBuffer):
     # vacuum_model = "model.pt"       # the vacuum potential written with it into model.pt
 
     [training]
@@ -62,7 +63,7 @@ class ModelConfig:
     family: str = "physnet"
     elements: List[str] = dataclasses.field(default_factory=list)
     options: Dict = dataclasses.field(default_factory=dict)
-    vacuum_model: Optional[str] = None  # family "electrostatic": the vacuum potential it embeds
+    vacuum_model: Optional[str] = None  # electrostatic or anchored buffer networks: the vacuum potential
 
 
 @dataclasses.dataclass
@@ -152,8 +153,9 @@ def make_config(raw: dict, base: Path = Path("."), source: Optional[Path] = None
                          f"to 1 with a training share, got {data.split}")
     model = _section(raw.get("model", {}), "model", ModelConfig)
     if model.vacuum_model is not None:
-        if model.family != "electrostatic":
-            raise ValueError(f"[model] vacuum_model is for family = 'electrostatic', not {model.family!r}")
+        if data.delta_from is None:
+            raise ValueError("[model] vacuum_model needs [data] delta_from: the network learns the reference less "
+                             "the vacuum level that the vacuum model adds back")
         model.vacuum_model = str(base / model.vacuum_model)
     training = _section(raw.get("training", {}), "training", TrainingSettings)
     if training.batch_size < 1 or training.epochs < 1 or training.learning_rate <= 0:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset
-from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, load_potential,
-                             read_metadata, save_potential)
+from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, VacuumAnchoredBuffer,
+                             load_potential, read_metadata, save_potential)
 
 
 def build(family: str, elements, options: Dict) -> NeuralPotential:
@@ -32,35 +32,40 @@ def build(family: str, elements, options: Dict) -> NeuralPotential:
 
 
 def rebuild(path) -> NeuralPotential:
-    """The eager network stored in an mlmm model file written by the trainer."""
+    """The eager network stored in an mlmm model file written by the trainer (for a model written with
+    its vacuum model, the trained network alone: the electrostatic embedding or the buffer difference)."""
     scripted, metadata = load_potential(path)
     recipe = metadata.get("extra", {}).get("model")
     if recipe is None:
         raise ValueError(f"{path} does not record how its network was built (no extra['model']); only models "
                          "written by mlmm's trainer can be rebuilt (fine-tuned, compiled, rescripted)")
+    if metadata["extra"].get("vacuum_model") is not None:
+        scripted = scripted.embedding if metadata.get("embedding_scheme") == "electrostatic" else scripted.network
     return _with_weights(build(recipe["family"], recipe["elements"], recipe["options"]), scripted)
 
 
 def eager_potential(path) -> torch.nn.Module:
     """The eager module of an mlmm model file written by the trainer: its network (:func:`rebuild`), or
-    for an electrostatic model file the :class:`~mlmm.potentials.ElectrostaticPotential` of its vacuum
-    and embedding networks, rebuilt from the recipes in ``extra["vacuum_model"]`` and ``extra["model"]``.
+    for a model file written with its vacuum model the :class:`~mlmm.potentials.ElectrostaticPotential`
+    (electrostatic embedding) or :class:`~mlmm.potentials.VacuumAnchoredBuffer` (buffer) of both
+    networks, rebuilt from the recipes in ``extra["vacuum_model"]`` and ``extra["model"]``.
 
     The module keeps the file's metadata as ``file_metadata``, so that the embeddings know what it was
     trained for (:func:`mlmm.potentials.contract.describe`; e.g. a buffer network's outer coupling)."""
     metadata = read_metadata(path)
-    if metadata.get("embedding_scheme") != "electrostatic":
+    extra = metadata.get("extra", {})
+    electrostatic = metadata.get("embedding_scheme") == "electrostatic"
+    if not electrostatic and extra.get("vacuum_model") is None:
         module = rebuild(path)
     else:
-        scripted = load_potential(path)[0]
-        extra = metadata.get("extra", {})
         if extra.get("model") is None or extra.get("vacuum_model") is None:
             raise ValueError(f"{path} does not record how both its networks were built (extra['model'] and "
                              "extra['vacuum_model'], written by mlmm's trainer when the vacuum model records its "
                              "own)")
         networks = [build(recipe["family"], recipe["elements"], recipe["options"])
                     for recipe in (extra["vacuum_model"], extra["model"])]
-        module = _with_weights(ElectrostaticPotential(*networks), scripted)
+        wrapper = ElectrostaticPotential if electrostatic else VacuumAnchoredBuffer
+        module = _with_weights(wrapper(*networks), load_potential(path)[0])
     module.file_metadata = metadata
     return module
 
