@@ -50,8 +50,8 @@ class VacuumAnchoredBuffer(torch.nn.Module):
         self.cutoff = float(network.cutoff)
 
     def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.vacuum(species, positions).to(positions.dtype) + self.network(species, positions).to(
-            positions.dtype)
+        energy = self.vacuum(species, positions) + self.network(species, positions)
+        return energy.to(positions.dtype)
 
     @torch.jit.export
     def weighted_energy_and_charges(self, species: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor,

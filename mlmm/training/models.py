@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset
-from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticPotential, NeuralPotential, VacuumAnchoredBuffer,
-                             load_potential, read_metadata, save_potential)
+from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticEmbedding, ElectrostaticPotential, NeuralPotential,
+                             VacuumAnchoredBuffer, load_potential, read_metadata, save_potential)
 
 
 def build(family: str, elements, options: Dict) -> NeuralPotential:
@@ -29,6 +29,15 @@ def build(family: str, elements, options: Dict) -> NeuralPotential:
         return FAMILIES[family](list(elements), **options)
     except TypeError as error:
         raise ValueError(f"[model] options do not fit {family}: {error}") from None
+
+
+def with_vacuum(vacuum: torch.nn.Module, network: torch.nn.Module) -> torch.nn.Module:
+    """What a model file trained with a vacuum model holds: the :class:`~mlmm.potentials.ElectrostaticPotential`
+    of an electrostatic embedding network, or the :class:`~mlmm.potentials.VacuumAnchoredBuffer` of a buffer
+    network, with the vacuum potential."""
+    if isinstance(network, ElectrostaticEmbedding):
+        return ElectrostaticPotential(vacuum, network)
+    return VacuumAnchoredBuffer(vacuum, network)
 
 
 def rebuild(path) -> NeuralPotential:
@@ -64,8 +73,7 @@ def eager_potential(path) -> torch.nn.Module:
                              "own)")
         networks = [build(recipe["family"], recipe["elements"], recipe["options"])
                     for recipe in (extra["vacuum_model"], extra["model"])]
-        wrapper = ElectrostaticPotential if electrostatic else VacuumAnchoredBuffer
-        module = _with_weights(wrapper(*networks), load_potential(path)[0])
+        module = _with_weights(with_vacuum(*networks), load_potential(path)[0])
     module.file_metadata = metadata
     return module
 

@@ -30,8 +30,7 @@ import torch
 
 from mlmm.data.calculators import BufferDifference
 from mlmm.data.dataset import Dataset, concatenate, load_dataset
-from mlmm.potentials import (ElectrostaticEmbedding, ElectrostaticPotential, VacuumAnchoredBuffer, load_potential,
-                             read_metadata, save_potential)
+from mlmm.potentials import ElectrostaticEmbedding, load_potential, read_metadata, save_potential
 from mlmm.training import models
 from mlmm.training.batching import buffer_frame_outputs, frame_outputs
 from mlmm.training.config import TrainingConfig
@@ -252,18 +251,14 @@ class Trainer:
                     break
 
     def _deployable(self, network: torch.nn.Module) -> torch.nn.Module:
-        """What model.pt holds: the network, or with a ``vacuum_model`` the
-        :class:`~mlmm.potentials.ElectrostaticPotential` of an electrostatic embedding network, or the
-        :class:`~mlmm.potentials.VacuumAnchoredBuffer` of a buffer network, with the vacuum model."""
+        """What model.pt holds: the network, or with a ``vacuum_model`` the pair
+        (:func:`mlmm.training.models.with_vacuum`)."""
         if self.config.model.vacuum_model is None:
             return network
-        vacuum = load_potential(self.config.model.vacuum_model)[0]
-        if isinstance(network, ElectrostaticEmbedding):
-            return ElectrostaticPotential(vacuum, network)
-        if self.data.mm_species is None:
+        if not isinstance(network, ElectrostaticEmbedding) and self.data.mm_species is None:
             raise ValueError("[model] vacuum_model is for an electrostatic embedding network (family = "
                              "'electrostatic') or a buffer network (datasets of E(I u B) - E(B) clusters)")
-        return VacuumAnchoredBuffer(vacuum, network)
+        return models.with_vacuum(load_potential(self.config.model.vacuum_model)[0], network)
 
     def _write_log(self) -> None:
         with open(self.output / "log.csv", "w", newline="") as f:
