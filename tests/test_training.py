@@ -99,7 +99,8 @@ def test_a_tiny_training_run_learns_the_reference_and_writes_its_outputs(tmp_pat
 
 def test_training_only_frames_join_the_training_share_and_leave_validation_and_test_alone(tmp_path):
     """The same datasets and seed give the same validation and test frames with or without
-    ``training_only`` data; its frames follow those of ``datasets`` and are all trained on."""
+    ``training_only`` data; its frames follow those of ``datasets`` and are all trained on, and
+    ``delta_from`` names a low level for each dataset of both lists."""
     plain = config_for(tmp_path, epochs=2)
     water_dataset(30, seed=5).save(tmp_path / "more.h5")
     raw = {"data": {"datasets": ["water.h5"], "split": [0.7, 0.15, 0.15], "seed": 3, "training_only": ["more.h5"]},
@@ -115,8 +116,13 @@ def test_training_only_frames_join_the_training_share_and_leave_validation_and_t
     without = split_frames(160, [0.7, 0.15, 0.15], 3)
     assert split["validation"] == without["validation"] and split["test"] == without["test"]
     assert split["train"] == without["train"] + list(range(160, 190))
-    with pytest.raises(ValueError, match="training_only cannot be combined with delta_from"):
-        make_config({"data": {**raw["data"], "delta_from": ["low.h5"]}}, tmp_path)
+    with pytest.raises(ValueError, match="one low-level dataset per dataset"):
+        make_config({"data": {**raw["data"], "delta_from": ["water.h5"]}}, tmp_path)
+    # delta_from names the low levels of datasets, then of training_only: here the same files, so zero labels
+    delta = make_config({"data": {**raw["data"], "delta_from": ["water.h5", "more.h5"]}}, tmp_path)
+    differences, n_training_only = load_training_data(delta)
+    assert n_training_only == 30 and differences.n_frames == 190
+    assert np.abs(differences.energies).max() == 0 and np.abs(differences.forces).max() == 0
 
 
 def test_an_electrostatic_model_file_records_both_recipes_and_is_rebuilt(tmp_path):

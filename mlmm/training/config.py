@@ -51,7 +51,9 @@ class DataConfig:
     split: List[float] = dataclasses.field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 1
     max_frames: Optional[int] = None  # use at most this many frames (learning curves, subsets)
-    delta_from: Optional[List[str]] = None  # low-level datasets of the same frames: learn high - low
+    # low-level datasets of the same frames, one per dataset of ``datasets`` and then of ``training_only``:
+    # learn high - low
+    delta_from: Optional[List[str]] = None
     charges_from: str = "high"  # with delta_from: reference charges from the "high" or "low" level
     # datasets added to the training share after ``datasets`` is split: more training data while the
     # validation and test frames stay those of ``datasets``
@@ -142,12 +144,11 @@ def make_config(raw: dict, base: Path = Path("."), source: Optional[Path] = None
     data = _section(raw["data"], "data", DataConfig)
     data.datasets = [str(base / p) for p in data.datasets]
     data.training_only = [str(base / p) for p in data.training_only]
-    if data.delta_from is not None and data.training_only:
-        raise ValueError("[data] training_only cannot be combined with delta_from")
     if data.delta_from is not None:
         data.delta_from = [str(base / p) for p in data.delta_from]
-        if len(data.delta_from) != len(data.datasets):
-            raise ValueError("[data] delta_from must name one low-level dataset per dataset")
+        if len(data.delta_from) != len(data.datasets) + len(data.training_only):
+            raise ValueError("[data] delta_from must name one low-level dataset per dataset, those of datasets "
+                             "and then those of training_only")
     if len(data.split) != 3 or min(data.split) < 0 or abs(sum(data.split) - 1.0) > 1e-9 or data.split[0] == 0:
         raise ValueError(f"[data] split must be three non-negative fractions (train, validation, test) summing "
                          f"to 1 with a training share, got {data.split}")

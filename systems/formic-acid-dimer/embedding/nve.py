@@ -22,6 +22,11 @@ and with the in-field third stage (nve-buffer-field.json):
 and with the charge-difference fourth stage (nve-buffer-field-dq.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-field-dq \\
         --output systems/formic-acid-dimer/embedding/nve-buffer-field-dq.json
+and with the vacuum-anchored network trained with contact frames, seeds 7-10
+(nve-buffer-anchored-contacts.json, nve-buffer-anchored-contacts-seed8.json, ...):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
+        --buffer-model model-anchored-contacts --threads 1 [--seed 8] \\
+        --output systems/formic-acid-dimer/embedding/nve-buffer-anchored-contacts[-seed8].json
 A repeat with other velocities (nve-seed8.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm --seed 8 \\
         --output systems/formic-acid-dimer/embedding/nve-seed8.json
