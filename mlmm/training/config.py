@@ -147,8 +147,9 @@ def make_config(raw: dict, base: Path = Path("."), source: Optional[Path] = None
     if data.delta_from is not None:
         data.delta_from = [str(base / p) for p in data.delta_from]
         if len(data.delta_from) != len(data.datasets) + len(data.training_only):
-            raise ValueError("[data] delta_from must name one low-level dataset per dataset, those of datasets "
-                             "and then those of training_only")
+            raise ValueError(f"[data] delta_from must name one low-level dataset per dataset, those of datasets "
+                             f"and then those of training_only: {len(data.datasets) + len(data.training_only)}, "
+                             f"got {len(data.delta_from)}")
     if len(data.split) != 3 or min(data.split) < 0 or abs(sum(data.split) - 1.0) > 1e-9 or data.split[0] == 0:
         raise ValueError(f"[data] split must be three non-negative fractions (train, validation, test) summing "
                          f"to 1 with a training share, got {data.split}")

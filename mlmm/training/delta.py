@@ -14,6 +14,12 @@ import numpy as np
 from mlmm.data.dataset import Dataset
 
 
+def geometry_key(positions: np.ndarray, tolerance: float = 1e-6) -> bytes:
+    """A frame's positions (nm) rounded to ``tolerance`` (nm), as a key that matches the same
+    geometry in another dataset."""
+    return np.round(positions / tolerance).astype(np.int64).tobytes()
+
+
 def subtract_low_level(high: Dataset, low: Dataset, tolerance: float = 1e-6, charges_from: str = "high"
                        ) -> Dataset:
     """A dataset whose energies and forces are high minus low, for frames present in both.
@@ -29,9 +35,8 @@ def subtract_low_level(high: Dataset, low: Dataset, tolerance: float = 1e-6, cha
         raise ValueError("the high- and low-level datasets describe different molecules (species differ)")
     if low.energies is None or low.forces is None:
         raise ValueError("the low-level dataset has no energies and forces")
-    keys = {np.round(x / tolerance).astype(np.int64).tobytes(): k for k, x in enumerate(low.positions)}
-    matches = [(k, keys.get(np.round(x / tolerance).astype(np.int64).tobytes()))
-               for k, x in enumerate(high.positions)]
+    keys = {geometry_key(x, tolerance): k for k, x in enumerate(low.positions)}
+    matches = [(k, keys.get(geometry_key(x, tolerance))) for k, x in enumerate(high.positions)]
     pairs = [(k, j) for k, j in matches if j is not None]
     if not pairs:
         raise ValueError("no frame of the high-level dataset is in the low-level dataset")

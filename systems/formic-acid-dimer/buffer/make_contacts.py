@@ -32,9 +32,9 @@ from mlmm.data.calculators import BufferDifference
 from mlmm.data.dataset import load_dataset
 from mlmm.data.labelling import label
 from mlmm.data.snapshots import buffer_clusters, without_outer_charges
-from mlmm.potentials.io import load_potential
+from mlmm.potentials import read_metadata
 from mlmm.training.config import load_training_config
-from mlmm.training.delta import subtract_low_level
+from mlmm.training.delta import geometry_key, subtract_low_level
 from mlmm.training.metrics import errors, predict_frames
 from mlmm.training.models import rebuild
 from mlmm.training.trainer import load_training_data
@@ -46,11 +46,6 @@ from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_CHARGES, TIP3P_SPECIES 
 S_MIN, S_MAX = 0.6, 0.95  # the closest contact shrinks to this fraction of its length
 CANDIDATES = 3  # the moved water is one of the waters with the closest contacts
 SEED = 11
-
-
-def geometry_key(positions: np.ndarray) -> bytes:
-    """The dimer's positions (nm) rounded to 1e-6 nm, as a dictionary key."""
-    return np.round(positions * 1e6).astype(np.int64).tobytes()
 
 
 def split_snapshots(snapshots, share: str) -> np.ndarray:
@@ -128,7 +123,7 @@ def evaluate(model: str):
     """Errors of the buffer network in HERE/model on the held-out contact frames: E(I u B) - E(B) labels
     less the dimer's vacuum energy for a vacuum-anchored network, which learned that difference."""
     network = rebuild(HERE / model / "model.pt").double()
-    anchored = load_potential(HERE / model / "model.pt")[1]["extra"].get("vacuum_model") is not None
+    anchored = read_metadata(HERE / model / "model.pt")["extra"].get("vacuum_model") is not None
     data = anchored_contacts("test") if anchored else load_dataset(contacts_file("test")).labelled()
     predicted = predict_frames(network, data)
     result = {**errors(network, data, predicted=predicted),
