@@ -322,6 +322,53 @@ def test_a_buffer_network_trains_on_cluster_differences(tmp_path):
     assert not mlmm.plan_embedding(topology, mm_system, [0, 1, 2], rebuilt, "buffer").module.charge_difference
 
 
+def test_the_field_energy_loss_weighs_charge_errors_by_the_outer_potential(tmp_path):
+    """field_energy_weight: the squared error of E + sum_a q_a phi_a, the cluster's energy in the outer field
+    that the scheme reproduces, where the network's coupled charges replace the reference's: I's charges
+    shifted to the total charge (a uniform charge error costs nothing) or those and the buffer atoms'
+    charge changes (padding left out); buffer data without outer potentials is refused."""
+    from mlmm.data.dataset import Dataset
+    from mlmm.training.config import make_config
+    from mlmm.training.metrics import loss
+    from mlmm.training.trainer import train
+
+    rng = np.random.default_rng(4)
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    batch = {"energies": torch.tensor([-10.0, -12.0], dtype=torch.float64), "charges": torch.zeros(2, 3),
+             "outer_potential": torch.as_tensor(rng.normal(0.0, 100.0, (2, 3))), "mm_mask": mask,
+             "mm_charge_changes": torch.zeros(2, 4),
+             "mm_outer_potential": torch.as_tensor(rng.normal(0.0, 100.0, (2, 4)))}
+    charge_errors, change_errors = torch.as_tensor(rng.normal(0.0, 0.01, (1, 2, 3))), torch.as_tensor(
+        rng.normal(0.0, 0.01, (1, 2, 4)))
+    outputs = {"energy": batch["energies"] + torch.tensor([[1.5, -0.5]], dtype=torch.float64),  # energy errors
+               "charges": charge_errors, "mm_charge_changes": change_errors}
+    weights = {"energy": 0.0, "force": 0.0, "dipole": 0.0, "charge": 0.0, "charge_change": 0.0, "field_energy": 2.0}
+    energy_errors = torch.tensor([1.5, -0.5], dtype=torch.float64)
+    expected = energy_errors + (charge_errors[0] * batch["outer_potential"]).sum(-1) + (
+        change_errors[0] * batch["mm_outer_potential"] * mask).sum(-1)
+    assert float(loss(outputs, batch, weights, "charge-difference")) == pytest.approx(
+        2.0 * float(expected.pow(2).mean()), rel=1e-12)
+    shifted = charge_errors[0] - charge_errors[0].mean(-1, keepdim=True)
+    expected = energy_errors + (shifted * batch["outer_potential"]).sum(-1)
+    assert float(loss(outputs, batch, weights, "ml-charges")) == pytest.approx(
+        2.0 * float(expected.pow(2).mean()), rel=1e-12)
+    uniform = dict(outputs, charges=torch.full((1, 2, 3), 0.05, dtype=torch.float64))
+    assert float(loss(uniform, batch, weights, "ml-charges")) == pytest.approx(2.0 * (1.5 ** 2 + 0.5 ** 2) / 2)
+    with pytest.raises(ValueError, match="outer coupling"):
+        loss(outputs, batch, weights, None)
+    with pytest.raises(ValueError, match="outer potentials"):
+        loss(outputs, {k: v for k, v in batch.items() if k != "outer_potential"}, weights, "ml-charges")
+
+    data = _buffer_frames()  # buffer frames without charges beyond the buffer: no outer potentials
+    Dataset(**{**{f: getattr(data, f) for f in ("species", "positions", "mm_positions", "mm_charges", "mm_species",
+                                                  "mm_mask")}, "energies": np.zeros(24), "forces": np.zeros((24, 3, 3)),
+               "charges": np.zeros((24, 3)), "provenance": {"program": "buffer-difference"}}).save(tmp_path / "b.h5")
+    config = make_config({"data": {"datasets": ["b.h5"]}, "model": {"family": "physnet", "elements": ["H", "O"]},
+                          "training": {"field_energy_weight": 1.0}, "output": {"directory": "out"}}, base=tmp_path)
+    with pytest.raises(ValueError, match="field_energy_weight is for buffer data labelled in a field"):
+        train(config, progress=False)
+
+
 def test_a_vacuum_anchored_model_adds_the_vacuum_energy_of_the_ml_region_once(network, tmp_path):
     """VacuumAnchoredBuffer(vacuum, network) in the buffer scheme: energy and forces are those of the bare
     network plus the vacuum potential of the ML atoms alone (nothing on the MM atoms), for the module and

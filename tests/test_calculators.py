@@ -349,6 +349,9 @@ def test_buffer_difference_in_the_field_of_outer_charges(tmp_path):
     assert abs(data.energies[0] - (vacuum - xtb.compute([8, 1, 1], near)["energy"])) > 0.1  # the field polarizes
 
     trimmed = without_outer_charges(data)
+    assert trimmed.outer_potential.shape == (1, 3)
+    vacuum_clusters = buffer_clusters(snapshots, 0.5, [8, 1, 1], [-0.834, 0.417, 0.417], "test", {})
+    assert without_outer_charges(vacuum_clusters).outer_potential is None  # no charges beyond the buffer
     np.testing.assert_array_equal(trimmed.mm_species, [[8, 1, 1]])
     np.testing.assert_allclose(trimmed.mm_forces[0], data.mm_forces[0, :3])
     assert trimmed.energies[0] == data.energies[0] and trimmed.status[0] == data.status[0]
@@ -394,5 +397,9 @@ def test_buffer_difference_for_the_charge_difference_coupling(tmp_path):
     np.testing.assert_allclose(data.mm_charge_changes[0], np.concatenate([changes[3:], np.zeros(3)]), atol=1e-12)
     trimmed = without_outer_charges(data)
     np.testing.assert_allclose(trimmed.mm_charge_changes[0], changes[3:], atol=1e-12)
+    # the outer charges' potential at I and B (kJ/mol/e) is kept: with the coupled charges it gives the subtracted term
+    potential = np.concatenate([trimmed.outer_potential[0], trimmed.mm_outer_potential[0]])
+    np.testing.assert_allclose(potential, COULOMB_CONSTANT * (field[1][None] / distance).sum(1), rtol=1e-12)
+    assert (changes * potential).sum() == pytest.approx(coulomb.sum(), rel=1e-12)
     with pytest.raises(ValueError, match="outer_coupling"):
         BufferDifference({"program": "xtb"}, "polarization")

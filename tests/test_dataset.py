@@ -85,8 +85,9 @@ def test_concatenate_pads_environments_and_checks_the_region():
 
 
 def test_buffer_charge_changes_survive_joining_with_lone_frames_and_a_file_round_trip(tmp_path):
-    """mm_charge_changes (e, per buffer atom): kept when buffer frames are joined with lone-molecule frames
-    that carry the empty label, written with its units, and checked for NaN on real buffer atoms only."""
+    """mm_charge_changes (e, per buffer atom) and the outer potentials (kJ/mol/e): kept when buffer frames are
+    joined with lone-molecule frames that carry the empty label, written with their units (dropped when the
+    lone frames lack them); the charge changes are checked for NaN on real buffer atoms only."""
     from mlmm.data.snapshots import empty_buffer_frames
 
     rng = np.random.default_rng(2)
@@ -97,15 +98,21 @@ def test_buffer_charge_changes_survive_joining_with_lone_frames_and_a_file_round
                      mm_charge_changes=[[-0.01, 0.004, 0.006, 0.002, -0.001, -0.001],
                                         [0.02, -0.01, -0.01] + [np.nan] * 3])
     lone = empty_buffer_frames(Dataset(species=[8, 1, 1], positions=np.zeros((1, 3, 3)), energies=[0.5],
-                                       forces=np.zeros((1, 3, 3))), 4, "lone", charge_changes=True)
+                                       forces=np.zeros((1, 3, 3))), 4, "lone", charge_changes=True,
+                               outer_potentials=True)
+    buffer.outer_potential, buffer.mm_outer_potential = rng.normal(size=(2, 3)), rng.normal(size=(2, 6))
     joined = concatenate([buffer, lone])
     assert joined.mm_charge_changes.shape == (3, 6) and "dropped_fields" not in joined.provenance
     np.testing.assert_array_equal(joined.mm_charge_changes[2], 0.0)
+    np.testing.assert_array_equal(joined.mm_outer_potential[2], 0.0)
     joined.save(tmp_path / "buffer.h5")
     back = load_dataset(tmp_path / "buffer.h5")
     np.testing.assert_allclose(back.mm_charge_changes[back.mm_mask], joined.mm_charge_changes[joined.mm_mask])
+    np.testing.assert_allclose(back.outer_potential, joined.outer_potential)
     with h5py.File(tmp_path / "buffer.h5") as f:
-        assert f["mm_charge_changes"].attrs["units"] == "e"
+        assert f["mm_charge_changes"].attrs["units"] == "e" and f["outer_potential"].attrs["units"] == "kJ/mol/e"
+    without = concatenate([buffer, empty_buffer_frames(lone, 4, "lone", charge_changes=True)])
+    assert without.outer_potential is None and "outer_potential" in without.provenance["dropped_fields"]
     with pytest.raises(DatasetError, match="frame 1: field 'mm_charge_changes' holds NaN"):
         Dataset(species=[8, 1, 1], positions=buffer.positions, mm_positions=buffer.mm_positions,
                 mm_mask=np.ones((2, 6), dtype=bool), mm_charge_changes=buffer.mm_charge_changes)

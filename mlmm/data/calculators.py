@@ -477,8 +477,15 @@ def shifted_charges(charges, total_charge: float):
 def outer_coulomb(x_ml: torch.Tensor, q_ml: torch.Tensor, x_outer, q_outer) -> torch.Tensor:
     """The buffer scheme's Coulomb term k_e sum_{i in I} q_i sum_{j in O} q_j / r_ij (kJ/mol) of the
     ML region's charges (e) at ``x_ml`` (nm) with the point charges beyond the buffer."""
-    r = torch.linalg.norm(x_ml.unsqueeze(1) - torch.as_tensor(x_outer).unsqueeze(0), dim=-1)
-    return COULOMB_CONSTANT * (q_ml.unsqueeze(1) * torch.as_tensor(q_outer).unsqueeze(0) / r).sum()
+    return (q_ml * outer_potential(x_ml, x_outer, q_outer)).sum()
+
+
+def outer_potential(x, x_outer, q_outer) -> torch.Tensor:
+    """The electrostatic potential k_e sum_{j in O} q_j / r_aj (kJ/mol/e) of point charges ``q_outer`` (e)
+    at ``x_outer`` [o, 3] (nm) at the positions ``x`` [a, 3] (nm; tensors or arrays)."""
+    x = torch.as_tensor(x)
+    r = torch.linalg.norm(x.unsqueeze(1) - torch.as_tensor(x_outer, dtype=x.dtype).unsqueeze(0), dim=-1)
+    return COULOMB_CONSTANT * (torch.as_tensor(q_outer, dtype=x.dtype).unsqueeze(0) / r).sum(1)
 
 
 _CALCULATORS = {"xtb": XTBCalculator, "pyscf": PySCFCalculator, "buffer-difference": BufferDifference}

@@ -7,11 +7,14 @@ Layout of a dataset file (every numeric array carries a ``units`` attribute; Ope
     /energies            float64 [F]          kJ/mol            (optional, like all below)
     /forces              float64 [F, n, 3]    kJ/mol/nm
     /charges             float64 [F, n]       e
+    /outer_potential     float64 [F, n]       kJ/mol/e          buffer data in a field: potential of the
+                                                                point charges beyond the buffer at I
     /dipoles             float64 [F, 3]       e*nm
     /mm_positions        float64 [F, m, 3]    nm                MM environment, padded to m
     /mm_charges          float64 [F, m]       e
     /mm_forces           float64 [F, m, 3]    kJ/mol/nm         (when the reference gives them)
     /mm_charge_changes   float64 [F, m]       e                 buffer data: q_B(I u B) - q_B(B)
+    /mm_outer_potential  float64 [F, m]       kJ/mol/e          the same potential at the buffer atoms
     /mm_mask             bool [F, m]          "1"               True for real MM atoms
     /mm_species          int64 [F, m]         "1"               atomic numbers of the MM atoms (0: padding)
     /reaction_coordinate float64 [F]          nm                (biased sampling)
@@ -42,11 +45,13 @@ FIELDS: Dict[str, tuple] = {
     "energies": ("kJ/mol", ("F",)),
     "forces": ("kJ/mol/nm", ("F", "n", 3)),
     "charges": ("e", ("F", "n")),
+    "outer_potential": ("kJ/mol/e", ("F", "n")),
     "dipoles": ("e*nm", ("F", 3)),
     "mm_positions": ("nm", ("F", "m", 3)),
     "mm_charges": ("e", ("F", "m")),
     "mm_forces": ("kJ/mol/nm", ("F", "m", 3)),
     "mm_charge_changes": ("e", ("F", "m")),
+    "mm_outer_potential": ("kJ/mol/e", ("F", "m")),
     "mm_mask": ("1", ("F", "m")),
     "mm_species": ("1", ("F", "m")),
     "reaction_coordinate": ("nm", ("F",)),
@@ -76,11 +81,13 @@ class Dataset:
     energies: Optional[np.ndarray] = None
     forces: Optional[np.ndarray] = None
     charges: Optional[np.ndarray] = None
+    outer_potential: Optional[np.ndarray] = None
     dipoles: Optional[np.ndarray] = None
     mm_positions: Optional[np.ndarray] = None
     mm_charges: Optional[np.ndarray] = None
     mm_forces: Optional[np.ndarray] = None
     mm_charge_changes: Optional[np.ndarray] = None
+    mm_outer_potential: Optional[np.ndarray] = None
     mm_mask: Optional[np.ndarray] = None
     mm_species: Optional[np.ndarray] = None
     reaction_coordinate: Optional[np.ndarray] = None
@@ -251,16 +258,17 @@ def _read(f: h5py.File) -> Dataset:
 
 
 #: Per-frame fields that may be absent from some of the datasets joined by :func:`concatenate`:
-#: optional labels are then dropped; bookkeeping fields get these defaults.
-_OPTIONAL_LABELS = ("charges", "dipoles", "mm_forces", "mm_charge_changes", "reaction_coordinate")
+#: optional labels and outer potentials are then dropped; bookkeeping fields get these defaults.
+_DROPPABLE_FIELDS = ("charges", "dipoles", "mm_forces", "mm_charge_changes", "reaction_coordinate", "outer_potential",
+                     "mm_outer_potential")
 _DEFAULTS = {"frame_source": "unknown", "status": LABELLED, "label_error": ""}
 
 
 def concatenate(datasets: Sequence[Dataset]) -> Dataset:
     """Join datasets of the same ML region (species, charge, multiplicity); MM environments are re-padded.
 
-    Optional labels (charges, dipoles, MM forces, reaction coordinate) that only some datasets
-    have are dropped (named in the provenance under ``dropped_fields``); frames without a
+    Optional labels (charges, dipoles, MM forces, reaction coordinate) and outer potentials that only
+    some datasets have are dropped (named in the provenance under ``dropped_fields``); frames without a
     source or status get "unknown" and "labelled". Other fields must be in all or none.
     """
     if not datasets:
@@ -276,7 +284,7 @@ def concatenate(datasets: Sequence[Dataset]) -> Dataset:
         present = [getattr(d, name) is not None for d in datasets]
         if not any(present):
             continue
-        if not all(present) and name in _OPTIONAL_LABELS:
+        if not all(present) and name in _DROPPABLE_FIELDS:
             dropped.append(name)
             continue
         if not all(present) and name not in _DEFAULTS:

@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from mlmm.data.calculators import outer_potential
 from mlmm.data.dataset import Dataset
 from mlmm.potentials.neighbors import check_cell
 
@@ -348,14 +349,24 @@ def buffer_clusters(frames: Dataset, buffer_cutoff: float, molecule_species: Seq
 
 def without_outer_charges(dataset: Dataset) -> Dataset:
     """Buffer data with the point charges beyond the buffer (``mm_species`` 0, see :func:`buffer_clusters`)
-    removed from the environment, for training; everything else is kept."""
+    removed from the environment, for training; everything else is kept. Where there were such charges,
+    their potential at the ML atoms and at the buffer atoms is kept as ``outer_potential`` and
+    ``mm_outer_potential`` (kJ/mol/e), with which training can weigh the scheme's outer coupling."""
     names = [name for name in ("mm_positions", "mm_charges", "mm_species", "mm_forces", "mm_charge_changes")
              if getattr(dataset, name) is not None]
-    kept = []
+    in_field = bool(np.any(dataset.mm_mask & (dataset.mm_species == 0)))
+    kept, potentials = [], []
     for k in range(dataset.n_frames):
         buffer = dataset.mm_mask[k] & (dataset.mm_species[k] > 0)
+        outer = dataset.mm_mask[k] & (dataset.mm_species[k] == 0)
         kept.append({name: getattr(dataset, name)[k][buffer] for name in names})
-    return dataclasses.replace(dataset, **_padded_environment(kept))
+        if in_field:
+            cluster = np.concatenate([dataset.positions[k], dataset.mm_positions[k][buffer]])
+            potential = outer_potential(cluster, dataset.mm_positions[k][outer], dataset.mm_charges[k][outer]).numpy()
+            potentials.append(potential[:dataset.n_atoms])
+            kept[-1]["mm_outer_potential"] = potential[dataset.n_atoms:]
+    stripped = dataclasses.replace(dataset, **_padded_environment(kept))
+    return dataclasses.replace(stripped, outer_potential=np.array(potentials)) if in_field else stripped
 
 
 def _padded_environment(environments) -> dict:
@@ -374,10 +385,12 @@ def _padded_environment(environments) -> dict:
     return arrays
 
 
-def empty_buffer_frames(vacuum: Dataset, width: int, source: str, charge_changes: bool = False) -> Dataset:
+def empty_buffer_frames(vacuum: Dataset, width: int, source: str, charge_changes: bool = False,
+                        outer_potentials: bool = False) -> Dataset:
     """Labelled gas-phase frames as buffer frames with an empty buffer (``width`` padding atoms), so
     that a buffer network also learns the lone ML region E_NN(I); with ``charge_changes`` they carry
-    the (empty) ``mm_charge_changes`` label of buffer data labelled for the charge-difference coupling."""
+    the (empty) ``mm_charge_changes`` label of buffer data labelled for the charge-difference coupling,
+    with ``outer_potentials`` the (zero) outer potentials of buffer data labelled in a field."""
     f = vacuum.n_frames
     return Dataset(species=vacuum.species, positions=vacuum.positions, energies=vacuum.energies,
                    forces=vacuum.forces, charges=vacuum.charges, dipoles=vacuum.dipoles,
@@ -385,5 +398,7 @@ def empty_buffer_frames(vacuum: Dataset, width: int, source: str, charge_changes
                    mm_species=np.zeros((f, width), dtype=np.int64), mm_mask=np.zeros((f, width), dtype=bool),
                    mm_forces=np.zeros((f, width, 3)),
                    mm_charge_changes=np.zeros((f, width)) if charge_changes else None,
+                   outer_potential=np.zeros((f, vacuum.n_atoms)) if outer_potentials else None,
+                   mm_outer_potential=np.zeros((f, width)) if outer_potentials else None,
                    frame_source=[source] * f, status=vacuum.status,
                    total_charge=vacuum.total_charge, multiplicity=vacuum.multiplicity, provenance=vacuum.provenance)

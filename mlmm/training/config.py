@@ -87,6 +87,9 @@ class TrainingSettings:
     # outer potential phi_a (kJ/mol/e) of every cluster atom, uncorrelated errors dq_a cost an energy
     # error of variance sum_a phi_a^2 <dq^2>: that sum is the weight that makes both count alike
     charge_change_weight: Optional[float] = None
+    # (kJ/mol)^-2, buffer data labelled in a field: on the energy plus the Coulomb energy of the scheme's
+    # coupled charges with the outer point charges, the cluster's energy in the field that the scheme reproduces
+    field_energy_weight: float = 0.0
     seed: int = 1
     threads: int = 2
     max_minutes: Optional[float] = None  # stop (and keep the best model) after this wall time
@@ -116,6 +119,8 @@ class TrainingConfig:
             del content["data"]["training_only"]
         if content["training"]["charge_change_weight"] is None:  # likewise
             del content["training"]["charge_change_weight"]
+        if not content["training"]["field_energy_weight"]:  # likewise
+            del content["training"]["field_energy_weight"]
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from mlmm.data.dataset import Dataset
+from mlmm.embedding.modules import OUTER_COUPLINGS
 from mlmm.training.batching import buffer_frame_outputs, buffer_species, frame_outputs
 
 
@@ -15,7 +16,7 @@ def frame_tensors(dataset: Dataset, dtype: torch.dtype) -> Dict[str, torch.Tenso
     """The dataset's positions and labels as tensors (absent labels are left out)."""
     tensors = {"species": torch.as_tensor(dataset.species)}
     for name in ("positions", "energies", "forces", "dipoles", "charges", "mm_positions", "mm_charges", "mm_forces",
-                 "mm_charge_changes"):
+                 "mm_charge_changes", "outer_potential", "mm_outer_potential"):
         value = getattr(dataset, name)
         if value is not None:
             tensors[name] = torch.as_tensor(value, dtype=torch.float64 if name == "energies" else dtype)
@@ -30,16 +31,22 @@ def frame_tensors(dataset: Dataset, dtype: torch.dtype) -> Dict[str, torch.Tenso
 SHARED_TENSORS = ("species", "buffer_species")
 
 
-def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float]
-         ) -> torch.Tensor:
+def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weights: Dict[str, float],
+         coupling: Optional[str] = None) -> torch.Tensor:
     """Weighted mean squared errors, summed over committee members.
 
     ``weights``: energy ((kJ/mol)^-2), force (nm^2 (kJ/mol)^-2, per component; also on the
-    buffer atoms of buffer data), dipole ((e nm)^-2, per component), charge (e^-2, per atom) and
-    charge_change (e^-2, per buffer atom, on the charge changes of buffer data). A term is used when
-    its weight is positive and the batch has that label.
+    buffer atoms of buffer data), dipole ((e nm)^-2, per component), charge (e^-2, per atom),
+    charge_change (e^-2, per buffer atom, on the charge changes of buffer data) and field_energy
+    ((kJ/mol)^-2, optional: on the energy plus the outer coupling's Coulomb energy of buffer data
+    labelled in a field, :func:`outer_coupling_error`, for the buffer scheme's ``coupling``). A term
+    is used when its weight is positive and the batch has that label.
     """
-    terms = (outputs["energy"].double() - batch["energies"]).pow(2).mean(-1) * weights["energy"]
+    energy_error = outputs["energy"].double() - batch["energies"]
+    terms = energy_error.pow(2).mean(-1) * weights["energy"]
+    if weights.get("field_energy", 0.0) > 0:
+        field_error = energy_error + outer_coupling_error(outputs, batch, coupling)
+        terms = terms + field_error.pow(2).mean(-1) * weights["field_energy"]
     if weights["force"] > 0:
         terms = terms + (outputs["forces"] - batch["forces"]).pow(2).mean((-3, -2, -1)) * weights["force"]
     if weights["dipole"] > 0 and "dipole" in outputs and "dipoles" in batch:
@@ -55,6 +62,29 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
         squared = ((outputs["mm_charge_changes"] - batch["mm_charge_changes"].nan_to_num()) * real).pow(2).sum((-2, -1))
         terms = terms + squared / real.sum().clamp_min(1.0) * weights["charge_change"]
     return terms.sum()
+
+
+def outer_coupling_error(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], coupling: str
+                         ) -> torch.Tensor:
+    """Error [M, B] (kJ/mol) of the buffer scheme's Coulomb energy sum_a q_a phi_a of the coupled charges
+    with the point charges beyond the buffer (:func:`mlmm.data.calculators.coupled_charges`) when the
+    network's charges replace the reference's: the ML region's charges shifted to its total charge
+    (``"ml-charges"``) or those and the buffer atoms' charge changes (``"charge-difference"``), at the
+    outer potentials phi (kJ/mol/e) of the batch (``outer_potential``, ``mm_outer_potential``)."""
+    if "outer_potential" not in batch or "charges" not in outputs or "charges" not in batch:
+        raise ValueError("the field-energy loss needs buffer data labelled in a field with the outer potentials "
+                         "(outer_potential, mm_outer_potential) and charges")
+    charge_errors = outputs["charges"].double() - batch["charges"].double()
+    if coupling == "ml-charges":  # the shift to the total charge moves both alike
+        charge_errors = charge_errors - charge_errors.mean(-1, keepdim=True)
+        return (charge_errors * batch["outer_potential"].double()).sum(-1)
+    if coupling != "charge-difference":
+        raise ValueError(f"the field-energy loss is for buffer data labelled for an outer coupling "
+                         f"{OUTER_COUPLINGS}, got {coupling!r}")
+    real = batch["mm_mask"].double()
+    change_errors = (outputs["mm_charge_changes"].double() - batch["mm_charge_changes"].double().nan_to_num()) * real
+    return ((charge_errors * batch["outer_potential"].double()).sum(-1)
+            + (change_errors * batch["mm_outer_potential"].double()).sum(-1))
 
 
 def environment_tensors(model, dataset: Dataset, frames, dtype: torch.dtype) -> Dict[str, torch.Tensor]:

@@ -85,7 +85,8 @@ class Trainer:
         self.weights = {"energy": self.settings.energy_weight, "force": self.settings.force_weight,
                         "dipole": self.settings.dipole_weight, "charge": self.settings.charge_weight,
                         "charge_change": (self.settings.charge_weight if self.settings.charge_change_weight is None
-                                          else self.settings.charge_change_weight)}
+                                          else self.settings.charge_change_weight),
+                        "field_energy": self.settings.field_energy_weight}
 
     # -- setup ---------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -94,6 +95,10 @@ class Trainer:
         self.split = split_frames(self.data.n_frames, self.config.data.split, self.config.data.seed,
                                   self.config.data.max_frames, n_training_only)
         self.subsets = {key: self.data.subset(value) for key, value in self.split.items()}
+        self.coupling = buffer_outer_coupling(self.data_provenance())
+        if self.settings.field_energy_weight > 0 and (self.data.outer_potential is None or self.coupling is None):
+            raise ValueError("field_energy_weight is for buffer data labelled in a field (BufferDifference with outer "
+                             "point charges): every dataset needs outer_potential and mm_outer_potential")
         train = self.subsets["train"]
         if self.config.transfer is not None:
             self.model = models.rebuild(self.config.transfer.initial_model).to(self.dtype)
@@ -118,6 +123,10 @@ class Trainer:
         self.tensors = {key: frame_tensors(subset, self.dtype) for key, subset in self.subsets.items()}
         self.generator = torch.Generator().manual_seed(self.settings.seed)
         self.epoch, self.best_loss, self.bad_epochs, self.history, self.elapsed = 0, float("inf"), 0, [], 0.0
+
+    def data_provenance(self) -> List[dict]:
+        """The provenance records of the configured datasets, ``training_only`` last."""
+        return [load_dataset(p).provenance for p in self.config.data.datasets + self.config.data.training_only]
 
     def _model_recipe(self) -> dict:
         if self.config.transfer is not None:
@@ -176,7 +185,7 @@ class Trainer:
                 environment = {key: batch[key] for key in ("mm_positions", "mm_charges")
                                if key in batch and self.model.uses_environment}
                 outputs = frame_outputs(self.model, train["species"], batch["positions"], charge, **environment)
-            value = loss(outputs, batch, self.weights)
+            value = loss(outputs, batch, self.weights, self.coupling)
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
             self.optimizer.step()
@@ -199,7 +208,7 @@ class Trainer:
         outputs = {key: torch.as_tensor(value).unsqueeze(0) for key, value in predicted.items()}
         batch = {key: value.double() if value.is_floating_point() else value for key, value in tensors.items()
                  if key not in SHARED_TENSORS}
-        value = float(loss({k: v.double() for k, v in outputs.items()}, batch, self.weights))
+        value = float(loss({k: v.double() for k, v in outputs.items()}, batch, self.weights, self.coupling))
         metrics = errors(self.ema, subset, predicted=predicted)
         return {"validation_loss": value, "validation_energy_mae": metrics["energy_mae"],
                 "validation_forces_mae": metrics["forces_mae"]}
@@ -282,14 +291,13 @@ class Trainer:
             metrics["test_by_source"] = {source: errors(final, test.subset(test.frame_source == source))
                                          for source in sorted(set(test.frame_source))}
         (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        provenance = [load_dataset(p).provenance for p in self.config.data.datasets + self.config.data.training_only]
         final = self._deployable(final)
         self.compiled.load_state_dict(final.state_dict())
-        extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics, "datasets": provenance,
-                 "training_config": self.config.fingerprint(), "delta_from": self.config.data.delta_from}
-        coupling = buffer_outer_coupling(provenance)
-        if coupling is not None:
-            extra["buffer_outer_coupling"] = coupling
+        extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics,
+                 "datasets": self.data_provenance(), "training_config": self.config.fingerprint(),
+                 "delta_from": self.config.data.delta_from}
+        if self.coupling is not None:
+            extra["buffer_outer_coupling"] = self.coupling
         if self.config.model.vacuum_model is not None:  # its recipe, so that eager_potential can rebuild both
             extra["vacuum_model"] = read_metadata(self.config.model.vacuum_model).get("extra", {}).get("model")
         save_potential(final, self.output / "model.pt", compiled=self.compiled, extra=extra)

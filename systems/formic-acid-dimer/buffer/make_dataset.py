@@ -57,7 +57,8 @@ def main(in_field: bool, coupling: str):
                                            BufferDifference({"program": "xtb"}, coupling), n_workers=1))
     vacuum = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5")
     lone = empty_buffer_frames(vacuum.subset(np.arange(0, snapshots.n_frames, 4)), labelled.mm_positions.shape[1],
-                               "no-buffer-300K", charge_changes=coupling == "charge-difference")
+                               "no-buffer-300K", charge_changes=coupling == "charge-difference",
+                               outer_potentials=in_field)
     concatenate([labelled, lone]).save(HERE / "data" / f"{name}-gfn2.h5")
     binding = labelled.energies - vacuum.energies
     print(f"{labelled.n_frames} buffer frames ({waters.min()}-{waters.max()} waters) + {lone.n_frames} lone-dimer "

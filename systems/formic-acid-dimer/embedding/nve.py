@@ -27,6 +27,11 @@ and with the vacuum-anchored network trained with contact frames, seeds 7-10
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
         --buffer-model model-anchored-contacts --threads 1 [--seed 8] \\
         --output systems/formic-acid-dimer/embedding/nve-buffer-anchored-contacts[-seed8].json
+and with its two later stages, seeds 7 and 8 (nve-buffer-anchored-contacts2-seed7.json, ...,
+nve-buffer-anchored-field-energy-seed8.json; seed 7 of the field-energy network ended in NaN):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
+        --buffer-model model-anchored-field-energy --threads 1 --seed 8 \\
+        --output systems/formic-acid-dimer/embedding/nve-buffer-anchored-field-energy-seed8.json
 A repeat with other velocities (nve-seed8.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm --seed 8 \\
         --output systems/formic-acid-dimer/embedding/nve-seed8.json

@@ -80,7 +80,8 @@ def main(in_field: bool, coupling: str):
     labelled = labelled_clusters(snapshots, name, in_field, coupling=coupling)
     vacuum = load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").subset(np.arange(0, snapshots.n_frames, 4))
     joined = concatenate([labelled, empty_buffer_frames(vacuum, labelled.mm_positions.shape[1], "no-buffer-300K",
-                                                        charge_changes=coupling == "charge-difference")])
+                                                        charge_changes=coupling == "charge-difference",
+                                                        outer_potentials=in_field)])
     joined.save(HERE / "data" / f"{name}-gfn2.h5")
     difference = labelled.energies - load_dataset(SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5").energies
     print(f"{labelled.n_frames} buffer frames ({labelled.mm_mask.sum(1).min() // 3}-"
