@@ -44,7 +44,7 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
     """
     energy_error = outputs["energy"].double() - batch["energies"]
     terms = energy_error.pow(2).mean(-1) * weights["energy"]
-    if weights.get("field_energy", 0.0) > 0:
+    if weights["field_energy"] > 0:
         field_error = energy_error + outer_coupling_error(outputs, batch, coupling)
         terms = terms + field_error.pow(2).mean(-1) * weights["field_energy"]
     if weights["force"] > 0:

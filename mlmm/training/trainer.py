@@ -95,10 +95,13 @@ class Trainer:
         self.split = split_frames(self.data.n_frames, self.config.data.split, self.config.data.seed,
                                   self.config.data.max_frames, n_training_only)
         self.subsets = {key: self.data.subset(value) for key, value in self.split.items()}
-        self.coupling = buffer_outer_coupling(self.data_provenance())
+        data = self.config.data
+        self.provenance = [load_dataset(path).provenance for path in data.datasets + data.training_only]
+        self.coupling = buffer_outer_coupling(self.provenance)
         if self.settings.field_energy_weight > 0 and (self.data.outer_potential is None or self.coupling is None):
             raise ValueError("field_energy_weight is for buffer data labelled in a field (BufferDifference with outer "
-                             "point charges): every dataset needs outer_potential and mm_outer_potential")
+                             "point charges): every dataset needs outer_potential and mm_outer_potential, which "
+                             "without_outer_charges keeps; rewrite the datasets with it or set the weight to 0")
         train = self.subsets["train"]
         if self.config.transfer is not None:
             self.model = models.rebuild(self.config.transfer.initial_model).to(self.dtype)
@@ -123,10 +126,6 @@ class Trainer:
         self.tensors = {key: frame_tensors(subset, self.dtype) for key, subset in self.subsets.items()}
         self.generator = torch.Generator().manual_seed(self.settings.seed)
         self.epoch, self.best_loss, self.bad_epochs, self.history, self.elapsed = 0, float("inf"), 0, [], 0.0
-
-    def data_provenance(self) -> List[dict]:
-        """The provenance records of the configured datasets, ``training_only`` last."""
-        return [load_dataset(p).provenance for p in self.config.data.datasets + self.config.data.training_only]
 
     def _model_recipe(self) -> dict:
         if self.config.transfer is not None:
@@ -294,7 +293,7 @@ class Trainer:
         final = self._deployable(final)
         self.compiled.load_state_dict(final.state_dict())
         extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics,
-                 "datasets": self.data_provenance(), "training_config": self.config.fingerprint(),
+                 "datasets": self.provenance, "training_config": self.config.fingerprint(),
                  "delta_from": self.config.data.delta_from}
         if self.coupling is not None:
             extra["buffer_outer_coupling"] = self.coupling
