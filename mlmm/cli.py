@@ -8,7 +8,6 @@ Errors from bad input print ``mlmm: error: <message>`` and exit with status 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,13 +16,6 @@ from mlmm._version import __version__
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "systems" / "formic-acid-dimer" / "demo.toml"
 BENCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scaling.py"
-
-
-class _QuietSimtkNotice(logging.Filter):
-    """openmmtorch imports the deprecated ``simtk.openmm`` namespace, which logs a notice on every run."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "simtk.openmm" not in record.getMessage()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--product", required=True, metavar="LOW:HIGH", help="product interval, e.g. --product=0.03:inf")
     rate.add_argument("--one-way", action="store_true",
                       help="count reactant -> product only (default: both ways over the time in either state)")
+    rate.add_argument("--include", action="append", default=[], type=Path, metavar="EARLIER.json",
+                      help="add the transitions and time of an earlier output of this command for other seeds of "
+                           "the same run (e.g. a batch whose trajectories are gone); repeatable")
     rate.add_argument("--output", type=Path, help="output prefix (default: DIRECTORY/rates)")
 
     spectrum = commands.add_parser("spectrum", help="power or IR spectrum of a trajectory, as CSV and PNG",
@@ -170,7 +165,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.arguments = passed_on  # bench_scaling.py's own options
     elif passed_on:
         parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
-    logging.getLogger().addFilter(_QuietSimtkNotice())
     from mlmm.bridge.simulation import SimulationError
 
     try:
@@ -459,7 +453,7 @@ def _rate(args: argparse.Namespace) -> int:
     import json
 
     from mlmm.analysis.plots import plot_arrhenius
-    from mlmm.analysis.rate_files import CollectiveVariable, ensemble_rates, rate_table
+    from mlmm.analysis.rate_files import CollectiveVariable, ensemble_rates, include_earlier, rate_table, row_rate
     from mlmm.analysis.rates import arrhenius_fit, eyring_fit
     from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
     from mlmm.config import load_ensemble
@@ -472,14 +466,19 @@ def _rate(args: argparse.Namespace) -> int:
                             *((0, 1) if args.one_way else (None, None)),
                             members=replicas(ensemble))
     output = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
-              "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way,
-              "rates": rate_table(result)}
+              "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way}
+    rows = rate_table(result)
+    for earlier in args.include:
+        if not earlier.is_file():
+            raise ValueError(f"--include {earlier}: no such file")
+        rows = include_earlier(rows, json.loads(earlier.read_text()), output, str(earlier))
+    output["rates"] = rows
     print(f"{'T (K)':>8} {'replicas':>8} {'transitions':>11} {'time (ps)':>10} {'k (1/ps)':>10}  95% interval")
-    for row in output["rates"]:
+    for row in rows:
         print(f"{row['temperature_K']:>8g} {row['replicas']:>8d} {row['transitions']:>11d} {row['time_ps']:>10.1f} "
               f"{row['rate_per_ps']:>10.4g}  [{row['lower_per_ps']:.4g}, {row['upper_per_ps']:.4g}]")
     prefix = args.output or ensemble.directory / "rates"
-    counted = [(t, r) for t, r in zip(result.temperatures, result.rates) if r.transitions > 0]
+    counted = [(row["temperature_K"], row_rate(row)) for row in rows if row["transitions"] > 0]
     if len(counted) >= 2:
         arrhenius, eyring = arrhenius_fit(*zip(*counted)), eyring_fit(*zip(*counted))
         output["arrhenius"] = {"activation_energy_kJ_mol": arrhenius.activation_energy,

@@ -135,3 +135,34 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
         assert (row["replicas"], row["left_out"], row["transitions"]) == (1, 1, expected.transitions)
         assert row["time_ps"] == pytest.approx(expected.time)
     assert main(["rate", str(path), "--distance", "0", f"--reactant={bounds[0]}", f"--product={bounds[1]}"]) == 1
+
+    # batches: seed 2's rates with --include of seed 1's (above) are the rates of both seeds, except the
+    # replica left out of the earlier batch (seed 3); a seed counted twice, other states or an output that
+    # lists no seeds are refused
+    earlier = tmp_path / "seed1.json"
+    (tmp_path / "replicas" / "rates.json").rename(earlier)
+    path.write_text(path.read_text().replace("seeds = [1, 3]", "seeds = [2]"))
+    assert main(["rate", str(path), "--distance", "0,1", f"--reactant={bounds[0]}", f"--product={bounds[1]}",
+                 "--include", str(earlier)]) == 0
+    pooled = json.loads((tmp_path / "replicas" / "rates.json").read_text())
+    for row, both in zip(pooled["rates"], result["rates"]):
+        assert (row["seeds"], row["replicas"], row["left_out"]) == ([1, 2], 2, 1)
+        assert row["transitions"] == both["transitions"]
+        assert row["time_ps"] == pytest.approx(both["time_ps"], rel=1e-12)
+        for key in ("rate_per_ps", "lower_per_ps", "upper_per_ps"):
+            assert row[key] == pytest.approx(both[key], rel=1e-12)
+    assert pooled["arrhenius"]["activation_energy_kJ_mol"] == pytest.approx(
+        result["arrhenius"]["activation_energy_kJ_mol"], rel=1e-9)
+    path.write_text(path.read_text().replace("seeds = [2]", "seeds = [1, 2]"))
+    options = ["rate", str(path), "--distance", "0,1", f"--product={bounds[1]}", "--include", str(earlier)]
+    assert main(options + [f"--reactant={bounds[0]}"]) == 1
+    assert "counts the replicas of seeds [1] at 300.0 K again" in capsys.readouterr().err
+    assert main(options + ["--reactant=-inf:0.108"]) == 1
+    assert "reactant_nm = '-inf:0.1085', this call '-inf:0.108'" in capsys.readouterr().err
+    legacy = json.loads(earlier.read_text())
+    for row in legacy["rates"]:
+        del row["seeds"]
+    earlier.write_text(json.dumps(legacy))
+    path.write_text(path.read_text().replace("seeds = [1, 2]", "seeds = [2]"))
+    assert main(options + [f"--reactant={bounds[0]}"]) == 1
+    assert "does not list the seeds" in capsys.readouterr().err

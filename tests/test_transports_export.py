@@ -239,3 +239,25 @@ def ahead_of_time_test_module() -> torch.nn.Module:
             return self.network(self.species, positions)
 
     return Water()
+
+
+def test_a_torch_force_is_built_without_the_simtk_notice_and_other_warnings_stay(tmp_path):
+    """openmmtorch imports the deprecated simtk.openmm namespace, which logs a notice in every process that
+    builds a TorchForce (Dask workers of an ensemble included); only that notice is dropped."""
+    script = textwrap.dedent("""
+        import logging
+        import torch
+        from mlmm.bridge.transports import make_force
+
+        class Zero(torch.nn.Module):
+            def forward(self, positions):
+                return (positions * 0.0).sum()
+
+        make_force(Zero(), periodic=False, transport="torch")
+        logging.getLogger().warning("another notice")
+    """)
+    (tmp_path / "build_force.py").write_text(script)  # a file: TorchScript reads the module's source
+    run = subprocess.run([sys.executable, str(tmp_path / "build_force.py")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "simtk" not in run.stderr and "another notice" in run.stderr

@@ -3,6 +3,8 @@
 Reads the ensemble summary (``ensemble.json`` written by :func:`mlmm.bridge.ensemble.run_ensemble`), computes
 a collective variable for every finished replica, pools the replicas of each temperature into one rate
 (:func:`mlmm.analysis.rates.transition_rate`) and fits Arrhenius and Eyring laws across temperatures.
+:func:`include_earlier` adds the counts of an earlier output for other seeds, so that an ensemble can grow
+in batches whose trajectories are not all kept.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from mlmm.analysis.correlation import frame_interval
-from mlmm.analysis.rates import distance, distance_difference, transition_rate
+from mlmm.analysis.rates import Rate, distance, distance_difference, transition_rate
 from mlmm.analysis.trajectory import read_trajectory
 
 if TYPE_CHECKING:
@@ -45,12 +47,14 @@ class CollectiveVariable:
 
 @dataclass
 class EnsembleRates:
-    """Per temperature (K): the pooled rate, the replicas used and those left out (not finished or missing)."""
+    """Per temperature (K): the pooled rate, the seeds of the replicas used, how many replicas were left out
+    (not finished or missing) and the interval between saved frames (ps)."""
 
     temperatures: list = field(default_factory=list)
     rates: list = field(default_factory=list)
-    replicas: list = field(default_factory=list)
+    seeds: list = field(default_factory=list)
     left_out: list = field(default_factory=list)
+    frame_intervals: list = field(default_factory=list)
 
 
 def finished_replicas(summary: Path, members: Optional[Sequence["Replica"]] = None
@@ -96,11 +100,12 @@ def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence
         if len(intervals) != 1:
             raise ValueError(f"the replicas at {temperature} K save frames at different intervals "
                              f"{sorted(intervals)} ps")
-        rate = transition_rate(trajectories, intervals.pop(), bounds, reactant, product, confidence)
+        interval = intervals.pop()
         result.temperatures.append(temperature)
-        result.rates.append(rate)
-        result.replicas.append(len(trajectories))
+        result.rates.append(transition_rate(trajectories, interval, bounds, reactant, product, confidence))
+        result.seeds.append(sorted(row["seed"] for row in groups[temperature]))
         result.left_out.append(left_out.get(temperature, 0))
+        result.frame_intervals.append(interval)
     skipped = sum(n for t, n in left_out.items() if t not in groups)
     if skipped:
         warnings.warn(f"{skipped} replicas at temperatures without a finished replica were left out", stacklevel=2)
@@ -108,8 +113,54 @@ def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence
 
 
 def rate_table(result: EnsembleRates) -> list[dict]:
-    """JSON-ready rows: temperature, replicas used and left out, transitions, time, rate and interval."""
-    return [{"temperature_K": t, "replicas": n, "left_out": m, "transitions": r.transitions, "time_ps": r.time,
-             "rate_per_ps": r.rate, "lower_per_ps": r.lower, "upper_per_ps": r.upper, "confidence": r.confidence}
-            for t, r, n, m in zip(result.temperatures, result.rates, result.replicas, result.left_out)]
+    """JSON-ready rows: temperature, replicas used (and their seeds) and left out, frame interval (ps), and
+    the rate's fields (:func:`rate_fields`)."""
+    return [{"temperature_K": t, "replicas": len(seeds), "left_out": m, **rate_fields(r),
+             "frame_interval_ps": dt, "seeds": seeds}
+            for t, r, seeds, m, dt in zip(result.temperatures, result.rates, result.seeds, result.left_out,
+                                          result.frame_intervals)]
 
+
+def rate_fields(rate: Rate) -> dict:
+    """A rate's JSON fields: transitions, time (ps), rate and interval (1/ps), confidence."""
+    return {"transitions": rate.transitions, "time_ps": rate.time, "rate_per_ps": rate.rate,
+            "lower_per_ps": rate.lower, "upper_per_ps": rate.upper, "confidence": rate.confidence}
+
+
+def row_rate(row: dict) -> Rate:
+    """The rate of a :func:`rate_table` row."""
+    return Rate.counted(row["transitions"], row["time_ps"], row["confidence"])
+
+
+def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str) -> list[dict]:
+    """:func:`rate_table` ``rows`` with the transitions and time of an earlier ``mlmm rate`` output of other
+    replicas of the same run added at every temperature, for replicas whose trajectories are no longer kept.
+
+    ``earlier``: the output read from ``source`` (named in errors); ``settings``: this call's
+    ``collective_variable``, ``reactant_nm``, ``product_nm`` and ``one_way``, which the earlier output must
+    share, as it must the frame interval and confidence. Its replicas' seeds must differ from those of
+    ``rows`` at every temperature, so no replica is counted twice.
+    """
+    for key, value in settings.items():
+        if earlier.get(key) != json.loads(json.dumps(value)):
+            raise ValueError(f"{source} has {key} = {earlier.get(key)!r}, this call {value!r}: pool only rates "
+                             "counted the same way")
+    pooled = {row["temperature_K"]: dict(row) for row in rows}
+    for row in earlier["rates"]:
+        temperature = row["temperature_K"]
+        if "seeds" not in row or "frame_interval_ps" not in row:
+            raise ValueError(f"{source} does not list the seeds and frame interval at {temperature} K, so "
+                             "replicas counted twice could not be ruled out")
+        mine = pooled.setdefault(temperature, dict(row, transitions=0, time_ps=0.0, replicas=0, left_out=0,
+                                                   seeds=[]))
+        twice = sorted(set(mine["seeds"]) & set(row["seeds"]))
+        if twice:
+            raise ValueError(f"{source} counts the replicas of seeds {twice} at {temperature} K again")
+        for key in ("frame_interval_ps", "confidence"):
+            if row[key] != mine[key]:
+                raise ValueError(f"{source} has {key} = {row[key]} at {temperature} K, this call {mine[key]}")
+        mine.update(replicas=mine["replicas"] + row["replicas"], left_out=mine["left_out"] + row["left_out"],
+                    seeds=sorted(mine["seeds"] + row["seeds"]),
+                    **rate_fields(Rate.counted(mine["transitions"] + row["transitions"],
+                                               mine["time_ps"] + row["time_ps"], row["confidence"])))
+    return [pooled[temperature] for temperature in sorted(pooled)]

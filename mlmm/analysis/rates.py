@@ -131,6 +131,12 @@ class Rate:
     time: float
     confidence: float
 
+    @classmethod
+    def counted(cls, transitions: int, time: float, confidence: float = 0.95) -> "Rate":
+        """The rate of ``transitions`` in ``time`` ps, with Garwood's interval."""
+        lower, upper = poisson_interval(transitions, confidence)
+        return cls(transitions / time, lower / time, upper / time, transitions, time, confidence)
+
 
 def transition_rate(trajectories: Sequence, timestep: float, bounds: Sequence[Tuple[float, float]],
                     reactant: Optional[int] = None, product: Optional[int] = None,
@@ -174,9 +180,7 @@ def transition_rate(trajectories: Sequence, timestep: float, bounds: Sequence[Tu
         raise ValueError("no frame was committed to the reactant state(s): check the state bounds against the "
                          f"collective variable's range ({min(float(np.min(cv)) for cv in trajectories):.4g} to "
                          f"{max(float(np.max(cv)) for cv in trajectories):.4g})")
-    time = frames * float(timestep)
-    lower, upper = poisson_interval(events, confidence)
-    return Rate(events / time, lower / time, upper / time, events, time, confidence)
+    return Rate.counted(events, frames * float(timestep), confidence)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ global parameters (0-d tensors) in order.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Optional, Sequence, Tuple
 
 import openmm
@@ -18,6 +19,25 @@ from mlmm.bridge.ahead_of_time import EnergyAndGradient, compile_energy_and_grad
 
 TRANSPORTS = ("torch", "python")
 LAMBDA = "lambda_interpolate"
+
+
+class _SimtkNotice(logging.Filter):
+    """Drops the notice that the deprecated ``simtk.openmm`` namespace logs when openmmtorch imports it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "simtk.openmm" not in record.getMessage()
+
+
+def _import_openmmtorch():
+    """The openmmtorch module, imported without the deprecation notice its import of ``simtk.openmm`` logs
+    (in every process that builds a TorchForce, Dask workers included)."""
+    notice = _SimtkNotice()
+    logging.getLogger().addFilter(notice)
+    try:
+        import openmmtorch
+    finally:
+        logging.getLogger().removeFilter(notice)
+    return openmmtorch
 
 
 class PeriodicLambdaScaled(torch.nn.Module):
@@ -155,9 +175,7 @@ def make_force(module: torch.nn.Module, periodic: bool, transport: str,
         raise ValueError("compiled=True needs transport='python': openmm.PythonForce runs the module compiled by "
                          "AOTInductor, TorchForce runs TorchScript.")
     if transport == "torch":
-        import openmmtorch
-
-        force = openmmtorch.TorchForce(inference_script(module))
+        force = _import_openmmtorch().TorchForce(inference_script(module))
         for name, default in parameters.items():
             force.addGlobalParameter(name, default)
         force.setProperty("useCUDAGraphs", "true" if cuda_graphs else "false")

@@ -2,12 +2,13 @@
 
 The proton-transfer barrier rises steeply with the donor-acceptor distance, so how far the hydrogen
 bonds stretch with temperature bears on the apparent activation energy (README.md). Reads the finished
-replicas of ensemble.toml (run it first) and prints, per temperature, the mean and standard deviation
-of both O...O distances over all frames (nm) and the fraction of them above 0.30 nm. Run from the
-repository root:
-    .venv/bin/python systems/formic-acid-dimer/rates/hydrogen_bonds.py
+replicas of an ensemble configuration of this folder (run it first; default ensemble.toml) and prints, per
+temperature, the mean and standard deviation of both O...O distances over all frames (nm) and the fraction
+of them above 0.30 nm. Run from the repository root:
+    .venv/bin/python systems/formic-acid-dimer/rates/hydrogen_bonds.py [ensemble-seeds-97-152.toml]
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ HYDROGEN_BONDS = [(2, 6), (7, 1)]
 STRETCHED_NM = 0.30
 
 if __name__ == "__main__":
-    ensemble = load_ensemble(HERE / "ensemble.toml")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="ensemble.toml", help="ensemble TOML in this folder")
+    ensemble = load_ensemble(HERE / parser.parse_args().config)
     finished, _ = finished_replicas(ensemble.directory / SUMMARY_FILE, replicas(ensemble))
     for temperature, rows in sorted(finished.items()):
         positions = [read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb").positions
