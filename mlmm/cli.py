@@ -453,7 +453,8 @@ def _rate(args: argparse.Namespace) -> int:
     import json
 
     from mlmm.analysis.plots import plot_arrhenius
-    from mlmm.analysis.rate_files import CollectiveVariable, ensemble_rates, include_earlier, rate_table, row_rate
+    from mlmm.analysis.rate_files import (CollectiveVariable, ensemble_rates, include_earlier, rate_table,
+                                         read_rates, row_rate)
     from mlmm.analysis.rates import arrhenius_fit, eyring_fit
     from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
     from mlmm.config import load_ensemble
@@ -469,9 +470,7 @@ def _rate(args: argparse.Namespace) -> int:
               "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way}
     rows = rate_table(result)
     for earlier in args.include:
-        if not earlier.is_file():
-            raise ValueError(f"--include {earlier}: no such file")
-        rows = include_earlier(rows, json.loads(earlier.read_text()), output, str(earlier))
+        rows = include_earlier(rows, read_rates(earlier), output, str(earlier))
     output["rates"] = rows
     print(f"{'T (K)':>8} {'replicas':>8} {'transitions':>11} {'time (ps)':>10} {'k (1/ps)':>10}  95% interval")
     for row in rows:

@@ -166,3 +166,6 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
     path.write_text(path.read_text().replace("seeds = [1, 2]", "seeds = [2]"))
     assert main(options + [f"--reactant={bounds[0]}"]) == 1
     assert "does not list the seeds" in capsys.readouterr().err
+    earlier.write_text("{not json")
+    assert main(options + [f"--reactant={bounds[0]}"]) == 1
+    assert f"--include {earlier}: not JSON" in capsys.readouterr().err

@@ -132,6 +132,20 @@ def row_rate(row: dict) -> Rate:
     return Rate.counted(row["transitions"], row["time_ps"], row["confidence"])
 
 
+def read_rates(path: Path) -> dict:
+    """An earlier ``mlmm rate`` output (JSON), for :func:`include_earlier`; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--include {path}: no such file")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--include {path}: not JSON ({error}); give an output of mlmm rate") from None
+    if not isinstance(content, dict) or not isinstance(content.get("rates"), list):
+        raise ValueError(f"--include {path}: no list of rates; give an output of mlmm rate")
+    return content
+
+
 def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str) -> list[dict]:
     """:func:`rate_table` ``rows`` with the transitions and time of an earlier ``mlmm rate`` output of other
     replicas of the same run added at every temperature, for replicas whose trajectories are no longer kept.
