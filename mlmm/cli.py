@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--include", action="append", default=[], type=Path, metavar="EARLIER.json",
                       help="add the transitions and time of an earlier output of this command for other seeds of "
                            "the same run (e.g. a batch whose trajectories are gone); repeatable")
+    rate.add_argument("--compare", type=Path, metavar="OTHER.json",
+                      help="an output of this command for another system counted the same way (e.g. the reaction "
+                           "in the gas phase): the ratio of the rates at every temperature both have")
     rate.add_argument("--output", type=Path, help="output prefix (default: DIRECTORY/rates)")
 
     spectrum = commands.add_parser("spectrum", help="power or IR spectrum of a trajectory, as CSV and PNG",
@@ -453,8 +456,8 @@ def _rate(args: argparse.Namespace) -> int:
     import json
 
     from mlmm.analysis.plots import plot_arrhenius
-    from mlmm.analysis.rate_files import (CollectiveVariable, ensemble_rates, include_earlier, rate_table,
-                                         read_rates, row_rate)
+    from mlmm.analysis.rate_files import (CollectiveVariable, compare_rates, ensemble_rates, include_earlier,
+                                         rate_table, read_rates, row_rate)
     from mlmm.analysis.rates import arrhenius_fit, eyring_fit
     from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
     from mlmm.config import load_ensemble
@@ -466,16 +469,22 @@ def _rate(args: argparse.Namespace) -> int:
     result = ensemble_rates(ensemble.directory / SUMMARY_FILE, variable, bounds,
                             *((0, 1) if args.one_way else (None, None)),
                             members=replicas(ensemble))
-    output = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
-              "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way}
+    settings = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
+                "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way}
     rows = rate_table(result)
     for earlier in args.include:
-        rows = include_earlier(rows, read_rates(earlier), output, str(earlier))
-    output["rates"] = rows
+        rows = include_earlier(rows, read_rates(earlier), settings, str(earlier))
+    output = dict(settings, rates=rows)
     print(f"{'T (K)':>8} {'replicas':>8} {'transitions':>11} {'time (ps)':>10} {'k (1/ps)':>10}  95% interval")
     for row in rows:
         print(f"{row['temperature_K']:>8g} {row['replicas']:>8d} {row['transitions']:>11d} {row['time_ps']:>10.1f} "
               f"{row['rate_per_ps']:>10.4g}  [{row['lower_per_ps']:.4g}, {row['upper_per_ps']:.4g}]")
+    if args.compare:
+        ratios = compare_rates(rows, read_rates(args.compare, "--compare"), settings, str(args.compare))
+        output["compared_with"] = {"file": str(args.compare), "ratios": ratios}
+        for ratio in ratios:
+            print(f"{ratio['temperature_K']:g} K: k / k({args.compare.name}) = {ratio['ratio']:.3g} "
+                  f"[{ratio['lower']:.3g}, {ratio['upper']:.3g}], p(equal rates) = {ratio['p_value_equal_rates']:.3g}")
     prefix = args.output or ensemble.directory / "rates"
     counted = [(row["temperature_K"], row_rate(row)) for row in rows if row["transitions"] > 0]
     if len(counted) >= 2:

@@ -153,6 +153,19 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
             assert row[key] == pytest.approx(both[key], rel=1e-12)
     assert pooled["arrhenius"]["activation_energy_kJ_mol"] == pytest.approx(
         result["arrhenius"]["activation_energy_kJ_mol"], rel=1e-9)
+    # --compare: seed 2's rates against seed 1's output, as if another solvent's, at every temperature
+    compare = ["rate", str(path), "--distance", "0,1", f"--product={bounds[1]}", "--compare", str(earlier)]
+    assert main(compare + [f"--reactant={bounds[0]}"]) == 0
+    assert "300 K: k / k(seed1.json) = " in capsys.readouterr().out
+    compared = json.loads((tmp_path / "replicas" / "rates.json").read_text())
+    ratios = compared["compared_with"]["ratios"]
+    for ratio, mine, theirs in zip(ratios, compared["rates"], json.loads(earlier.read_text())["rates"]):
+        assert ratio["temperature_K"] == mine["temperature_K"] == theirs["temperature_K"]
+        assert ratio["ratio"] == pytest.approx(mine["rate_per_ps"] / theirs["rate_per_ps"], rel=1e-12)
+        assert ratio["lower"] < ratio["ratio"] < ratio["upper"] and 0 < ratio["p_value_equal_rates"] <= 1
+    assert len(ratios) == 2
+    assert main(compare + ["--reactant=-inf:0.108"]) == 1
+    assert "compare only rates counted the same way" in capsys.readouterr().err
     path.write_text(path.read_text().replace("seeds = [2]", "seeds = [1, 2]"))
     options = ["rate", str(path), "--distance", "0,1", f"--product={bounds[1]}", "--include", str(earlier)]
     assert main(options + [f"--reactant={bounds[0]}"]) == 1

@@ -5,7 +5,7 @@ import pytest
 
 from mlmm.analysis.rates import (BOLTZMANN_OVER_PLANCK_PER_PS_K, Rate, arrhenius_fit, committed_states,
                                  count_transitions, distance, distance_difference, eyring_fit, poisson_interval,
-                                 transition_rate)
+                                 rate_ratio, transition_rate)
 from mlmm.units import MOLAR_GAS_CONSTANT
 
 BARRIER = 3.0  # kT: V(x) = BARRIER (x^2 - 1)^2 in units of kT
@@ -96,6 +96,33 @@ def test_collective_variables_use_the_minimum_image():
     assert distance(positions, 0, 1) == pytest.approx([1.9])
     assert distance(positions, 0, 1, boxes=box) == pytest.approx([0.1])
     assert distance_difference(positions, (0, 1), (0, 2), boxes=box) == pytest.approx([-0.2])
+
+
+def test_rate_ratio_interval_covers_the_true_ratio_as_often_as_it_claims():
+    # Clopper-Pearson's tabulated 95 % limits for 5 of 10, (0.1871, 0.8129), at equal times give the ratio's
+    even = rate_ratio(_rate(5, 100.0), _rate(5, 100.0))
+    assert (even.ratio, even.lower, even.upper) == pytest.approx((1.0, 0.1871 / 0.8129, 0.8129 / 0.1871), rel=1e-3)
+    rng = np.random.default_rng(4)
+    inside, rejected = 0, 0
+    for n_fast, n_slow, n_same in zip(rng.poisson(0.03 * 300.0, 2000), rng.poisson(0.01 * 1200.0, 2000),
+                                      rng.poisson(0.01 * 300.0, 2000)):
+        ratio = rate_ratio(_rate(n_fast, 300.0), _rate(n_slow, 1200.0))  # truly 3x faster, 9 and 12 expected
+        inside += ratio.lower <= 3.0 <= ratio.upper
+        rejected += rate_ratio(_rate(n_same, 300.0), _rate(n_slow, 1200.0)).p_value < 0.05  # truly equal
+    assert 0.94 < inside / 2000 < 0.995  # exact intervals cover at least 95 % (up to the draws' noise of 0.5 %)
+    assert rejected / 2000 < 0.065  # and the test of equal rates rejects at most 5 % of equal pairs
+    for n_1, n_2 in [(12, 25), (30, 10), (0, 9), (7, 0), (3, 3)]:  # the test and the interval agree
+        ratio = rate_ratio(_rate(n_1, 850.0), _rate(n_2, 3800.0))
+        assert (ratio.p_value < 0.05) == (not ratio.lower <= 1.0 <= ratio.upper)
+    # many transitions: the normal limit on the log ratio, exp(+-1.96 sqrt(1/n1 + 1/n2))
+    large = rate_ratio(_rate(400, 100.0), _rate(900, 300.0))
+    spread = 1.96 * np.sqrt(1 / 400 + 1 / 900)
+    assert (large.lower, large.upper) == pytest.approx((4 / 3 * np.exp(-spread), 4 / 3 * np.exp(spread)), rel=0.02)
+    none_yet = rate_ratio(_rate(0, 100.0), _rate(4, 100.0))
+    assert (none_yet.ratio, none_yet.lower) == (0.0, 0.0) and 0 < none_yet.upper < np.inf
+    assert rate_ratio(_rate(4, 100.0), _rate(0, 100.0)).upper == np.inf
+    with pytest.raises(ValueError, match="positive time"):
+        rate_ratio(_rate(4, 100.0), Rate(0.0, 0.0, np.inf, 0, 0.0, 0.95))
 
 
 def test_bad_rate_input_is_refused_with_the_reason():

@@ -4,7 +4,8 @@ Reads the ensemble summary (``ensemble.json`` written by :func:`mlmm.bridge.ense
 a collective variable for every finished replica, pools the replicas of each temperature into one rate
 (:func:`mlmm.analysis.rates.transition_rate`) and fits Arrhenius and Eyring laws across temperatures.
 :func:`include_earlier` adds the counts of an earlier output for other seeds, so that an ensemble can grow
-in batches whose trajectories are not all kept.
+in batches whose trajectories are not all kept; :func:`compare_rates` sets the rates against those of another
+output (another solvent or embedding) as ratios with exact intervals.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from mlmm.analysis.correlation import frame_interval
-from mlmm.analysis.rates import Rate, distance, distance_difference, transition_rate
+from mlmm.analysis.rates import Rate, distance, distance_difference, rate_ratio, transition_rate
 from mlmm.analysis.trajectory import read_trajectory
 
 if TYPE_CHECKING:
@@ -132,18 +133,27 @@ def row_rate(row: dict) -> Rate:
     return Rate.counted(row["transitions"], row["time_ps"], row["confidence"])
 
 
-def read_rates(path: Path) -> dict:
-    """An earlier ``mlmm rate`` output (JSON), for :func:`include_earlier`; errors name the file."""
+def read_rates(path: Path, option: str = "--include") -> dict:
+    """Another ``mlmm rate`` output (JSON), for :func:`include_earlier` or :func:`compare_rates`; errors name
+    the command-line ``option`` and the file."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--include {path}: no such file")
+        raise ValueError(f"{option} {path}: no such file")
     try:
         content = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"--include {path}: not JSON ({error}); give an output of mlmm rate") from None
+        raise ValueError(f"{option} {path}: not JSON ({error}); give an output of mlmm rate") from None
     if not isinstance(content, dict) or not isinstance(content.get("rates"), list):
-        raise ValueError(f"--include {path}: no list of rates; give an output of mlmm rate")
+        raise ValueError(f"{option} {path}: no list of rates; give an output of mlmm rate")
     return content
+
+
+def _check_counted_alike(other: dict, settings: dict, source: str, verb: str) -> None:
+    """Refuse an output (read from ``source``) whose collective variable, states or direction differ."""
+    for key, value in settings.items():
+        if other.get(key) != json.loads(json.dumps(value)):
+            raise ValueError(f"{source} has {key} = {other.get(key)!r}, this call {value!r}: {verb} only rates "
+                             "counted the same way")
 
 
 def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str) -> list[dict]:
@@ -155,10 +165,7 @@ def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str
     share, as it must the frame interval and confidence. Its replicas' seeds must differ from those of
     ``rows`` at every temperature, so no replica is counted twice.
     """
-    for key, value in settings.items():
-        if earlier.get(key) != json.loads(json.dumps(value)):
-            raise ValueError(f"{source} has {key} = {earlier.get(key)!r}, this call {value!r}: pool only rates "
-                             "counted the same way")
+    _check_counted_alike(earlier, settings, source, "pool")
     pooled = {row["temperature_K"]: dict(row) for row in rows}
     for row in earlier["rates"]:
         temperature = row["temperature_K"]
@@ -178,3 +185,31 @@ def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str
                     **rate_fields(Rate.counted(mine["transitions"] + row["transitions"],
                                                mine["time_ps"] + row["time_ps"], row["confidence"])))
     return [pooled[temperature] for temperature in sorted(pooled)]
+
+
+def compare_rates(rows: list[dict], other: dict, settings: dict, source: str) -> list[dict]:
+    """The ratio of the rates of ``rows`` (:func:`rate_table`) to those of another ``mlmm rate`` output (e.g.
+    the same reaction in another solvent or embedding) at every temperature both have, with its exact
+    interval and the p-value of equal rates (:func:`mlmm.analysis.rates.rate_ratio`).
+
+    ``other``: the output read from ``source`` (named in errors); it must count transitions the same way
+    (``settings`` as for :func:`include_earlier`) and at the same frame interval and confidence.
+    """
+    _check_counted_alike(other, settings, source, "compare")
+    theirs = {row["temperature_K"]: row for row in other["rates"]}
+    ratios = []
+    for row in rows:
+        temperature = row["temperature_K"]
+        if temperature not in theirs:
+            continue
+        for key in ("frame_interval_ps", "confidence"):
+            if theirs[temperature].get(key) != row[key]:
+                raise ValueError(f"{source} has {key} = {theirs[temperature].get(key)} at {temperature} K, this "
+                                 f"call {row[key]}")
+        ratio = rate_ratio(row_rate(row), row_rate(theirs[temperature]), row["confidence"])
+        ratios.append({"temperature_K": temperature, "ratio": ratio.ratio, "lower": ratio.lower,
+                       "upper": ratio.upper, "p_value_equal_rates": ratio.p_value, "confidence": ratio.confidence})
+    if not ratios:
+        temperatures = ", ".join(f"{row['temperature_K']:g}" for row in rows)
+        raise ValueError(f"{source} has no rate at the temperatures of this call ({temperatures} K)")
+    return ratios

@@ -18,6 +18,7 @@ from mlmm.analysis.dipoles import lattice_shift_nm
 from mlmm.units import MOLAR_GAS_CONSTANT
 
 __all__ = ["distance", "distance_difference", "committed_states", "count_transitions", "Rate", "transition_rate",
+           "RateRatio", "rate_ratio",
            "poisson_interval", "ArrheniusFit", "arrhenius_fit", "EyringFit", "eyring_fit"]
 
 #: Boltzmann constant over Planck constant, 1/(ps K): the prefactor kT/h of transition-state theory.
@@ -181,6 +182,55 @@ def transition_rate(trajectories: Sequence, timestep: float, bounds: Sequence[Tu
                          f"collective variable's range ({min(float(np.min(cv)) for cv in trajectories):.4g} to "
                          f"{max(float(np.max(cv)) for cv in trajectories):.4g})")
     return Rate.counted(events, frames * float(timestep), confidence)
+
+
+@dataclass(frozen=True)
+class RateRatio:
+    """How much faster one rate is than another: k_1 / k_2 with an exact confidence interval.
+
+    Attributes
+    ----------
+    ratio, lower, upper : float
+        k_1 / k_2 and its interval (upper is inf when the second rate counted no transition; ratio is nan
+        when neither did).
+    p_value : float
+        Two-sided, of the hypothesis k_1 = k_2.
+    confidence : float
+        Coverage of [lower, upper].
+    """
+
+    ratio: float
+    lower: float
+    upper: float
+    p_value: float
+    confidence: float
+
+
+def rate_ratio(first: Rate, second: Rate, confidence: float = 0.95) -> RateRatio:
+    """k_1 / k_2 of two independently counted rates, with the conditional binomial (exact) interval.
+
+    Given n = n_1 + n_2 transitions in all, n_1 is binomial with p = r t_1 / (r t_1 + t_2), where r is
+    the rate ratio and t the times: the Clopper-Pearson interval of p maps to r = p t_2 / ((1 - p) t_1),
+    and the equal-tailed binomial test of p = t_1 / (t_1 + t_2) gives the p-value of r = 1 (below
+    1 - ``confidence`` exactly when the interval leaves out 1). Covers r with at least ``confidence``
+    whatever the counts.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"need 0 < confidence < 1, got {confidence}")
+    if not (first.time > 0 and second.time > 0):
+        raise ValueError(f"both rates need a positive time, got {first.time} and {second.time} ps")
+    n_1, n_2 = int(first.transitions), int(second.transitions)
+    odds = second.time / first.time  # r = odds * p / (1 - p)
+    tail = 0.5 * (1.0 - confidence)
+    p_low = scipy.stats.beta.ppf(tail, n_1, n_2 + 1) if n_1 > 0 else 0.0
+    p_high = scipy.stats.beta.ppf(1.0 - tail, n_1 + 1, n_2) if n_2 > 0 else 1.0
+    lower = odds * p_low / (1.0 - p_low)
+    upper = odds * p_high / (1.0 - p_high) if p_high < 1.0 else np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.float64(first.rate) / np.float64(second.rate)
+    binomial = scipy.stats.binom(n_1 + n_2, first.time / (first.time + second.time))  # of n_1 when r = 1
+    p_value = min(1.0, 2.0 * min(binomial.cdf(n_1), binomial.sf(n_1 - 1)))
+    return RateRatio(float(ratio), float(lower), float(upper), float(p_value), confidence)
 
 
 @dataclass(frozen=True)

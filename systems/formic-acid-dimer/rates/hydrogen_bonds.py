@@ -4,8 +4,8 @@ The proton-transfer barrier rises steeply with the donor-acceptor distance, so h
 bonds stretch with temperature bears on the apparent activation energy (README.md). Reads the finished
 replicas of an ensemble configuration of this folder (run it first; default ensemble.toml) and prints, per
 temperature, the mean and standard deviation of both O...O distances over all frames (nm) and the fraction
-of them above 0.30 nm. Run from the repository root:
-    .venv/bin/python systems/formic-acid-dimer/rates/hydrogen_bonds.py [ensemble-seeds-97-152.toml]
+of them above 0.30 nm (minimum image in a periodic box). Run from the repository root:
+    .venv/bin/python systems/formic-acid-dimer/rates/hydrogen_bonds.py [ensemble-tip3p.toml]
 """
 
 import argparse
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mlmm.analysis.rate_files import finished_replicas
+from mlmm.analysis.rates import distance
 from mlmm.analysis.trajectory import read_trajectory
 from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
 from mlmm.config import load_ensemble
@@ -29,9 +30,8 @@ if __name__ == "__main__":
     ensemble = load_ensemble(HERE / parser.parse_args().config)
     finished, _ = finished_replicas(ensemble.directory / SUMMARY_FILE, replicas(ensemble))
     for temperature, rows in sorted(finished.items()):
-        positions = [read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb").positions
-                     for row in rows]
-        values = np.concatenate([np.linalg.norm(x[:, a] - x[:, b], axis=-1) for x in positions
-                                 for a, b in HYDROGEN_BONDS])
+        trajectories = [read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb") for row in rows]
+        values = np.concatenate([distance(trajectory.positions, a, b, trajectory.boxes)
+                                 for trajectory in trajectories for a, b in HYDROGEN_BONDS])
         print(f"{temperature:g} K: O...O {values.mean():.4f} +- {values.std():.4f} nm, "
               f"{(values > STRETCHED_NM).mean():.3f} of them above {STRETCHED_NM} nm")
