@@ -156,6 +156,15 @@ def _check_counted_alike(other: dict, settings: dict, source: str, verb: str) ->
                              "counted the same way")
 
 
+def _check_same_resolution(other: dict, mine: dict, source: str) -> None:
+    """Refuse a row of another output (read from ``source``) whose frame interval or confidence differ from
+    those of this call's row at the same temperature."""
+    for key in ("frame_interval_ps", "confidence"):
+        if other.get(key) != mine[key]:
+            raise ValueError(f"{source} has {key} = {other.get(key)} at {mine['temperature_K']} K, this call "
+                             f"{mine[key]}")
+
+
 def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str) -> list[dict]:
     """:func:`rate_table` ``rows`` with the transitions and time of an earlier ``mlmm rate`` output of other
     replicas of the same run added at every temperature, for replicas whose trajectories are no longer kept.
@@ -177,9 +186,7 @@ def include_earlier(rows: list[dict], earlier: dict, settings: dict, source: str
         twice = sorted(set(mine["seeds"]) & set(row["seeds"]))
         if twice:
             raise ValueError(f"{source} counts the replicas of seeds {twice} at {temperature} K again")
-        for key in ("frame_interval_ps", "confidence"):
-            if row[key] != mine[key]:
-                raise ValueError(f"{source} has {key} = {row[key]} at {temperature} K, this call {mine[key]}")
+        _check_same_resolution(row, mine, source)
         mine.update(replicas=mine["replicas"] + row["replicas"], left_out=mine["left_out"] + row["left_out"],
                     seeds=sorted(mine["seeds"] + row["seeds"]),
                     **rate_fields(Rate.counted(mine["transitions"] + row["transitions"],
@@ -202,10 +209,7 @@ def compare_rates(rows: list[dict], other: dict, settings: dict, source: str) ->
         temperature = row["temperature_K"]
         if temperature not in theirs:
             continue
-        for key in ("frame_interval_ps", "confidence"):
-            if theirs[temperature].get(key) != row[key]:
-                raise ValueError(f"{source} has {key} = {theirs[temperature].get(key)} at {temperature} K, this "
-                                 f"call {row[key]}")
+        _check_same_resolution(theirs[temperature], row, source)
         ratio = rate_ratio(row_rate(row), row_rate(theirs[temperature]), row["confidence"])
         ratios.append({"temperature_K": temperature, "ratio": ratio.ratio, "lower": ratio.lower,
                        "upper": ratio.upper, "p_value_equal_rates": ratio.p_value, "confidence": ratio.confidence})
