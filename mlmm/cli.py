@@ -352,6 +352,8 @@ def _info(args: argparse.Namespace) -> int:
         extra = dict(extra, split=", ".join(f"{k} {len(v)} frames" for k, v in extra["split"].items()))
         test = extra.get("metrics", {}).get("test") or {}
         extra["metrics"] = ", ".join(f"test {k} {v:.4g}" for k, v in test.items()) or "no test set"
+        if "loss_weights" in extra:
+            extra["loss_weights"] = ", ".join(f"{k} {v:g}" for k, v in extra["loss_weights"].items())
         extra["datasets"] = "; ".join(f"{d.get('level_of_theory')} ({d.get('description', '')})"
                                       for d in extra.get("datasets", []))
     lines += [(key, value) for key, value in extra.items()]

@@ -1,6 +1,7 @@
 """mechanical-ml-charges: ML-MM Coulomb from the potential's charges, checked against numpy."""
 
 import itertools
+import warnings
 
 import numpy as np
 import openmm
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import mlmm
-from mlmm.potentials import QEqCharges
+from mlmm.potentials import QEqCharges, save_potential
 from mlmm.units import COULOMB_CONSTANT
 from conftest import SOLUTE, evaluate
 
@@ -140,3 +141,22 @@ def test_total_charge_is_passed_to_the_potential(solvated, pme_flexible_system, 
     e_neutral, _ = _ml_group_energy(neutral, solvated.positions)
     e_cation, _ = _ml_group_energy(cation, solvated.positions)
     assert abs(e_cation - e_neutral) > 1.0
+
+
+@pytest.mark.parametrize("charge_weight, warns", [(0.0, True), (1e3, False), (None, False)],
+                         ids=["charges-not-fitted", "charges-fitted", "no-record"])
+def test_charges_that_training_did_not_fit_are_flagged(tmp_path, solvated, pme_flexible_system, ff_potential,
+                                                       charge_weight, warns):
+    """A model file whose recorded loss weights gave the charges no weight warns with mechanical-ml-charges;
+    one trained on charges, and one without a record (nothing known), do not."""
+    extra = {} if charge_weight is None else {"loss_weights": {"energy": 1.0, "force": 0.01, "dipole": 1e4,
+                                                                "charge": charge_weight}}
+    path = save_potential(QEqCharges(ff_potential), tmp_path / "model.pt", extra=extra)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlmm.create_mixed_system(solvated.topology, pme_flexible_system, SOLUTE, path, "mechanical-ml-charges")
+    flagged = [w for w in caught if "did not fit them to reference charges" in str(w.message)]
+    assert len(flagged) == (1 if warns else 0)
+    if warns:
+        assert "'dipole': 10000.0" in str(flagged[0].message)
+        assert flagged[0].filename == __file__  # points at the caller's line

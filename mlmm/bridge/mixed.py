@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -15,7 +16,7 @@ from mlmm.bridge.transports import LAMBDA, make_force, scaled_by_lambda
 from mlmm.embedding import surgery
 from mlmm.embedding.modules import MechanicalEmbeddingModule
 from mlmm.embedding.selection import MLAtoms, molecule_roots, resolve_ml_atoms, validate_ml_region
-from mlmm.potentials.contract import PotentialInfo, check_elements, describe
+from mlmm.potentials.contract import PotentialInfo, charges_fitted, check_elements, describe
 from mlmm.potentials.io import load_potential, read_metadata
 
 EMBEDDINGS = ("mechanical", "mechanical-ml-charges", "electrostatic", "buffer")
@@ -29,6 +30,11 @@ _SCHEME_OPTIONS = {
 }
 #: Zero the ML atoms' force-field charges: these schemes compute ML-MM electrostatics themselves.
 _CHARGE_SCHEMES = ("mechanical-ml-charges", "electrostatic", "buffer")
+_UNFITTED_CHARGES = ("embedding='mechanical-ml-charges' couples the potential's atomic charges to the MM charges, "
+                     "but its training did not fit them to reference charges (loss weights {weights}): only the "
+                     "dipole term, if any, shaped them, and they can be far from physical atomic charges (an ML "
+                     "hydrogen with a negative charge can fall onto a TIP3P hydrogen, which has no Lennard-Jones "
+                     "site). Check them (energy_and_charges) or train with [training] charge_weight > 0.")
 
 PotentialLike = Union[str, Path, torch.nn.Module]
 
@@ -109,6 +115,8 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
             raise ValueError("embedding='mechanical-ml-charges' needs a potential that predicts charges (exports "
                              "energy_and_charges); wrap an energy-only potential in mlmm.potentials.QEqCharges "
                              "or use embedding='mechanical'.")
+        if charges_fitted(info.metadata) is False:
+            warnings.warn(_UNFITTED_CHARGES.format(weights=info.metadata["extra"]["loss_weights"]), stacklevel=3)
         embedding_module = ml_charges_module(topology, mm_system, ml, atomic_numbers, module, periodic, **options)
     return EmbeddingPlan(embedding_module, ml, periodic, embedding, info)
 

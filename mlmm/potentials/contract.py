@@ -100,6 +100,19 @@ def describe(module: torch.nn.Module, metadata: Optional[dict] = None) -> Potent
     )
 
 
+def charges_fitted(metadata: dict) -> Optional[bool]:
+    """Whether training fitted a potential's atomic charges to reference charges, from the loss weights
+    ``mlmm train`` records in the model file (``extra["loss_weights"]``): True when the charge weight was
+    positive, False when it was zero (the charges then follow only from the dipole term, if any, and need
+    not resemble physical atomic charges), None for files without that record (adapted or hand-made
+    potentials, QEq wrappers). Only the last training counts: a network fine-tuned without charges from
+    one trained with them is False."""
+    weights = metadata.get("extra", {}).get("loss_weights")
+    if weights is None:
+        return None
+    return weights["charge"] > 0
+
+
 def check_elements(info: PotentialInfo, atomic_numbers: Sequence[int], atom_indices: Sequence[int]) -> None:
     """Raise ValueError naming the first ML atom whose element the potential does not support."""
     if info.supported_elements is None:

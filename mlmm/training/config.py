@@ -95,6 +95,14 @@ class TrainingSettings:
     max_minutes: Optional[float] = None  # stop (and keep the best model) after this wall time
     dtype: str = "float32"
 
+    def loss_weights(self) -> Dict[str, float]:
+        """The weight of each term of the loss (units above), charge_change_weight resolved to its
+        default; the trainer uses them and records them in the model file (``extra["loss_weights"]``)."""
+        return {"energy": self.energy_weight, "force": self.force_weight, "dipole": self.dipole_weight,
+                "charge": self.charge_weight,
+                "charge_change": self.charge_weight if self.charge_change_weight is None else self.charge_change_weight,
+                "field_energy": self.field_energy_weight}
+
 
 @dataclasses.dataclass
 class TransferConfig:

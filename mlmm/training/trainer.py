@@ -6,7 +6,7 @@ What one run writes into the output directory:
 - ``checkpoint.pt``: everything needed to resume, rewritten atomically after every epoch;
 - ``log.csv``: one row per epoch (learning rate, training loss, validation MAEs);
 - ``model.pt``: the best weights by validation loss (EMA weights), in float64, with the
-  configuration, split, dataset provenance and test errors in its metadata;
+  configuration fingerprint, loss weights, split, dataset provenance and test errors in its metadata;
 - ``metrics.json``: test-set errors (all frames and per frame source);
 - ``learning_curve.png``.
 
@@ -82,11 +82,7 @@ class Trainer:
         self.progress = progress
         self.output = Path(config.output)
         self.dtype = torch.float64 if self.settings.dtype == "float64" else torch.float32
-        self.weights = {"energy": self.settings.energy_weight, "force": self.settings.force_weight,
-                        "dipole": self.settings.dipole_weight, "charge": self.settings.charge_weight,
-                        "charge_change": (self.settings.charge_weight if self.settings.charge_change_weight is None
-                                          else self.settings.charge_change_weight),
-                        "field_energy": self.settings.field_energy_weight}
+        self.weights = self.settings.loss_weights()
 
     # -- setup ---------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -294,7 +290,7 @@ class Trainer:
         self.compiled.load_state_dict(final.state_dict())
         extra = {"model": self._model_recipe(), "split": self.split, "metrics": metrics,
                  "datasets": self.provenance, "training_config": self.config.fingerprint(),
-                 "delta_from": self.config.data.delta_from}
+                 "delta_from": self.config.data.delta_from, "loss_weights": self.weights}
         if self.coupling is not None:
             extra["buffer_outer_coupling"] = self.coupling
         if self.config.model.vacuum_model is not None:  # its recipe, so that eager_potential can rebuild both
