@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                                                "parameters (content hash checked), name and metadata.")
     rescript.add_argument("model", type=Path, help="mlmm model file written by `mlmm train`")
     rescript.add_argument("output", type=Path, help="model file to write (may be MODEL itself)")
+    rescript.add_argument("--vacuum", type=Path, help="for a model trained with a vacuum model (electrostatic "
+                          "embedding, vacuum-anchored buffer): write it with this vacuum model file's network "
+                          "instead (e.g. one refined since)")
 
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
@@ -319,8 +322,9 @@ def _adapt(args: argparse.Namespace) -> int:
 def _rescript(args: argparse.Namespace) -> int:
     from mlmm.training.models import rescript
 
-    rescript(args.model, args.output)
-    print(f"{args.output}: {args.model} saved with the code of this mlmm")
+    rescript(args.model, args.output, args.vacuum)
+    paired = f", its vacuum network from {args.vacuum}" if args.vacuum else ""
+    print(f"{args.output}: {args.model} saved with the code of this mlmm{paired}")
     return 0
 
 

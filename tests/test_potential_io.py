@@ -117,3 +117,14 @@ def test_rescript_saves_the_same_model_with_the_current_code(tmp_path, ff_potent
     no_recipe = mlmm.save_potential(ff_potential, tmp_path / "ff.pt", supported_elements=[1, 6, 7, 8])
     assert main(["rescript", str(no_recipe), str(tmp_path / "out.pt")]) == 1
     assert "does not record how its network was built" in capsys.readouterr().err
+    # --vacuum: the same embedding network with another vacuum network (here the one it was trained with)
+    paired = tmp_path / "paired.pt"
+    assert main(["rescript", str(source), str(paired), "--vacuum", str(WATER_MODELS["mechanical"])]) == 0
+    assert "its vacuum network from" in capsys.readouterr().out
+    paired_metadata = mlmm.read_metadata(paired)
+    assert paired_metadata["content_hash"] == old_metadata["content_hash"]
+    for key in ("embedding_scheme", "environment", "supported_elements", "cutoff_nm"):
+        assert paired_metadata[key] == old_metadata[key]
+    assert main(["rescript", str(WATER_MODELS["mechanical"]), str(tmp_path / "out.pt"), "--vacuum",
+                 str(WATER_MODELS["mechanical"])]) == 1
+    assert "not trained with a vacuum model" in capsys.readouterr().err

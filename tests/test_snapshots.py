@@ -8,7 +8,7 @@ import openmm.app as app
 import openmm.unit as u
 import pytest
 
-from mlmm.data.snapshots import _minimum_image, mm_environment, solvent_snapshots
+from mlmm.data.snapshots import _minimum_image, mm_environment, snapshots_of_frames, solvent_snapshots
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,17 @@ def test_solvent_snapshots_hold_whole_residues_within_the_cutoff(water_box):
     np.testing.assert_allclose(shift, np.round(shift), atol=1e-9)
     assert (np.abs(np.diff(np.round(shift).reshape(-1, 3, 3), axis=1)) == 0).all()
     assert np.abs(np.round(shift)).max() >= 1  # the boundary was crossed: the wrapping path was exercised
+    # the same snapshot from a stored frame (as a trajectory holds it)
+    stored = snapshots_of_frames(simulation.topology, simulation.system, ml, cutoff,
+                                 [(x, box, result["steps"][-1], result["times"][-1])])
+    n = stored["mm_mask"].shape[1]
+    assert n == counts[-1] and stored["steps"][0] == result["steps"][-1]
+    for key in ("positions", "mm_positions", "mm_charges", "mm_atoms", "mm_species", "mm_anchor", "box"):
+        np.testing.assert_array_equal(stored[key][0], result[key][-1][:n] if key.startswith("mm") else result[key][-1])
+    with pytest.raises(ValueError, match="no box"):
+        snapshots_of_frames(simulation.topology, simulation.system, ml, cutoff, [(x, None, 0, 0.0)])
+    with pytest.raises(ValueError, match="no frames"):
+        snapshots_of_frames(simulation.topology, simulation.system, ml, cutoff, [])
 
 
 def test_mm_environment_is_unchanged_when_atoms_are_wrapped_differently(water_box):

@@ -157,6 +157,23 @@ def test_an_electrostatic_model_file_records_both_recipes_and_is_rebuilt(tmp_pat
     with torch.no_grad():
         assert float(eager.energy_in_field(species, x, mm_x, mm_q, 0.0)[0]) == pytest.approx(
             float(scripted.energy_in_field(species, x, mm_x, mm_q, 0.0)[0]), abs=1e-8)
+    # another vacuum network (a committee of four): the embedding energy stays, the vacuum energy is the new one's
+    other = data / "active-learning" / "iteration-0" / "model.pt"
+    models.rescript(tmp_path / "run" / "model.pt", tmp_path / "paired.pt", vacuum=other)
+    paired, paired_metadata = load_potential(tmp_path / "paired.pt")
+    other_module, other_metadata = load_potential(other)
+    with torch.no_grad():
+        assert float(paired(species, x)) == float(other_module(species, x))
+        embedding_energy = float(scripted.energy_in_field(species, x, mm_x, mm_q, 0.0)[0] - scripted(species, x))
+        assert float(paired.energy_in_field(species, x, mm_x, mm_q, 0.0)[0] - paired(species, x)) == pytest.approx(
+            embedding_energy, abs=1e-10)
+    assert paired_metadata["extra"]["vacuum_model"] == other_metadata["extra"]["model"]
+    assert paired_metadata["extra"]["vacuum_model_file"]["content_hash"] == other_metadata["content_hash"]
+    assert paired_metadata["extra"]["metrics"] == metadata["extra"]["metrics"]
+    with pytest.raises(ValueError, match="not trained with a vacuum model"):
+        models.rescript(other, tmp_path / "refused.pt", vacuum=other)
+    with pytest.raises(ValueError, match="is not a vacuum potential"):
+        models.rescript(tmp_path / "run" / "model.pt", tmp_path / "refused.pt", vacuum=tmp_path / "paired.pt")
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Solvent snapshots for embedding data: the ML region and the whole MM residues around it, from MM MD.
+"""Solvent snapshots for embedding data: the ML region and the whole MM residues around it, from MD.
 
 Positions in nm, charges in e. Periodic boxes are OpenMM's (reduced, possibly triclinic)
 box vectors as rows [3, 3]; coordinates need not be wrapped.
@@ -16,8 +16,8 @@ from mlmm.data.calculators import outer_potential
 from mlmm.data.dataset import Dataset
 from mlmm.potentials.neighbors import check_cell
 
-__all__ = ["buffer_clusters", "empty_buffer_frames", "mm_environment", "solvent_snapshots", "switched_charges",
-           "weighted_environment", "without_outer_charges"]
+__all__ = ["buffer_clusters", "empty_buffer_frames", "mm_environment", "snapshots_of_frames", "solvent_snapshots",
+           "switched_charges", "weighted_environment", "without_outer_charges"]
 
 # the 27 lattice translations n_a a + n_b b + n_c c with n in {-1, 0, 1}, as coefficients
 _NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T.astype(float)
@@ -160,22 +160,46 @@ def mm_environment(positions: np.ndarray, box: Optional[np.ndarray], ml_atoms: S
 def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, interval: int) -> dict:
     """Snapshots of the ML region and its MM environment from MM MD (data for embedding schemes).
 
-    Runs ``interval`` steps of ``simulation`` before each of ``n_snapshots`` snapshots. The MM
-    environment of a snapshot is every residue (for solvent: every molecule) with any atom
+    Runs ``interval`` steps of ``simulation`` before each of ``n_snapshots`` snapshots; each is
+    taken as by :func:`snapshots_of_frames` (which see for ``ml_atoms``, ``cutoff`` and the
+    returned arrays). ``simulation`` (an equilibrated ``openmm.app.Simulation``) is advanced in place.
+    """
+    import openmm.unit as u
+
+    if int(n_snapshots) < 1 or int(interval) < 1:
+        raise ValueError(f"n_snapshots and interval must be at least 1, got {n_snapshots} and {interval}")
+    periodic = simulation.system.usesPeriodicBoundaryConditions()
+
+    def frames():
+        for _ in range(int(n_snapshots)):
+            simulation.step(int(interval))
+            state = simulation.context.getState(getPositions=True)
+            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer) if periodic else None
+            yield (state.getPositions(asNumpy=True).value_in_unit(u.nanometer), box, simulation.currentStep,
+                   state.getTime().value_in_unit(u.picosecond))
+
+    return snapshots_of_frames(simulation.topology, simulation.system, ml_atoms, cutoff, frames())
+
+
+def snapshots_of_frames(topology, system, ml_atoms, cutoff: float, frames) -> dict:
+    """Snapshots of the ML region and its MM environment in given frames (of MM or ML/MM MD).
+
+    The MM environment of a frame is every residue (for solvent: every molecule) with any atom
     within ``cutoff`` of any ML atom by minimum image for the (possibly triclinic) box, taken
     whole and imaged next to the whole ML region (see :func:`mm_environment`), so no net charge
     is cut. Charges are those of the system's NonbondedForce (parameter offsets are not applied).
 
     Parameters
     ----------
-    simulation : openmm.app.Simulation
-        MM simulation of solute and solvent, already equilibrated; it is advanced in place.
+    topology : openmm.app.Topology
+    system : openmm.System
+        The force-field System of the frames' atoms (for the MM charges and masses).
     ml_atoms : sequence of int or str
         ML atom indices or an MDTraj selection string; whole residues only.
     cutoff : float or openmm.unit.Quantity
         Selection cutoff (nm).
-    n_snapshots, interval : int
-        Number of snapshots, and MD steps before each.
+    frames : iterable of (positions [N, 3] nm, box [3, 3] nm or None, step, time ps)
+        E.g. the frames of a trajectory (box None for a non-periodic system).
 
     Returns
     -------
@@ -196,13 +220,10 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
     from mlmm.units import to_nm
 
     cutoff = to_nm(cutoff, "cutoff")
-    if int(n_snapshots) < 1 or int(interval) < 1:
-        raise ValueError(f"n_snapshots and interval must be at least 1, got {n_snapshots} and {interval}")
-    topology, system = simulation.topology, simulation.system
     ml = resolve_ml_atoms(topology, ml_atoms)
     nonbonded = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
     if len(nonbonded) != 1:
-        raise ValueError(f"the system has {len(nonbonded)} NonbondedForces; solvent_snapshots takes the MM "
+        raise ValueError(f"the system has {len(nonbonded)} NonbondedForces; the snapshots take the MM "
                          "charges from exactly one")
     charges = np.array([nonbonded[0].getParticleParameters(i)[0].value_in_unit(u.elementary_charge)
                         for i in range(system.getNumParticles())])
@@ -224,18 +245,22 @@ def solvent_snapshots(simulation, ml_atoms, cutoff: float, n_snapshots: int, int
     species = numbers[ml]
     periodic = system.usesPeriodicBoundaryConditions()
     ml_frames, mm_atoms, mm_frames, boxes, steps, times = [], [], [], [], [], []
-    for _ in range(int(n_snapshots)):
-        simulation.step(int(interval))
-        state = simulation.context.getState(getPositions=True)
-        x = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
-        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer) if periodic else None
+    for x, box, step, time in frames:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (len(numbers), 3):
+            raise ValueError(f"a frame has positions of shape {x.shape}; the topology has {len(numbers)} atoms")
+        if periodic and box is None:
+            raise ValueError("the system is periodic but a frame has no box")
+        box = np.asarray(box, dtype=np.float64) if periodic else None
         ml_x, atoms, mm_x = mm_environment(x, box, ml, residues, cutoff, ml_bonds)
         ml_frames.append(ml_x)
         mm_atoms.append(atoms)
         mm_frames.append(mm_x)
         boxes.append(box)
-        steps.append(simulation.currentStep)
-        times.append(state.getTime().value_in_unit(u.picosecond))
+        steps.append(step)
+        times.append(time)
+    if not ml_frames:
+        raise ValueError("no frames given")
     m_max = max(len(a) for a in mm_atoms)
     s = len(mm_atoms)
     result = {"positions": np.array(ml_frames), "species": species, "ml_atoms": np.array(ml, dtype=np.int64),

@@ -9,6 +9,7 @@ any trained model file, e.g. for ahead-of-time compilation, or to save it with t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from mlmm.data.dataset import Dataset
 from mlmm.potentials import (FAMILIES, HDNNP, ElectrostaticEmbedding, ElectrostaticPotential, NeuralPotential,
                              VacuumAnchoredBuffer, load_potential, read_metadata, save_potential)
+from mlmm.potentials.io import content_hash
 
 
 def build(family: str, elements, options: Dict) -> NeuralPotential:
@@ -78,20 +80,58 @@ def eager_potential(path) -> torch.nn.Module:
     return module
 
 
-def rescript(path, output) -> None:
+def rescript(path, output, vacuum=None) -> None:
     """Write the trained model file ``path`` again, as ``output``, with this mlmm's code.
 
     A model file holds the TorchScript code of the mlmm that saved it; this rebuilds its eager module
     (:func:`eager_potential`) and saves it with the same parameters (the content hash is checked),
     name and ``extra`` metadata, so that fixes to the code reach the model (e.g. GPU paths free of
     host synchronisation, which CUDA graphs need).
+
+    With ``vacuum`` (a vacuum model file written by the trainer), a model trained with a vacuum model
+    (electrostatic embedding or vacuum-anchored buffer network) is written with that vacuum network
+    instead, e.g. one refined by active learning since. Such a network learns a difference of reference
+    energies (E(QM/MM) - E(QM), or E(I u B) - E(B) - E(I)) and never evaluates its vacuum network, so its
+    parameters, test errors and loss weights hold unchanged; the file records the new vacuum network's
+    recipe and its file (``extra["vacuum_model_file"]``: path as given and content hash). Both parts' parameters
+    are checked against their files.
     """
     metadata = read_metadata(path)
-    potential = eager_potential(path)
-    save_potential(potential, output, metadata["supported_elements"], metadata.get("cutoff_nm"), metadata.get("name"),
-                   metadata.get("extra"))
-    if read_metadata(output)["content_hash"] != metadata["content_hash"]:
+    if vacuum is None:
+        potential, extra = eager_potential(path), metadata.get("extra")
+    else:
+        potential, extra = _paired_with(path, vacuum, metadata)
+    # a new pair takes its elements and cutoff from its parts (save_potential's defaults)
+    elements, cutoff = (metadata["supported_elements"], metadata.get("cutoff_nm")) if vacuum is None else (None, None)
+    save_potential(potential, output, elements, cutoff, metadata.get("name"), extra)
+    written, _ = load_potential(output)
+    if vacuum is None:
+        faithful = content_hash(written) == metadata["content_hash"]
+    else:
+        network = written.embedding if isinstance(potential, ElectrostaticPotential) else written.network
+        faithful = (content_hash(network) == content_hash(rebuild(path))
+                    and content_hash(written.vacuum) == read_metadata(vacuum)["content_hash"])
+    if not faithful:
         raise RuntimeError(f"{output} does not hold the parameters of {path}; not a faithful copy")
+
+
+def _paired_with(path, vacuum, metadata: dict):
+    """The eager network of the model file ``path`` (trained with a vacuum model) with the vacuum network of
+    the model file ``vacuum``, and the ``extra`` metadata that records the pair."""
+    extra = metadata.get("extra", {})
+    if extra.get("vacuum_model") is None:
+        raise ValueError(f"{path} was not trained with a vacuum model (no extra['vacuum_model']); only an "
+                         "electrostatic embedding or vacuum-anchored buffer network can take another one")
+    vacuum_metadata = read_metadata(vacuum)
+    if vacuum_metadata.get("embedding_scheme") is not None or vacuum_metadata.get("extra", {}).get("vacuum_model"):
+        raise ValueError(f"{vacuum} is not a vacuum potential (it was trained for an embedding scheme)")
+    network, vacuum_network = rebuild(path), rebuild(vacuum)
+    missing = sorted(set(network.supported_elements) - set(vacuum_network.supported_elements))
+    if missing:
+        raise ValueError(f"{vacuum} does not support the atomic numbers {missing}, which {path}'s network does")
+    record = {"file": str(vacuum), "content_hash": vacuum_metadata["content_hash"]}
+    extra = dict(extra, vacuum_model=vacuum_metadata["extra"]["model"], vacuum_model_file=record)
+    return with_vacuum(vacuum_network, network), extra
 
 
 def _with_weights(model: torch.nn.Module, scripted: torch.jit.ScriptModule) -> torch.nn.Module:
