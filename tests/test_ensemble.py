@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from mlmm.analysis.rate_files import finished_replicas
 from mlmm.bridge.ensemble import SUMMARY_FILE, replicas, run_ensemble
 from mlmm.bridge.simulation import checkpoint_step, run_simulation
 from mlmm.cli import main
@@ -56,6 +57,14 @@ def test_an_interrupted_ensemble_completes_only_the_missing_replicas(tmp_path, c
     # a rerun has nothing left to do and starts no cluster
     assert main(["ensemble", str(path)]) == 0
     assert "ran 0, already finished 4, failed 0" in capsys.readouterr().out
+    # a batch of other seeds in the same directory: the summary keeps the first batch's rows
+    other = tmp_path / "other.toml"
+    other.write_text(path.read_text().replace("seeds = [1, 2]", "seeds = [3]"))
+    run_ensemble(load_ensemble(other))
+    names = [row["name"] for row in json.loads((tmp_path / "replicas" / SUMMARY_FILE).read_text())["replicas"]]
+    assert sorted(names) == sorted([m.name for m in members] + ["T300K-seed3", "T350K-seed3"])
+    finished, left_out = finished_replicas(tmp_path / "replicas" / SUMMARY_FILE, members)
+    assert sum(len(rows) for rows in finished.values()) == 4 and not left_out
 
 
 def test_a_replica_folder_holding_another_run_fails_alone(tmp_path):

@@ -64,8 +64,8 @@ def finished_replicas(summary: Path, members: Optional[Sequence["Replica"]] = No
     temperature (not finished, or not in the summary).
 
     ``members``: the replicas to use, those of the ensemble configuration
-    (:func:`mlmm.bridge.ensemble.replicas`; the summary lists those of the last ``mlmm ensemble``
-    call, which may differ), matched by name. Default: every replica in the summary.
+    (:func:`mlmm.bridge.ensemble.replicas`; the summary also lists those of other configurations run in
+    the same directory), matched by name. Default: every replica in the summary.
     """
     if not Path(summary).is_file():
         raise ValueError(f"no ensemble summary at {summary}: run `mlmm ensemble` with this configuration first")

@@ -143,7 +143,10 @@ def _report(console: Any, name: str, result: EnsembleResult) -> None:
 
 
 def _write_summary(ensemble: EnsembleConfig, members: list[Replica], result: EnsembleResult) -> None:
-    """DIRECTORY/ensemble.json: every replica's folder, trajectory, temperature, seed, steps reached and state."""
+    """DIRECTORY/ensemble.json: every replica's folder, trajectory, temperature, seed, steps reached and state.
+
+    The rows of replicas of other configurations in the same directory (earlier batches of other seeds)
+    are kept, so that each batch's configuration still finds its replicas."""
     rows = []
     for replica in members:
         if replica.name in result.failed:
@@ -154,6 +157,9 @@ def _write_summary(ensemble: EnsembleConfig, members: list[Replica], result: Ens
         rows.append({"name": replica.name, "temperature_K": replica.temperature_K, "seed": replica.seed,
                      "steps": steps, "state": state, "directory": str(replica.config.output.directory),
                      "trajectory": str(replica.config.output.trajectory_path)})
+    summary = ensemble.directory / SUMMARY_FILE
+    if summary.is_file():
+        names = {row["name"] for row in rows}
+        rows = [row for row in json.loads(summary.read_text())["replicas"] if row["name"] not in names] + rows
     ensemble.directory.mkdir(parents=True, exist_ok=True)
-    (ensemble.directory / SUMMARY_FILE).write_text(json.dumps({"source": str(ensemble.source), "replicas": rows},
-                                                              indent=1))
+    summary.write_text(json.dumps({"source": str(ensemble.source), "replicas": rows}, indent=1))
