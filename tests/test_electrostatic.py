@@ -293,3 +293,38 @@ def test_both_transports_and_lambda_interpolation_agree(water_box, water_potenti
     assert evaluate(interpolated, pdb.positions)[0] == pytest.approx(results[0][0], abs=1e-6)
     assert evaluate(interpolated, pdb.positions, parameters={"lambda_interpolate": 0.0})[0] == pytest.approx(
         evaluate(mm_system, pdb.positions)[0], abs=1e-6)
+
+
+def test_scheme_errors_against_an_analytic_coulomb_reference():
+    """E_int errors of embedding schemes (mlmm.training.embedding_errors): a reference whose interaction is
+    exactly the bare Coulomb energy of fixed charges (energies and forces in numpy) gives that scheme zero
+    error; charges 10 % too large give a signed mean error of 10 % of the mean interaction."""
+    from mlmm.data.dataset import Dataset
+    from mlmm.training.embedding_errors import coulomb_interaction, fixed_charges, scheme_errors
+
+    rng = np.random.default_rng(4)
+    water = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+    positions = water + 0.005 * rng.standard_normal((5, 3, 3))
+    mm_positions = rng.uniform(0.3, 0.7, (5, 6, 3)) * rng.choice([-1, 1], (5, 6, 3))
+    mm_charges = rng.normal(0.0, 0.4, (5, 6))
+    charges = np.array([-0.8, 0.4, 0.4])
+    delta = positions[:, :, None] - mm_positions[:, None]  # [F, n, m, 3]
+    r = np.linalg.norm(delta, axis=-1)
+    pair = COULOMB_CONSTANT * charges[None, :, None] * mm_charges[:, None, :]
+    interaction = (pair / r).sum((1, 2))
+    forces = (pair[..., None] * delta / r[..., None] ** 3).sum(2)
+    vacuum_energies, vacuum_forces = rng.normal(0, 5, 5), rng.normal(0, 50, (5, 3, 3))
+    vacuum = Dataset(species=np.array([8, 1, 1]), positions=positions, energies=vacuum_energies,
+                     forces=vacuum_forces)
+    embedded = Dataset(species=np.array([8, 1, 1]), positions=positions, energies=vacuum_energies + interaction,
+                       forces=vacuum_forces + forces, mm_positions=mm_positions, mm_charges=mm_charges)
+    result = scheme_errors({"exact": coulomb_interaction(fixed_charges(charges)),
+                            "scaled": coulomb_interaction(fixed_charges(1.1 * charges))}, embedded, vacuum)
+    assert result["reference"]["n_frames"] == 5
+    assert result["reference"]["interaction_mean"] == pytest.approx(interaction.mean(), rel=1e-12)
+    assert max(result["exact"].values()) < 1e-9 and min(result["exact"].values()) > -1e-9
+    assert result["scaled"]["energy_mean_error"] == pytest.approx(0.1 * interaction.mean(), rel=1e-9)
+    assert result["scaled"]["energy_mae"] == pytest.approx(0.1 * np.abs(interaction).mean(), rel=1e-9)
+    assert result["scaled"]["forces_mae"] == pytest.approx(0.1 * np.abs(forces).mean(), rel=1e-9)
+    selected = scheme_errors({"scaled": coulomb_interaction(fixed_charges(1.1 * charges))}, embedded, vacuum, [1, 3])
+    assert selected["scaled"]["energy_mean_error"] == pytest.approx(0.1 * interaction[[1, 3]].mean(), rel=1e-9)

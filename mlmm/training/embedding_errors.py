@@ -72,7 +72,8 @@ def interaction_predictions(interaction: InteractionFn, frames: Dataset) -> Dict
 
 def scheme_errors(schemes: Dict[str, InteractionFn], embedded: Dataset, vacuum: Dataset,
                   frames: Optional[Sequence[int]] = None) -> Dict[str, Dict[str, float]]:
-    """MAE and RMSE of E_int (kJ/mol) and of dF on ML atoms (kJ/mol/nm, per component) for each scheme.
+    """Mean error (predicted - reference), MAE and RMSE of E_int (kJ/mol) and MAE and RMSE of dF on ML atoms
+    (kJ/mol/nm, per component) for each scheme.
 
     ``embedded`` and ``vacuum`` hold the same geometries in the same order; ``frames`` selects
     (e.g. the held-out test frames), default all. Also reports the reference's mean and spread.
@@ -89,7 +90,8 @@ def scheme_errors(schemes: Dict[str, InteractionFn], embedded: Dataset, vacuum: 
         predicted = interaction_predictions(interaction, selected)
         energy_error = predicted["energy"] - reference_energy
         force_error = predicted["forces"] - reference_forces
-        result[name] = {"energy_mae": float(np.abs(energy_error).mean()),
+        result[name] = {"energy_mean_error": float(energy_error.mean()),
+                        "energy_mae": float(np.abs(energy_error).mean()),
                         "energy_rmse": float(np.sqrt((energy_error ** 2).mean())),
                         "forces_mae": float(np.abs(force_error).mean()),
                         "forces_rmse": float(np.sqrt((force_error ** 2).mean()))}
