@@ -3,8 +3,10 @@
 The proton-transfer barrier rises steeply with the donor-acceptor distance, so how far the hydrogen
 bonds stretch with temperature bears on the apparent activation energy (README.md). Reads the finished
 replicas of an ensemble configuration of this folder (run it first; default ensemble.toml) and prints, per
-temperature, the mean and standard deviation of both O...O distances over all frames (nm) and the fraction
-of them above 0.30 nm (minimum image in a periodic box). Run from the repository root:
+temperature, the mean and standard deviation of both O...O distances over all frames (nm), the fraction of
+them above 0.30 nm, and the fraction of frames in which one hydrogen bond is broken: the longer of the two
+H...O(acceptor) distances above 0.30 nm (in water, a water in its place; minimum image in a periodic box).
+Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/rates/hydrogen_bonds.py [ensemble-tip3p.toml]
 """
 
@@ -22,6 +24,8 @@ from mlmm.config import load_ensemble
 HERE = Path(__file__).parent
 #: (donor O, acceptor O) of the two transferring protons, as in ensemble.toml's --proton triples
 HYDROGEN_BONDS = [(2, 6), (7, 1)]
+#: (transferring H, acceptor O) of the two hydrogen bonds
+PROTON_ACCEPTOR = [(4, 6), (9, 1)]
 STRETCHED_NM = 0.30
 
 if __name__ == "__main__":
@@ -33,5 +37,8 @@ if __name__ == "__main__":
         trajectories = [read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb") for row in rows]
         values = np.concatenate([distance(trajectory.positions, a, b, trajectory.boxes)
                                  for trajectory in trajectories for a, b in HYDROGEN_BONDS])
+        longer = np.concatenate([np.max([distance(trajectory.positions, h, o, trajectory.boxes)
+                                         for h, o in PROTON_ACCEPTOR], axis=0) for trajectory in trajectories])
         print(f"{temperature:g} K: O...O {values.mean():.4f} +- {values.std():.4f} nm, "
-              f"{(values > STRETCHED_NM).mean():.3f} of them above {STRETCHED_NM} nm")
+              f"{(values > STRETCHED_NM).mean():.3f} of them above {STRETCHED_NM} nm; one hydrogen bond broken "
+              f"(H...O above {STRETCHED_NM} nm) in {(longer > STRETCHED_NM).mean():.3f} of the frames")
