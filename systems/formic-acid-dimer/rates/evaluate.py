@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlmm.analysis.rates import distance
 from mlmm.data.dataset import load_dataset
 from mlmm.training.config import load_training_config
 from mlmm.training.metrics import errors
@@ -39,9 +40,10 @@ HYDROGEN_BONDS = [(4, 6), (9, 1)]
 INTACT_NM, BROKEN_NM = 0.25, 0.30
 
 
-def longer_hydrogen_bond(positions: np.ndarray) -> np.ndarray:
-    """The longer of the two H...O(acceptor) distances of each frame [frames, atoms, 3] (nm)."""
-    return np.max([np.linalg.norm(positions[:, h] - positions[:, o], axis=-1) for h, o in HYDROGEN_BONDS], axis=0)
+def longer_hydrogen_bond(positions: np.ndarray, boxes: np.ndarray = None) -> np.ndarray:
+    """The longer of the two H...O(acceptor) distances of each frame [frames, atoms, 3] (nm; minimum image
+    with ``boxes``)."""
+    return np.max([distance(positions, h, o, boxes) for h, o in HYDROGEN_BONDS], axis=0)
 
 
 def main() -> None:

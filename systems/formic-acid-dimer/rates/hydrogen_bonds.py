@@ -21,11 +21,11 @@ from mlmm.analysis.trajectory import read_trajectory
 from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
 from mlmm.config import load_ensemble
 
+from evaluate import BROKEN_NM, longer_hydrogen_bond  # this folder's evaluate.py
+
 HERE = Path(__file__).parent
 #: (donor O, acceptor O) of the two transferring protons, as in ensemble.toml's --proton triples
 HYDROGEN_BONDS = [(2, 6), (7, 1)]
-#: (transferring H, acceptor O) of the two hydrogen bonds
-PROTON_ACCEPTOR = [(4, 6), (9, 1)]
 STRETCHED_NM = 0.30
 
 if __name__ == "__main__":
@@ -37,8 +37,8 @@ if __name__ == "__main__":
         trajectories = [read_trajectory(row["trajectory"], Path(row["directory"]) / "topology.pdb") for row in rows]
         values = np.concatenate([distance(trajectory.positions, a, b, trajectory.boxes)
                                  for trajectory in trajectories for a, b in HYDROGEN_BONDS])
-        longer = np.concatenate([np.max([distance(trajectory.positions, h, o, trajectory.boxes)
-                                         for h, o in PROTON_ACCEPTOR], axis=0) for trajectory in trajectories])
+        longer = np.concatenate([longer_hydrogen_bond(trajectory.positions, trajectory.boxes)
+                                 for trajectory in trajectories])
         print(f"{temperature:g} K: O...O {values.mean():.4f} +- {values.std():.4f} nm, "
               f"{(values > STRETCHED_NM).mean():.3f} of them above {STRETCHED_NM} nm; one hydrogen bond broken "
-              f"(H...O above {STRETCHED_NM} nm) in {(longer > STRETCHED_NM).mean():.3f} of the frames")
+              f"(H...O above {BROKEN_NM} nm) in {(longer > BROKEN_NM).mean():.3f} of the frames")
