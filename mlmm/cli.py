@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--product", required=True, metavar="LOW:HIGH", help="product interval, e.g. --product=0.03:inf")
     rate.add_argument("--one-way", action="store_true",
                       help="count reactant -> product only (default: both ways over the time in either state)")
+    rate.add_argument("--min-residence", type=float, default=0.0, metavar="PS",
+                      help="count a transition only when the new state lasts PS ps: shorter visits (recrossings, "
+                           "or a visit cut short by the end of a replica) are undone, so the transitions counted "
+                           "are separate events as the Poisson interval assumes (default 0: every change)")
     rate.add_argument("--include", action="append", default=[], type=Path, metavar="EARLIER.json",
                       help="add the transitions and time of an earlier output of this command for other seeds of "
                            "the same run (e.g. a batch whose trajectories are gone); repeatable")
@@ -474,9 +478,10 @@ def _rate(args: argparse.Namespace) -> int:
     bounds = [_interval(args.reactant, "reactant"), _interval(args.product, "product")]
     result = ensemble_rates(ensemble.directory / SUMMARY_FILE, variable, bounds,
                             *((0, 1) if args.one_way else (None, None)),
-                            members=replicas(ensemble))
+                            members=replicas(ensemble), min_residence=args.min_residence)
     settings = {"collective_variable": {"protons": variable.protons, "distances": variable.distances},
-                "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way}
+                "reactant_nm": args.reactant, "product_nm": args.product, "one_way": args.one_way,
+                "min_residence_ps": args.min_residence}
     rows = rate_table(result)
     for earlier in args.include:
         rows = include_earlier(rows, read_rates(earlier), settings, str(earlier))

@@ -120,16 +120,27 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "replicas" / "rates.json").read_text())
     assert [row["temperature_K"] for row in result["rates"]] == [300.0, 350.0]
+    cvs = {}
     for row, temperature in zip(result["rates"], (300, 350)):
-        cvs = []
+        cvs[temperature] = []
         for seed in (1, 2):
             folder = tmp_path / "replicas" / f"T{temperature}K-seed{seed}"
             frames = mdtraj.load(str(folder / "trajectory.dcd"), top=str(folder / "topology.pdb"))
-            cvs.append(mdtraj.compute_distances(frames, [[0, 1]])[:, 0].astype(float))
-        expected = transition_rate(cvs, 0.002, [(-np.inf, 0.1085), (0.1105, np.inf)])
+            cvs[temperature].append(mdtraj.compute_distances(frames, [[0, 1]])[:, 0].astype(float))
+        expected = transition_rate(cvs[temperature], 0.002, [(-np.inf, 0.1085), (0.1105, np.inf)])
         assert row["transitions"] == expected.transitions > 0
         assert row["rate_per_ps"] == pytest.approx(expected.rate, rel=1e-4)
         assert row["time_ps"] <= 2 * 0.3 + 1e-9  # two replicas of 300 steps of 1 fs
+    # --min-residence: only visits of at least 3 frames count, fewer transitions
+    assert main(["rate", str(path), "--distance", "0,1", f"--reactant={bounds[0]}", f"--product={bounds[1]}",
+                 "--min-residence", "0.006", "--output", str(tmp_path / "events")]) == 0
+    events = json.loads((tmp_path / "events.json").read_text())
+    assert events["min_residence_ps"] == 0.006 and result["min_residence_ps"] == 0.0
+    for row, temperature in zip(events["rates"], (300, 350)):
+        expected = transition_rate(cvs[temperature], 0.002, [(-np.inf, 0.1085), (0.1105, np.inf)],
+                                   min_residence=0.006)
+        assert row["transitions"] == expected.transitions
+    assert sum(row["transitions"] for row in events["rates"]) < sum(row["transitions"] for row in result["rates"])
     assert "activation_energy_kJ_mol" in result["arrhenius"] and "Arrhenius: Ea" in printed
     assert (tmp_path / "replicas" / "rates.png").stat().st_size > 10_000
     # the configuration's replicas, not the summary's: seed 1 only, and a seed never run counts as left out
@@ -181,7 +192,10 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
     assert "counts the replicas of seeds [1] at 300.0 K again" in capsys.readouterr().err
     assert main(options + ["--reactant=-inf:0.108"]) == 1
     assert "reactant_nm = '-inf:0.1085', this call '-inf:0.108'" in capsys.readouterr().err
+    assert main(options + [f"--reactant={bounds[0]}", "--min-residence", "0.006"]) == 1
+    assert "min_residence_ps = 0.0, this call 0.006" in capsys.readouterr().err
     legacy = json.loads(earlier.read_text())
+    del legacy["min_residence_ps"]  # written before the option: counted every change, and pools as such
     for row in legacy["rates"]:
         del row["seeds"]
     earlier.write_text(json.dumps(legacy))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlmm.analysis.rates import (BOLTZMANN_OVER_PLANCK_PER_PS_K, Rate, arrhenius_fit, committed_states,
-                                 count_transitions, distance, distance_difference, eyring_fit, poisson_interval,
+                                 count_transitions, distance, distance_difference, drop_short_visits, eyring_fit, poisson_interval,
                                  rate_ratio, transition_rate)
 from mlmm.units import MOLAR_GAS_CONSTANT
 
@@ -51,6 +51,25 @@ def test_hysteresis_counts_only_committed_transitions():
     noise = 0.5 * np.sin(np.arange(1000))  # crosses 0 hundreds of times, never reaches a state
     with pytest.raises(ValueError, match="no frame was committed"):
         transition_rate(noise, 0.1, STATES)
+
+
+def test_a_minimum_residence_counts_separate_events_only():
+    states = np.array([-1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0])  # a 1-frame recrossing; a last visit of 2
+    assert drop_short_visits(states, 3).tolist() == [-1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    assert drop_short_visits(np.array([1, 0, 0, 0]), 2).tolist() == [-1, 0, 0, 0]  # short first visit
+    assert drop_short_visits(states, 1).tolist() == states.tolist()
+    # A dividing surface at the barrier top without a gap counts every recrossing of the barrier region: many
+    # times the rate between the wells. Undoing visits shorter than 0.1 diffusion times (2.4 relaxation times
+    # 1 / V''(min) of a well) leaves the events between the wells, whose rate the wide states count directly.
+    replicas = list(brownian_double_well(3_000, 200, seed=2))
+    wide = transition_rate(replicas, STEP, STATES)
+    at_the_top = [(-np.inf, 0.0), (1e-9, np.inf)]
+    every_crossing = transition_rate(replicas, STEP, at_the_top)
+    events = transition_rate(replicas, STEP, at_the_top, min_residence=0.1)
+    assert every_crossing.lower > 5 * wide.upper
+    assert events.lower <= wide.rate <= events.upper and wide.lower <= events.rate <= wide.upper
+    with pytest.raises(ValueError, match="min_residence"):
+        transition_rate(replicas, STEP, STATES, min_residence=-1.0)
 
 
 def test_garwood_interval_matches_tabulated_values():

@@ -87,9 +87,11 @@ def finished_replicas(summary: Path, members: Optional[Sequence["Replica"]] = No
 
 def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence[Tuple[float, float]],
                    reactant: Optional[int] = None, product: Optional[int] = None,
-                   confidence: float = 0.95, members: Optional[Sequence["Replica"]] = None) -> EnsembleRates:
+                   confidence: float = 0.95, members: Optional[Sequence["Replica"]] = None,
+                   min_residence: float = 0.0) -> EnsembleRates:
     """Rates per temperature from the finished replicas (:func:`finished_replicas` of ``summary`` and
-    ``members``; see the module docstring)."""
+    ``members``; see the module docstring), counting transitions whose new state lasts ``min_residence`` ps
+    (:func:`mlmm.analysis.rates.transition_rate`)."""
     groups, left_out = finished_replicas(summary, members)
     result = EnsembleRates()
     for temperature in sorted(groups):
@@ -103,7 +105,8 @@ def ensemble_rates(summary: Path, variable: CollectiveVariable, bounds: Sequence
                              f"{sorted(intervals)} ps")
         interval = intervals.pop()
         result.temperatures.append(temperature)
-        result.rates.append(transition_rate(trajectories, interval, bounds, reactant, product, confidence))
+        result.rates.append(transition_rate(trajectories, interval, bounds, reactant, product, confidence,
+                                            min_residence))
         result.seeds.append(sorted(row["seed"] for row in groups[temperature]))
         result.left_out.append(left_out.get(temperature, 0))
         result.frame_intervals.append(interval)
@@ -148,10 +151,15 @@ def read_rates(path: Path, option: str = "--include") -> dict:
     return content
 
 
+#: Settings that outputs written before they existed lack, with the value those outputs were counted with.
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"min_residence_ps": 0.0}
+
+
 def _check_counted_alike(other: dict, settings: dict, source: str, verb: str) -> None:
-    """Refuse an output (read from ``source``) whose collective variable, states or direction differ."""
+    """Refuse an output (read from ``source``) whose collective variable, states, direction or minimum
+    residence differ."""
     for key, value in settings.items():
-        if other.get(key) != json.loads(json.dumps(value)):
+        if other.get(key, SETTINGS_BEFORE_THEY_WERE_RECORDED.get(key)) != json.loads(json.dumps(value)):
             raise ValueError(f"{source} has {key} = {other.get(key)!r}, this call {value!r}: {verb} only rates "
                              "counted the same way")
 

@@ -17,7 +17,8 @@ import scipy.stats
 from mlmm.analysis.dipoles import lattice_shift_nm
 from mlmm.units import MOLAR_GAS_CONSTANT
 
-__all__ = ["distance", "distance_difference", "committed_states", "count_transitions", "Rate", "transition_rate",
+__all__ = ["distance", "distance_difference", "committed_states", "drop_short_visits", "count_transitions", "Rate",
+           "transition_rate",
            "RateRatio", "rate_ratio",
            "poisson_interval", "ArrheniusFit", "arrhenius_fit", "EyringFit", "eyring_fit"]
 
@@ -82,6 +83,28 @@ def committed_states(cv, bounds: Sequence[Tuple[float, float]]) -> np.ndarray:
     return states
 
 
+def drop_short_visits(states: np.ndarray, min_frames: int) -> np.ndarray:
+    """Committed states (:func:`committed_states`) with every visit shorter than ``min_frames`` frames undone.
+
+    A visit counts once the trajectory has stayed ``min_frames`` frames in the new state; a shorter one (a
+    recrossing, or a visit cut short by the end of the trajectory) is given to the state the trajectory was
+    committed to before it, so A -> B -> A within the time is no transition, and the transitions left are
+    separate events, as a Poisson interval assumes. A short first visit stays uncommitted (-1).
+    """
+    states = np.array(states, copy=True)
+    if min_frames <= 1:
+        return states
+    starts = np.concatenate([[0], np.flatnonzero(states[1:] != states[:-1]) + 1])
+    ends = np.append(starts[1:], states.size)
+    current = UNCOMMITTED
+    for start, end in zip(starts, ends):
+        if states[start] != current and end - start < min_frames:
+            states[start:end] = current
+        else:
+            current = states[start]
+    return states
+
+
 def count_transitions(states: np.ndarray, n_states: int) -> Tuple[np.ndarray, np.ndarray]:
     """Transitions and residence of one trajectory of committed states.
 
@@ -141,7 +164,7 @@ class Rate:
 
 def transition_rate(trajectories: Sequence, timestep: float, bounds: Sequence[Tuple[float, float]],
                     reactant: Optional[int] = None, product: Optional[int] = None,
-                    confidence: float = 0.95) -> Rate:
+                    confidence: float = 0.95, min_residence: float = 0.0) -> Rate:
     """Rate constant from one or many trajectories of a collective variable (replicas are pooled).
 
     k(reactant -> product) = n(reactant -> product) / t(reactant), with t the time committed to the
@@ -160,6 +183,9 @@ def transition_rate(trajectories: Sequence, timestep: float, bounds: Sequence[Tu
         State indices; both or neither.
     confidence : float
         Coverage of Garwood's interval.
+    min_residence : float
+        ps a new state must be kept for the transition to count (:func:`drop_short_visits`); 0 counts every
+        change of the committed state, recrossings included.
     """
     if isinstance(trajectories, np.ndarray) and trajectories.ndim == 1:
         trajectories = [trajectories]
@@ -167,10 +193,14 @@ def transition_rate(trajectories: Sequence, timestep: float, bounds: Sequence[Tu
         raise ValueError(f"timestep must be positive, got {timestep} ps")
     if (reactant is None) != (product is None):
         raise ValueError("give both reactant and product state indices, or neither (all transitions)")
+    if not min_residence >= 0:
+        raise ValueError(f"min_residence must be >= 0 ps, got {min_residence}")
+    min_frames = int(np.ceil(min_residence / timestep - 1e-9))
     counts = np.zeros((len(bounds), len(bounds)), dtype=np.int64)
     frames_in = np.zeros(len(bounds), dtype=np.int64)
     for cv in trajectories:
-        trajectory_counts, trajectory_frames = count_transitions(committed_states(cv, bounds), len(bounds))
+        states = drop_short_visits(committed_states(cv, bounds), min_frames)
+        trajectory_counts, trajectory_frames = count_transitions(states, len(bounds))
         counts += trajectory_counts
         frames_in += trajectory_frames
     if reactant is None:
