@@ -99,12 +99,18 @@ class RestraintConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     """[output]: where the trajectory (.dcd or .h5), the CSV log and the checkpoint go; ``velocities``
-    also stores velocities (nm/ps) in an .h5 trajectory, for power spectra."""
+    also stores velocities (nm/ps) in an .h5 trajectory, for power spectra. Optional CSV reports written
+    with every frame: ``embedding`` (what an electrostatic or buffer embedding sees: MM molecules, energy
+    parts, ML charges and dipole; with ``dipole_derivative`` its exact time derivative, for IR spectra) and
+    ``uncertainty`` (a committee model's spread on the ML region)."""
 
     directory: Path
     trajectory: str = "trajectory.dcd"
     log: str = "log.csv"
     velocities: bool = False
+    embedding: Optional[str] = None
+    dipole_derivative: bool = False
+    uncertainty: Optional[str] = None
 
     @property
     def trajectory_path(self) -> Path:
@@ -171,7 +177,13 @@ def load_config(path: Union[str, Path]) -> RunConfig:
       environment is minimised; a network is only trusted near its training geometries, and a
       minimiser's long trial steps can carry the ML region far outside them]
     - ``[output]``: ``directory``\\*, ``trajectory`` [trajectory.dcd; .dcd or .h5], ``log`` [log.csv],
-      ``velocities`` [false; true stores velocities in an .h5 trajectory, for power spectra]
+      ``velocities`` [false; true stores velocities in an .h5 trajectory, for power spectra], ``embedding``
+      [none; a CSV file name: with every frame, the embedding's MM molecules, energy parts, ML charges and
+      dipole (:class:`mlmm.EmbeddingReporter`; electrostatic and buffer embeddings)],
+      ``dipole_derivative`` [false; true adds the dipole's exact time derivative to it],
+      ``uncertainty`` [none; a CSV file name: with every frame, the committee model's energy and force
+      spread on the ML region (:class:`mlmm.UncertaintyReporter`)]. Like the log, these reports continue
+      with a resumed run without losing or repeating a row.
     - ``[[restraints]]`` (optional, repeatable): ``atoms``\\* (two atom indices), ``max_distance_nm``\\*,
       ``force_constant`` [10000 kJ/mol/nm^2]: a flat-bottom harmonic wall on their distance
 
@@ -184,9 +196,12 @@ def parse_config(data: dict[str, Any], base_dir: Union[str, Path], source: Optio
     """Validate a configuration already read into a dict; input paths are relative to ``base_dir``."""
     base_dir = Path(base_dir)
     _check_keys(data, {"system", "ml", "md", "output", "restraints"}, "the top level", tables=True)
-    return RunConfig(system=parse_system(_table(data, "system"), base_dir), ml=_parse_ml(_table(data, "ml"), base_dir),
-                     md=_parse_md(_table(data, "md")), output=_parse_output(_table(data, "output")), source=source,
-                     restraints=_parse_restraints(data.get("restraints", [])))
+    ml, output = _parse_ml(_table(data, "ml"), base_dir), _parse_output(_table(data, "output"))
+    if output.embedding and ml.embedding not in ("electrostatic", "buffer"):
+        raise ValueError(f"[output] embedding = {output.embedding!r} reports what an electrostatic or buffer "
+                         f"embedding sees; [ml] embedding is {ml.embedding!r}.")
+    return RunConfig(system=parse_system(_table(data, "system"), base_dir), ml=ml, md=_parse_md(_table(data, "md")),
+                     output=output, source=source, restraints=_parse_restraints(data.get("restraints", [])))
 
 
 def parse_system(table: dict[str, Any], base_dir: Path) -> SystemConfig:
@@ -273,15 +288,25 @@ def _parse_output(table: dict[str, Any]) -> OutputConfig:
     if Path(trajectory).suffix.lower() not in TRAJECTORY_FORMATS:
         raise ValueError(f"[output] trajectory = {trajectory!r} must end in one of {TRAJECTORY_FORMATS} "
                          "(DCD or MDTraj HDF5).")
-    for key, name in (("trajectory", trajectory), ("log", _get(table, "output", "log", str, "log.csv"))):
-        if Path(name).name != name:
+    files = {"trajectory": trajectory, "log": _get(table, "output", "log", str, "log.csv"),
+             "embedding": _get(table, "output", "embedding", str, None),
+             "uncertainty": _get(table, "output", "uncertainty", str, None)}
+    for key, name in files.items():
+        if name is not None and Path(name).name != name:
             raise ValueError(f"[output] {key} = {name!r} must be a file name; the folder is [output] directory.")
+    named = [name for name in files.values() if name is not None]
+    if len(set(named)) != len(named):
+        raise ValueError(f"[output] files must differ: {files}")
     velocities = _get(table, "output", "velocities", bool, False)
     if velocities and Path(trajectory).suffix.lower() != ".h5":
         raise ValueError(f"[output] velocities = true needs an HDF5 trajectory (a name ending in .h5), not "
                          f"{trajectory!r}: DCD files hold positions only.")
-    return OutputConfig(directory=Path(_get(table, "output", "directory", str)).resolve(), trajectory=trajectory,
-                        log=_get(table, "output", "log", str, "log.csv"), velocities=velocities)
+    dipole_derivative = _get(table, "output", "dipole_derivative", bool, False)
+    if dipole_derivative and files["embedding"] is None:
+        raise ValueError("[output] dipole_derivative = true is a column of the embedding report: name its file "
+                         "with [output] embedding.")
+    return OutputConfig(directory=Path(_get(table, "output", "directory", str)).resolve(), velocities=velocities,
+                        dipole_derivative=dipole_derivative, **files)
 
 
 @dataclass(frozen=True)

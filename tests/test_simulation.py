@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 
 import mdtraj
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import mlmm
-from conftest import SYSTEM_DIR
+from conftest import SYSTEM_DIR, WATER_DIR
 from mlmm.bridge import simulation as runner
 from mlmm.bridge.simulation import SimulationError, run_simulation
 from mlmm.bridge.trajectory import DCDWriter
@@ -281,3 +282,97 @@ def test_cuda_graphs_setting_reaches_the_force_and_a_run_continues_with_it_chang
         runner.build_simulation(config, seed=1).system)
     second = runner.run_simulation(config, progress=False)
     assert (first.steps, second.start_step, second.steps) == (30, 30, 60)
+
+
+def report_rows(path) -> dict[int, dict[str, float]]:
+    """The rows of a run's CSV report by step."""
+    with open(path, newline="") as handle:
+        return {int(row["step"]): {k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)}
+
+
+def test_the_embedding_report_continues_a_resumed_run_without_losing_a_row(tmp_path, monkeypatch):
+    """The ML water in its TIP3P box, electrostatic embedding: interrupted after the checkpoint of step 4 but
+    before that step's report row, the resumed run completes the row from the checkpointed state."""
+    from mlmm.bridge.reporters import EmbeddingReporter
+
+    path = tmp_path / "run.toml"
+    path.write_text(f"""
+[system]
+pdb = "{WATER_DIR / 'water-tip3p.pdb'}"
+forcefield = ["amber14/tip3p.xml"]
+nonbonded_method = "PME"
+cutoff_nm = 0.9
+[ml]
+atoms = "resid 0"
+model = "{WATER_DIR / 'embedding' / 'model' / 'model.pt'}"
+embedding = "electrostatic"
+[md]
+steps = 6
+timestep_fs = 0.5
+temperature_K = 300.0
+report_interval = 2
+seed = 3
+minimize = false
+[output]
+directory = "{tmp_path / 'out'}"
+embedding = "embedding.csv"
+dipole_derivative = true
+""")
+    config = load_config(path)
+    original = EmbeddingReporter.report
+
+    def interrupted(self, simulation, state):
+        if simulation.currentStep == 4:
+            raise KeyboardInterrupt
+        original(self, simulation, state)
+
+    monkeypatch.setattr(EmbeddingReporter, "report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(config, progress=False)
+    monkeypatch.setattr(EmbeddingReporter, "report", original)
+    report = config.output.directory / "embedding.csv"
+    assert list(report_rows(report)) == [2] and log_steps(config.output.log_path) == [2, 4]
+    saved = json.loads((config.output.directory / runner.CHECKPOINT_FILE).read_text())
+    state = openmm.XmlSerializer.deserialize(saved["state"])
+    pdb = openmm.app.PDBFile(str(WATER_DIR / "water-tip3p.pdb"))
+    _, mm_system = runner.build_mm_system(config.system)
+    plan = mlmm.plan_embedding(pdb.topology, mm_system, "resid 0", config.ml.model, "electrostatic")
+    x = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    box = torch.as_tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+    with torch.no_grad():
+        expected = plan.module.report(x, box)
+
+    result = run_simulation(config, progress=False)
+    assert (result.start_step, result.steps) == (4, 6)
+    rows = report_rows(report)
+    assert list(rows) == [2, 4, 6]
+    assert rows[4]["energy_kJ_per_mol"] == pytest.approx(float(expected["energy"]), abs=1e-8)
+    assert [rows[4][f"q{i}_e"] for i in range(3)] == pytest.approx(expected["charges"].tolist(), abs=1e-10)
+    assert all(abs(rows[step]["dipole_derivative_x_e_nm_per_ps"]) > 0 for step in rows)
+
+
+def test_a_committee_run_reports_its_spread_with_every_frame(tmp_path):
+    path = write_config(tmp_path, model=WATER_DIR / "active-learning" / "iteration-1" / "model.pt", steps=4,
+                        report_interval=2)
+    path.write_text(path.read_text().replace("alanine-dipeptide/alanine-dipeptide.pdb", "water/water.pdb")
+                    + 'uncertainty = "uncertainty.csv"\n')
+    config = load_config(path)
+    run_simulation(config, progress=False)
+    run_simulation(config.with_overrides(steps=6), progress=False)
+    rows = report_rows(config.output.directory / "uncertainty.csv")
+    assert list(rows) == [2, 4, 6]
+    assert all(row["sigma_energy_kJ_per_mol"] > 0 and row["atom_of_max_sigma_force"] in (0, 1, 2)
+               for row in rows.values())
+
+
+@pytest.mark.parametrize("output, named", [
+    ('embedding = "embedding.csv"', "[ml] embedding is 'mechanical'"),
+    ("dipole_derivative = true", "name its file"),
+    ('uncertainty = "log.csv"', "files must differ"),
+    ('uncertainty = "reports/u.csv"', "must be a file name"),
+])
+def test_bad_report_settings_are_refused(tmp_path, output, named):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + output + "\n")
+    with pytest.raises(ValueError, match=re.escape(named)):
+        load_config(path)

@@ -26,7 +26,8 @@ import openmm.app as app
 import openmm.unit as u
 import torch
 
-from mlmm.bridge.mixed import create_mixed_system, plan_embedding
+from mlmm.bridge.mixed import create_mixed_system
+from mlmm.bridge.run_reports import embedding_module, open_reports, truncate_csv
 from mlmm.bridge.trajectory import open_trajectory
 from mlmm.config import RunConfig, SystemConfig
 from mlmm.embedding.selection import resolve_ml_atoms
@@ -217,14 +218,10 @@ def _save_checkpoint(path: Path, identity: dict[str, Any], step: int, frames: in
 
 def _repair_log(path: Path, step: int, row: list) -> None:
     """Keep the log rows up to the checkpoint's ``step`` and restore its row if it is missing."""
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as handle:
-            rows = [r for r in csv.reader(handle) if r and r[0] != LOG_COLUMNS[0] and int(r[0]) <= step]
-    if not rows or int(rows[-1][0]) < step:
-        rows.append(row)
-    with open(path, "w", newline="") as handle:
-        csv.writer(handle).writerows([LOG_COLUMNS, *rows])
+    if truncate_csv(path, step) != step:
+        header = [] if path.is_file() and path.stat().st_size else [LOG_COLUMNS]
+        with open(path, "a", newline="") as handle:
+            csv.writer(handle).writerows([*header, row])
 
 
 def _frame(simulation: app.Simulation, periodic: bool, velocities: bool) -> openmm.State:
@@ -326,16 +323,13 @@ def embedding_breakdown(simulation: app.Simulation, config: RunConfig) -> dict[s
     number of MM molecules polarizing the ML region, at the simulation's positions; else empty."""
     if config.ml.embedding != "electrostatic":
         return {}
-    _, mm_system = build_mm_system(config.system)
-    atoms = config.ml.atoms if isinstance(config.ml.atoms, str) else list(config.ml.atoms)
-    plan = plan_embedding(simulation.topology, mm_system, atoms, config.ml.model, "electrostatic", **config.ml.options)
     state = simulation.context.getState(getPositions=True)
     positions = torch.as_tensor(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
     box = None
-    if plan.periodic:
+    if simulation.system.usesPeriodicBoundaryConditions():
         box = torch.as_tensor(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
     with torch.no_grad():
-        parts = plan.module.report(positions, box)
+        parts = embedding_module(simulation, config).report(positions, box)
     return {"ML in vacuum (NN)": float(parts["vacuum_energy"]),
             "ML-MM static (ML charges in the MM potential)": float(parts["static_energy"]),
             "ML-MM induced (polarization of the ML region)": float(parts["induced_energy"]),
@@ -385,13 +379,22 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
     periodic = simulation.system.usesPeriodicBoundaryConditions()
     writer = _resume(simulation, config, saved, periodic) if saved else _start(simulation, config, overwrite)
     start_step = simulation.currentStep
+    try:
+        reports = open_reports(simulation, config, start_step if saved else None)
+    except Exception:
+        writer.close()
+        raise
     progress = progress and start_step < config.md.steps
     if progress:
         _describe(simulation, config, console, start_step if saved else None)
     identity, dof = config.identity(), degrees_of_freedom(simulation.system)
     interval, timestep_ps, total = config.md.report_interval, config.md.timestep_fs * 1e-3, config.md.steps
     step, energy = start_step, math.nan
-    with contextlib.closing(writer), open(out.log_path, "a", newline="") as log, _progress(console, progress) as bar:
+    with contextlib.ExitStack() as closing, open(out.log_path, "a", newline="") as log, \
+            _progress(console, progress) as bar:
+        closing.callback(writer.close)
+        for report in reports:
+            closing.callback(report.close)
         task = bar.add_task("md", total=max(total, step), completed=step, speed="")
         began = time.perf_counter()
         while step < total:
@@ -414,6 +417,8 @@ def run_simulation(config: RunConfig, progress: bool = True, overwrite: bool = F
             writer.write(_frame(simulation, periodic, out.velocities) if periodic else state)
             csv.writer(log).writerow(row)
             log.flush()
+            for report in reports:
+                report.report(simulation, state)
             step = target
             bar.update(task, completed=step, speed=f"{speed:.2f} ns/day")
         elapsed = time.perf_counter() - began

@@ -1,7 +1,7 @@
 """GFN2-xTB labels of the dimer in frames of the proton-transfer runs in TIP3P: data and checks where they go.
 
-Frames: every EVERY_PS of the finished replicas of an ensemble configuration of this folder (run it first),
-the dimer made whole.
+Frames: every EVERY_PS of the finished replicas of an ensemble configuration of this folder (run it first) at
+one temperature (--temperature K when it ran several), the dimer made whole.
 
     dataset ENSEMBLE --output data/NAME.h5     the dimer's geometries labelled in vacuum (energy, forces,
                                                charges, dipole): data for the vacuum network
@@ -59,16 +59,20 @@ PROTON_TRANSFER = CollectiveVariable(protons=((2, 4, 6), (7, 9, 1)))
 DIMER_ONLY_CUTOFF = 0.3
 
 
-def replica_frames(config: str, cutoff: float, every_ps: float, max_replicas: int = None, max_abs_xi: float = None):
+def replica_frames(config: str, cutoff: float, every_ps: float, max_replicas: int = None, max_abs_xi: float = None,
+                   temperature: float = None):
     """Snapshots (:func:`mlmm.data.snapshots.snapshots_of_frames`, environment within ``cutoff`` nm) of the
-    finished replicas of ``config``, every ``every_ps`` (of those, with ``max_abs_xi`` (nm), only the frames
-    with the proton-transfer coordinate xi within it of the transition state, xi = 0); with their sources,
-    the replicas' rows and the force-field System."""
+    finished replicas of ``config`` at ``temperature`` (K; needed when it ran several), every ``every_ps``
+    (of those, with ``max_abs_xi`` (nm), only the frames with the proton-transfer coordinate xi within it of
+    the transition state, xi = 0); with their sources, the replicas' rows and the force-field System."""
     ensemble = load_ensemble(HERE / config)
     finished, _ = finished_replicas(ensemble.directory / SUMMARY_FILE, replicas(ensemble))
-    rows = sorted((row for rows in finished.values() for row in rows), key=lambda row: row["seed"])[:max_replicas]
-    if not rows:
-        raise SystemExit(f"{config} has no finished replica; run its ensemble first")
+    if temperature is None and len(finished) > 1:
+        raise SystemExit(f"{config} has finished replicas at {sorted(finished)} K: choose one with --temperature")
+    temperature = next(iter(finished)) if temperature is None else temperature
+    if temperature not in finished:
+        raise SystemExit(f"{config} has no finished replica at {temperature:g} K (only at {sorted(finished)} K)")
+    rows = sorted(finished[temperature], key=lambda row: row["seed"])[:max_replicas]
     pdb = app.PDBFile(str(Path(rows[0]["directory"]) / "topology.pdb"))
     forcefield = app.ForceField(str(HERE.parent / "formic-acid.xml"), "amber14/tip3p.xml")
     system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer,
@@ -82,7 +86,7 @@ def replica_frames(config: str, cutoff: float, every_ps: float, max_replicas: in
             xi = PROTON_TRANSFER(trajectory.positions[chosen], trajectory.boxes[chosen])
             chosen = chosen[np.abs(xi) <= max_abs_xi]
         frames += [(trajectory.positions[k], trajectory.boxes[k], k, trajectory.times[k]) for k in chosen]
-        sources += [f"{Path(config).stem} seed {row['seed']}"] * len(chosen)
+        sources += [f"{Path(config).stem} {temperature:g} K seed {row['seed']}"] * len(chosen)
     snapshots = snapshots_of_frames(pdb.topology, system, "resname FMA", cutoff, frames)
     return snapshots, sources, rows, system
 
@@ -95,7 +99,8 @@ def _provenance(config: str, rows: list, every_ps: float, environment: str) -> d
 
 
 def make_dataset(args) -> None:
-    snapshots, sources, rows, _ = replica_frames(args.config, DIMER_ONLY_CUTOFF, args.every_ps, args.replicas)
+    snapshots, sources, rows, _ = replica_frames(args.config, DIMER_ONLY_CUTOFF, args.every_ps, args.replicas,
+                                                 temperature=args.temperature)
     frames = Dataset(species=snapshots["species"], positions=snapshots["positions"], frame_source=sources,
                      provenance=_provenance(args.config, rows, args.every_ps, "in vacuum (the waters left out)"))
     labelled = label(frames, HERE / args.output, XTBCalculator())
@@ -104,7 +109,7 @@ def make_dataset(args) -> None:
 
 def check_schemes(args) -> None:
     snapshots, sources, rows, system = replica_frames(args.config, EMBEDDING_CUTOFF, args.every_ps, args.replicas,
-                                                      args.max_abs_xi)
+                                                      args.max_abs_xi, args.temperature)
     mm_positions, mm_charges, mm_mask = weighted_environment(snapshots, SWITCH_DISTANCE, EMBEDDING_CUTOFF)
     environment = ("the whole TIP3P waters with an atom within 1.1 nm as point charges, each water's charges "
                    f"times its embedding weight (oxygen within {SWITCH_DISTANCE} nm of a solute atom: 1, beyond "
@@ -148,6 +153,8 @@ def main() -> None:
         command.add_argument("config", help="ensemble TOML in this folder (its replicas must have run)")
         command.add_argument("--every-ps", type=float, default=EVERY_PS, help=f"default {EVERY_PS}")
         command.add_argument("--replicas", type=int, help="only the first REPLICAS seeds (default all finished)")
+        command.add_argument("--temperature", type=float, help="K: the replicas at this temperature (needed when "
+                             "the ensemble ran several)")
     commands.choices["dataset"].add_argument("--output", required=True, help="dataset file, relative to this folder")
     commands.choices["schemes"].add_argument("--name", required=True, help="stem of the datasets and result file")
     commands.choices["schemes"].add_argument("--max-abs-xi", type=float, help="only frames with |xi| at most "
