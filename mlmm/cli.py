@@ -111,8 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--one-way", action="store_true",
                       help="count reactant -> product only (default: both ways over the time in either state)")
     rate.add_argument("--min-residence", type=float, default=0.0, metavar="PS",
-                      help="count a transition only when the new state lasts PS ps: shorter visits (recrossings, "
-                           "or a visit cut short by the end of a replica) are undone, so the transitions counted "
+                      help="count a transition only when the new state lasts PS ps: shorter visits (recrossings) "
+                           "are undone and the last PS of each replica is left out, so the transitions counted "
                            "are separate events as the Poisson interval assumes (default 0: every change)")
     rate.add_argument("--include", action="append", default=[], type=Path, metavar="EARLIER.json",
                       help="add the transitions and time of an earlier output of this command for other seeds of "

@@ -55,8 +55,9 @@ def test_hysteresis_counts_only_committed_transitions():
 
 def test_a_minimum_residence_counts_separate_events_only():
     states = np.array([-1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0])  # a 1-frame recrossing; a last visit of 2
-    assert drop_short_visits(states, 3).tolist() == [-1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
-    assert drop_short_visits(np.array([1, 0, 0, 0]), 2).tolist() == [-1, 0, 0, 0]  # short first visit
+    # the last 2 frames are left out: a visit starting there could not last 3 frames
+    assert drop_short_visits(states, 3).tolist() == [-1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, -1, -1]
+    assert drop_short_visits(np.array([1, 0, 0, 0]), 2).tolist() == [-1, 0, 0, -1]  # short first visit
     assert drop_short_visits(states, 1).tolist() == states.tolist()
     # A dividing surface at the barrier top without a gap counts every recrossing of the barrier region: many
     # times the rate between the wells. Undoing visits shorter than 0.1 diffusion times (2.4 relaxation times

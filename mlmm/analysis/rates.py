@@ -87,13 +87,15 @@ def drop_short_visits(states: np.ndarray, min_frames: int) -> np.ndarray:
     """Committed states (:func:`committed_states`) with every visit shorter than ``min_frames`` frames undone.
 
     A visit counts once the trajectory has stayed ``min_frames`` frames in the new state; a shorter one (a
-    recrossing, or a visit cut short by the end of the trajectory) is given to the state the trajectory was
-    committed to before it, so A -> B -> A within the time is no transition, and the transitions left are
-    separate events, as a Poisson interval assumes. A short first visit stays uncommitted (-1).
+    recrossing) is given to the state the trajectory was committed to before it, so A -> B -> A within the
+    time is no transition, and the transitions left are separate events, as a Poisson interval assumes. A
+    short first visit stays uncommitted (-1), and so do the last ``min_frames - 1`` frames: a visit starting
+    there could not be confirmed, so that time is left out rather than counted without its transitions.
     """
     states = np.array(states, copy=True)
     if min_frames <= 1:
         return states
+    confirmable = max(states.size - min_frames + 1, 0)
     starts = np.concatenate([[0], np.flatnonzero(states[1:] != states[:-1]) + 1])
     ends = np.append(starts[1:], states.size)
     current = UNCOMMITTED
@@ -102,6 +104,7 @@ def drop_short_visits(states: np.ndarray, min_frames: int) -> np.ndarray:
             states[start:end] = current
         else:
             current = states[start]
+    states[confirmable:] = UNCOMMITTED
     return states
 
 
