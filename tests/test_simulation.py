@@ -376,3 +376,15 @@ def test_bad_report_settings_are_refused(tmp_path, output, named):
     path.write_text(path.read_text() + output + "\n")
     with pytest.raises(ValueError, match=re.escape(named)):
         load_config(path)
+
+
+def test_a_report_is_cut_back_to_the_checkpoint_and_loses_a_half_written_row(tmp_path):
+    from mlmm.bridge.run_reports import truncate_csv
+
+    path = tmp_path / "report.csv"
+    path.write_text("step,time_ps,value\n2,0.1,1.0\n4,0.2,2.0\n6,0.3,3.0\n8,0.4\n")
+    assert truncate_csv(path, 6) == 6
+    assert path.read_text().splitlines() == ["step,time_ps,value", "2,0.1,1.0", "4,0.2,2.0", "6,0.3,3.0"]
+    assert truncate_csv(path, 5) == 4 and truncate_csv(path, 1) is None
+    assert path.read_text().splitlines() == ["step,time_ps,value"]
+    assert truncate_csv(tmp_path / "missing.csv", 4) is None

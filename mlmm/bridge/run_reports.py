@@ -20,7 +20,8 @@ from mlmm.potentials.io import load_potential
 
 
 def truncate_csv(path: Path, step: int) -> Optional[int]:
-    """Keep the header and the rows of the CSV file ``path`` (first column: the step) up to ``step``.
+    """Keep the header and the rows of the CSV file ``path`` (first column: the step) up to ``step``, and
+    drop a row cut short by an interruption (fewer fields than the header).
 
     Returns the step of the last row kept, or None when none is left or the file does not exist.
     """
@@ -29,7 +30,8 @@ def truncate_csv(path: Path, step: int) -> Optional[int]:
     with open(path, newline="") as handle:
         rows = [row for row in csv.reader(handle) if row]
     header = rows[:1] if rows and rows[0][0] == "step" else []
-    kept = [row for row in rows[len(header):] if int(row[0]) <= step]
+    width = len(header[0]) if header else 0
+    kept = [row for row in rows[len(header):] if len(row) >= width and int(row[0]) <= step]
     with open(path, "w", newline="") as handle:
         csv.writer(handle).writerows(header + kept)
     return int(kept[-1][0]) if kept else None
