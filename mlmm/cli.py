@@ -497,6 +497,7 @@ def _rate(args: argparse.Namespace) -> int:
             print(f"{ratio['temperature_K']:g} K: k / k({args.compare.name}) = {ratio['ratio']:.3g} "
                   f"[{ratio['lower']:.3g}, {ratio['upper']:.3g}], p(equal rates) = {ratio['p_value_equal_rates']:.3g}")
     prefix = args.output or ensemble.directory / "rates"
+    table, figure = Path(f"{prefix}.json"), Path(f"{prefix}.png")  # a prefix may hold dots (rates-0.5)
     counted = [(row["temperature_K"], row_rate(row)) for row in rows if row["transitions"] > 0]
     if len(counted) >= 2:
         arrhenius, eyring = arrhenius_fit(*zip(*counted)), eyring_fit(*zip(*counted))
@@ -507,13 +508,13 @@ def _rate(args: argparse.Namespace) -> int:
                                "chi2_per_dof": arrhenius.chi2_per_dof}
         output["eyring"] = {"enthalpy_kJ_mol": eyring.enthalpy, "enthalpy_error": eyring.enthalpy_error,
                             "entropy_J_mol_K": eyring.entropy, "entropy_error": eyring.entropy_error}
-        plot_arrhenius(*zip(*counted), arrhenius, "rate against temperature", prefix.with_suffix(".png"))
+        plot_arrhenius(*zip(*counted), arrhenius, "rate against temperature", figure)
         print(f"Arrhenius: Ea = {arrhenius.activation_energy:.2f} +- {arrhenius.activation_energy_error:.2f} kJ/mol, "
               f"ln(A ps) = {arrhenius.ln_prefactor:.2f} +- {arrhenius.ln_prefactor_error:.2f}; Eyring: dH = "
               f"{eyring.enthalpy:.2f} +- {eyring.enthalpy_error:.2f} kJ/mol, dS = {eyring.entropy:.1f} +- "
               f"{eyring.entropy_error:.1f} J/mol/K")
-    prefix.with_suffix(".json").write_text(json.dumps(output, indent=1))
-    print(f"Wrote {prefix.with_suffix('.json')}" + (f" and {prefix.with_suffix('.png')}" if len(counted) >= 2 else ""))
+    table.write_text(json.dumps(output, indent=1))
+    print(f"Wrote {table}" + (f" and {figure}" if len(counted) >= 2 else ""))
     return 0
 
 

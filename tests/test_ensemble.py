@@ -133,8 +133,8 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
         assert row["time_ps"] <= 2 * 0.3 + 1e-9  # two replicas of 300 steps of 1 fs
     # --min-residence: only visits of at least 3 frames count, fewer transitions
     assert main(["rate", str(path), "--distance", "0,1", f"--reactant={bounds[0]}", f"--product={bounds[1]}",
-                 "--min-residence", "0.006", "--output", str(tmp_path / "events")]) == 0
-    events = json.loads((tmp_path / "events.json").read_text())
+                 "--min-residence", "0.006", "--output", str(tmp_path / "events-0.006")]) == 0
+    events = json.loads((tmp_path / "events-0.006.json").read_text())  # the prefix's dots are kept
     assert events["min_residence_ps"] == 0.006 and result["min_residence_ps"] == 0.0
     for row, temperature in zip(events["rates"], (300, 350)):
         expected = transition_rate(cvs[temperature], 0.002, [(-np.inf, 0.1085), (0.1105, np.inf)],

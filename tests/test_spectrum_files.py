@@ -79,8 +79,9 @@ def test_ir_spectrum_of_a_dipole_log_with_error_bars(tmp_path, capsys):
     derivatives = np.zeros_like(dipoles)
     derivatives[:, 0] = 0.02 * omega * np.cos(omega * times)
     write_dipole_log(tmp_path / "derivative.csv", times, dipoles, derivatives)
-    assert main(["spectrum", str(tmp_path / "derivative.csv"), "--blocks", "4", "--output", str(tmp_path / "d")]) == 0
-    from_derivative = np.loadtxt(tmp_path / "d.csv", delimiter=",", skiprows=1)
+    assert main(["spectrum", str(tmp_path / "derivative.csv"), "--blocks", "4", "--output",
+                 str(tmp_path / "d-dt.v2")]) == 0
+    from_derivative = np.loadtxt(tmp_path / "d-dt.v2.csv", delimiter=",", skiprows=1)  # the prefix's dots kept
     assert from_derivative[:, 1].max() == pytest.approx(table[:, 1].max(), rel=0.02)
     assert np.argmax(from_derivative[:, 1]) == np.argmax(table[:, 1])
 

@@ -100,7 +100,7 @@ def write_spectrum(result: SpectrumResult, prefix: Union[str, Path]) -> tuple[Pa
     prefix = Path(prefix)
     unit = "degrees of freedom per cm^-1" if result.kind == "power" else "(e nm/ps)^2 per cm^-1"
     column = "intensity_dof_per_cm-1" if result.kind == "power" else "intensity_e2_nm2_ps-2_per_cm-1"
-    table, figure_path = prefix.with_suffix(".csv"), prefix.with_suffix(".png")
+    table, figure_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")  # a prefix may hold dots (run-0.5)
     columns = [result.wavenumbers, result.intensities] + ([] if result.errors is None else [result.errors])
     header = f"wavenumber_cm-1,{column}" + ("" if result.errors is None else ",standard_error")
     np.savetxt(table, np.column_stack(columns), delimiter=",", header=header, comments="")
