@@ -159,9 +159,10 @@ def _check_counted_alike(other: dict, settings: dict, source: str, verb: str) ->
     """Refuse an output (read from ``source``) whose collective variable, states, direction or minimum
     residence differ."""
     for key, value in settings.items():
-        if other.get(key, SETTINGS_BEFORE_THEY_WERE_RECORDED.get(key)) != json.loads(json.dumps(value)):
-            raise ValueError(f"{source} has {key} = {other.get(key)!r}, this call {value!r}: {verb} only rates "
-                             "counted the same way")
+        theirs = other.get(key, SETTINGS_BEFORE_THEY_WERE_RECORDED.get(key))
+        if theirs != json.loads(json.dumps(value)):
+            raise ValueError(f"{source} has {key} = {theirs!r}, this call {value!r}: {verb} only rates counted the "
+                             "same way")
 
 
 def _check_same_resolution(other: dict, mine: dict, source: str) -> None:
