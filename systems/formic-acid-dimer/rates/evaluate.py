@@ -5,7 +5,8 @@ data, the MD frames at 500-700 K, the frames before the first network's blow-ups
 network trained on them, the dimer's geometries from the runs in TIP3P; then the held-out frames of TIP3P
 replicas that no training saw (data/dimer-gfn2-solvated-test.h5, mechanical seeds 23-24;
 data/dimer-gfn2-solvated-electrostatic.h5, electrostatic seeds 1-2; data/dimer-gfn2-solvated-round2.h5,
-seeds 1-4 of tip3p-solvated.toml, the refined network's own runs), split by whether the water has broken
+seeds 1-4 of tip3p-solvated.toml, the refined network's own runs; data/dimer-gfn2-solvated-600K.h5 and
+-700K.h5, -electrostatic-600K.h5 and -700K.h5, its runs at 600 and 700 K), split by whether the water has broken
 one of the dimer's hydrogen bonds (the longer H...O above BROKEN_NM) or not (below INTACT_NM). Writes
 MODEL/test_groups.json.
 
@@ -34,7 +35,11 @@ SOURCE_GROUPS = {"original data": lambda source: not any(key in source for key i
                  "TIP3P runs, 500 K": lambda source: "tip3p" in source}
 HELD_OUT = {"held-out TIP3P, mechanical": "data/dimer-gfn2-solvated-test.h5",
             "held-out TIP3P, electrostatic": "data/dimer-gfn2-solvated-electrostatic.h5",
-            "TIP3P runs of model-solvated": "data/dimer-gfn2-solvated-round2.h5"}
+            "TIP3P runs of model-solvated": "data/dimer-gfn2-solvated-round2.h5",
+            "TIP3P runs of model-solvated, mechanical, 600 K": "data/dimer-gfn2-solvated-600K.h5",
+            "TIP3P runs of model-solvated, mechanical, 700 K": "data/dimer-gfn2-solvated-700K.h5",
+            "TIP3P runs of model-solvated, electrostatic, 600 K": "data/dimer-gfn2-solvated-electrostatic-600K.h5",
+            "TIP3P runs of model-solvated, electrostatic, 700 K": "data/dimer-gfn2-solvated-electrostatic-700K.h5"}
 #: the transferring protons' (H, acceptor O), as in ensemble.toml's --proton triples
 HYDROGEN_BONDS = [(4, 6), (9, 1)]
 INTACT_NM, BROKEN_NM = 0.25, 0.30
