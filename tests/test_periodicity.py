@@ -148,3 +148,27 @@ def test_environment_screen_is_exact_within_the_cutoff_in_a_triclinic_box(cutoff
                 np.testing.assert_allclose(bounded[inside], brute[inside], rtol=1e-12)
     if cutoff == 1.6:  # no valid bound: every distance 0
         assert (bounded == 0.0).all()
+
+
+def test_wrapped_positions_keep_the_ml_molecules_whole(solvated, pme_system, ff_potential):
+    """The ML region's bonds and constraints are gone from the mixed system, but OpenMM still wraps its
+    molecules whole (bonds without energy): frames of a run show the solute intact across the boundary.
+    Without those bonds its atoms are wrapped one by one."""
+    import openmm
+
+    from mlmm.embedding.surgery import CONNECTIONS_NAME
+
+    box = np.array([v.value_in_unit(u.nanometer) for v in pme_system.getDefaultPeriodicBoxVectors()])
+    straddling = np.asarray(solvated.positions.value_in_unit(u.nanometer))
+    straddling[SOLUTE] += -straddling[SOLUTE].mean(0) + box[0] + box[1] + box[2]  # whole, across the corner
+    mixed = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential)
+    without = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential)
+    without.removeForce(next(k for k, f in enumerate(without.getForces()) if f.getName() == CONNECTIONS_NAME))
+    bonds = [(b.atom1.index, b.atom2.index) for b in solvated.topology.bonds() if b.atom1.index in SOLUTE]
+    for system, whole in ((pme_system, True), (mixed, True), (without, False)):
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(straddling)
+        state = context.getState(getPositions=True, enforcePeriodicBox=True)
+        wrapped = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+        assert (max(np.linalg.norm(wrapped[i] - wrapped[j]) for i, j in bonds) < 0.2) == whole
+    assert evaluate(without, straddling)[0] == pytest.approx(evaluate(mixed, straddling)[0], abs=1e-9)  # no energy

@@ -234,8 +234,10 @@ def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.M
 def build_mm_part(mm_system: openmm.System, plan: EmbeddingPlan, remove_constraints: bool = True) -> openmm.System:
     """A copy of ``mm_system`` with the interactions the ML force replaces removed (no ML force added)."""
     system = surgery.clone_system(mm_system)
+    connections = surgery.ml_connections(system, plan.ml_atoms)
     surgery.remove_ml_internal_terms(system, plan.ml_atoms,
                                      zero_ml_charges=plan.embedding in _CHARGE_SCHEMES)
     if remove_constraints:
         surgery.remove_ml_constraints(system, plan.ml_atoms)
+    surgery.keep_molecules_whole(system, connections)
     return system

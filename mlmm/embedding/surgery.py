@@ -22,6 +22,8 @@ from mlmm.units import COULOMB_CONSTANT
 GLOBAL_FORCES = (openmm.CMMotionRemover, openmm.MonteCarloBarostat, openmm.MonteCarloAnisotropicBarostat,
                  openmm.MonteCarloMembraneBarostat, openmm.MonteCarloFlexibleBarostat, openmm.AndersenThermostat)
 _TERM_CONTAINERS = ("Bonds", "Angles", "Torsions")
+#: Name of the force without energy that holds the ML molecules together for wrapping.
+CONNECTIONS_NAME = "ML molecules (bonds without energy, for wrapping)"
 _PARTICLE_ATTRIBUTE = re.compile(r"^(p|a|b)\d+$")
 
 
@@ -120,6 +122,30 @@ def _exclude_custom_pairs(force: openmm.CustomNonbondedForce, ml: list[int]) -> 
         for j in ml[:a]:
             if frozenset((i, j)) not in existing:
                 force.addExclusion(i, j)
+
+
+def ml_connections(system: openmm.System, ml_atoms: Iterable[int]) -> list[tuple[int, int]]:
+    """Pairs of ML atoms joined by a constraint or a two-atom bonded term in ``system``: the links by which
+    OpenMM keeps a molecule whole when it wraps positions into the box."""
+    ml = set(ml_atoms)
+    pairs = {tuple(sorted(system.getConstraintParameters(c)[:2])) for c in range(system.getNumConstraints())}
+    for force in system.getForces():
+        if isinstance(force, (openmm.HarmonicBondForce, openmm.CustomBondForce)):
+            pairs |= {tuple(sorted(force.getBondParameters(b)[:2])) for b in range(force.getNumBonds())}
+    return sorted((i, j) for i, j in pairs if i in ml and j in ml)
+
+
+def keep_molecules_whole(system: openmm.System, connections: list[tuple[int, int]]) -> None:
+    """Add the ML atoms' ``connections`` as bonds without energy, so that positions wrapped into the box
+    (trajectory frames, ``enforcePeriodicBox``) keep the ML molecules whole as before their bonded terms
+    and constraints were removed."""
+    if not connections:
+        return
+    force = openmm.CustomBondForce("0")
+    force.setName(CONNECTIONS_NAME)
+    for i, j in connections:
+        force.addBond(i, j, [])
+    system.addForce(force)
 
 
 def remove_ml_constraints(system: openmm.System, ml_atoms: Iterable[int]) -> int:
