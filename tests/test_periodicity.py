@@ -7,7 +7,7 @@ import pytest
 
 import mlmm
 from mlmm.potentials import QEqCharges
-from conftest import SOLUTE, evaluate
+from conftest import DIMER_DIR, SOLUTE, evaluate
 
 
 def _split_solute(positions, box):
@@ -172,3 +172,25 @@ def test_wrapped_positions_keep_the_ml_molecules_whole(solvated, pme_system, ff_
         wrapped = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
         assert (max(np.linalg.norm(wrapped[i] - wrapped[j]) for i, j in bonds) < 0.2) == whole
     assert evaluate(without, straddling)[0] == pytest.approx(evaluate(mixed, straddling)[0], abs=1e-9)  # no energy
+
+
+def test_ml_residues_without_bonds_are_wrapped_whole(dimer_in_water):
+    """formic-acid.xml gives the dimer no bonds or constraints, so OpenMM alone wraps its atoms one by one;
+    the mixed system ties each ML residue together."""
+    import openmm
+
+    from mlmm.embedding.surgery import CONNECTIONS_NAME
+
+    pdb, system, fma = dimer_in_water
+    box = np.array([v.value_in_unit(u.nanometer) for v in system.getDefaultPeriodicBoxVectors()])
+    straddling = np.asarray(pdb.positions.value_in_unit(u.nanometer))
+    straddling[fma] += -straddling[fma].mean(0) + box[0] + box[1] + box[2]
+    mixed = mlmm.create_mixed_system(pdb.topology, system, fma, str(DIMER_DIR / "model" / "model.pt"))
+    assert sum(f.getName() == CONNECTIONS_NAME for f in mixed.getForces()) == 1
+    for tested, whole in ((system, False), (mixed, True)):
+        context = openmm.Context(tested, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(straddling)
+        wrapped = context.getState(getPositions=True, enforcePeriodicBox=True).getPositions(asNumpy=True)
+        wrapped = wrapped.value_in_unit(u.nanometer)
+        spans = [np.linalg.norm(wrapped[atoms] - wrapped[atoms[0]], axis=1).max() for atoms in (fma[:5], fma[5:])]
+        assert (max(spans) < 0.3) == whole

@@ -55,6 +55,8 @@ class EmbeddingPlan:
         The scheme name.
     info : PotentialInfo
         What is known about the potential.
+    ml_residues : list of list of int
+        The ML atoms grouped by their topology residues (each kept whole when positions are wrapped).
     """
 
     module: torch.nn.Module
@@ -62,6 +64,7 @@ class EmbeddingPlan:
     periodic: bool
     embedding: str
     info: PotentialInfo
+    ml_residues: list[list[int]]
 
 
 def resolve_potential(potential: PotentialLike) -> tuple[torch.nn.Module, PotentialInfo]:
@@ -118,7 +121,8 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
         if charges_fitted(info.metadata) is False:
             warnings.warn(_UNFITTED_CHARGES.format(weights=info.metadata["extra"]["loss_weights"]), stacklevel=3)
         embedding_module = ml_charges_module(topology, mm_system, ml, atomic_numbers, module, periodic, **options)
-    return EmbeddingPlan(embedding_module, ml, periodic, embedding, info)
+    residues = [[a.index for a in residue.atoms() if a.index in set(ml)] for residue in topology.residues()]
+    return EmbeddingPlan(embedding_module, ml, periodic, embedding, info, [atoms for atoms in residues if atoms])
 
 
 def create_mixed_system(topology: app.Topology, mm_system: openmm.System, ml_atoms: MLAtoms,
@@ -234,7 +238,7 @@ def compilable_potential(potential: PotentialLike, embedding: str) -> torch.nn.M
 def build_mm_part(mm_system: openmm.System, plan: EmbeddingPlan, remove_constraints: bool = True) -> openmm.System:
     """A copy of ``mm_system`` with the interactions the ML force replaces removed (no ML force added)."""
     system = surgery.clone_system(mm_system)
-    connections = surgery.ml_connections(system, plan.ml_atoms)
+    connections = surgery.ml_connections(system, plan.ml_atoms, plan.ml_residues)
     surgery.remove_ml_internal_terms(system, plan.ml_atoms,
                                      zero_ml_charges=plan.embedding in _CHARGE_SCHEMES)
     if remove_constraints:

@@ -124,11 +124,14 @@ def _exclude_custom_pairs(force: openmm.CustomNonbondedForce, ml: list[int]) -> 
                 force.addExclusion(i, j)
 
 
-def ml_connections(system: openmm.System, ml_atoms: Iterable[int]) -> list[tuple[int, int]]:
-    """Pairs of ML atoms joined by a constraint or a two-atom bonded term in ``system``: the links by which
-    OpenMM keeps a molecule whole when it wraps positions into the box."""
+def ml_connections(system: openmm.System, ml_atoms: Iterable[int], residues: Iterable[list[int]] = ()
+                   ) -> list[tuple[int, int]]:
+    """Pairs of ML atoms joined by a constraint or a two-atom bonded term in ``system`` (the links by which
+    OpenMM keeps a molecule whole when it wraps positions into the box), and each of ``residues`` (atom
+    lists) tied together from its first atom, for residues whose force field gives them no bonds."""
     ml = set(ml_atoms)
     pairs = {tuple(sorted(system.getConstraintParameters(c)[:2])) for c in range(system.getNumConstraints())}
+    pairs |= {(min(atoms[0], a), max(atoms[0], a)) for atoms in residues for a in atoms[1:]}
     for force in system.getForces():
         if isinstance(force, (openmm.HarmonicBondForce, openmm.CustomBondForce)):
             pairs |= {tuple(sorted(force.getBondParameters(b)[:2])) for b in range(force.getNumBonds())}
