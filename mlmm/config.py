@@ -199,7 +199,8 @@ def parse_config(data: dict[str, Any], base_dir: Union[str, Path], source: Optio
     ml, output = _parse_ml(_table(data, "ml"), base_dir), _parse_output(_table(data, "output"))
     if output.embedding and ml.embedding not in ("electrostatic", "buffer"):
         raise ValueError(f"[output] embedding = {output.embedding!r} reports what an electrostatic or buffer "
-                         f"embedding sees; [ml] embedding is {ml.embedding!r}.")
+                         f"embedding sees; [ml] embedding is {ml.embedding!r}. Remove the key, or use one of those "
+                         "schemes.")
     return RunConfig(system=parse_system(_table(data, "system"), base_dir), ml=ml, md=_parse_md(_table(data, "md")),
                      output=output, source=source, restraints=_parse_restraints(data.get("restraints", [])))
 

@@ -121,7 +121,8 @@ def plan_embedding(topology: app.Topology, mm_system: openmm.System, ml_atoms: M
         if charges_fitted(info.metadata) is False:
             warnings.warn(_UNFITTED_CHARGES.format(weights=info.metadata["extra"]["loss_weights"]), stacklevel=3)
         embedding_module = ml_charges_module(topology, mm_system, ml, atomic_numbers, module, periodic, **options)
-    residues = [[a.index for a in residue.atoms() if a.index in set(ml)] for residue in topology.residues()]
+    in_ml = set(ml)
+    residues = [[a.index for a in residue.atoms() if a.index in in_ml] for residue in topology.residues()]
     return EmbeddingPlan(embedding_module, ml, periodic, embedding, info, [atoms for atoms in residues if atoms])
 
 

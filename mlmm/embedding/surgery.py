@@ -130,12 +130,12 @@ def ml_connections(system: openmm.System, ml_atoms: Iterable[int], residues: Ite
     OpenMM keeps a molecule whole when it wraps positions into the box), and each of ``residues`` (atom
     lists) tied together from its first atom, for residues whose force field gives them no bonds."""
     ml = set(ml_atoms)
-    pairs = {tuple(sorted(system.getConstraintParameters(c)[:2])) for c in range(system.getNumConstraints())}
-    pairs |= {(min(atoms[0], a), max(atoms[0], a)) for atoms in residues for a in atoms[1:]}
+    linked = [system.getConstraintParameters(c)[:2] for c in range(system.getNumConstraints())]
     for force in system.getForces():
         if isinstance(force, (openmm.HarmonicBondForce, openmm.CustomBondForce)):
-            pairs |= {tuple(sorted(force.getBondParameters(b)[:2])) for b in range(force.getNumBonds())}
-    return sorted((i, j) for i, j in pairs if i in ml and j in ml)
+            linked += [force.getBondParameters(b)[:2] for b in range(force.getNumBonds())]
+    linked += [(atoms[0], a) for atoms in residues for a in atoms[1:]]
+    return sorted({(min(i, j), max(i, j)) for i, j in linked if i in ml and j in ml})
 
 
 def keep_molecules_whole(system: openmm.System, connections: list[tuple[int, int]]) -> None:
