@@ -467,7 +467,7 @@ def _rate(args: argparse.Namespace) -> int:
 
     from mlmm.analysis.plots import plot_arrhenius
     from mlmm.analysis.rate_files import (CollectiveVariable, compare_rates, ensemble_rates, include_earlier,
-                                         rate_table, read_rates, row_rate)
+                                         rate_table, read_rates, row_rate, strict_json)
     from mlmm.analysis.rates import arrhenius_fit, eyring_fit
     from mlmm.bridge.ensemble import SUMMARY_FILE, replicas
     from mlmm.config import load_ensemble
@@ -513,7 +513,7 @@ def _rate(args: argparse.Namespace) -> int:
               f"ln(A ps) = {arrhenius.ln_prefactor:.2f} +- {arrhenius.ln_prefactor_error:.2f}; Eyring: dH = "
               f"{eyring.enthalpy:.2f} +- {eyring.enthalpy_error:.2f} kJ/mol, dS = {eyring.entropy:.1f} +- "
               f"{eyring.entropy_error:.1f} J/mol/K")
-    table.write_text(json.dumps(output, indent=1))
+    table.write_text(json.dumps(strict_json(output), indent=1, allow_nan=False))
     print(f"Wrote {table}" + (f" and {figure}" if len(counted) >= 2 else ""))
     return 0
 

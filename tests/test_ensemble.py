@@ -16,6 +16,13 @@ distributed = pytest.importorskip("distributed")
 Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
 
+def strict_json_file(path):
+    """The content of a JSON file that must be standard JSON (no NaN or Infinity)."""
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
 def write_ensemble(tmp_path, extra: str = "") -> "mlmm.config.EnsembleConfig":
     run = write_config(tmp_path, steps=20)  # the alanine dipeptide model alone, 22 atoms, 10 steps per frame
     path = tmp_path / "ensemble.toml"
@@ -118,7 +125,8 @@ def test_mlmm_rate_pools_the_replicas_of_each_temperature(tmp_path, capsys):
     bounds = ["-inf:0.1085", "0.1105:inf"]
     assert main(["rate", str(path), "--distance", "0,1", f"--reactant={bounds[0]}", f"--product={bounds[1]}"]) == 0
     printed = capsys.readouterr().out
-    result = json.loads((tmp_path / "replicas" / "rates.json").read_text())
+    result = strict_json_file(tmp_path / "replicas" / "rates.json")
+    assert result["arrhenius"]["chi2_per_dof"] is None  # a fit through two temperatures has no degree of freedom
     assert [row["temperature_K"] for row in result["rates"]] == [300.0, 350.0]
     cvs = {}
     for row, temperature in zip(result["rates"], (300, 350)):

@@ -1,8 +1,11 @@
 """Rates from replicas against one long run of a double well; states with hysteresis; Arrhenius and Eyring fits."""
 
+import json
+
 import numpy as np
 import pytest
 
+from mlmm.analysis.rate_files import strict_json
 from mlmm.analysis.rates import (BOLTZMANN_OVER_PLANCK_PER_PS_K, Rate, arrhenius_fit, committed_states,
                                  count_transitions, distance, distance_difference, drop_short_visits, eyring_fit, poisson_interval,
                                  rate_ratio, transition_rate)
@@ -143,6 +146,14 @@ def test_rate_ratio_interval_covers_the_true_ratio_as_often_as_it_claims():
     assert rate_ratio(_rate(4, 100.0), _rate(0, 100.0)).upper == np.inf
     with pytest.raises(ValueError, match="positive time"):
         rate_ratio(_rate(4, 100.0), Rate(0.0, 0.0, np.inf, 0, 0.0, 0.95))
+
+
+def test_a_ratio_to_a_rate_that_counted_nothing_is_written_as_standard_json():
+    ratio = rate_ratio(Rate.counted(3, 10.0), Rate.counted(0, 10.0))
+    assert np.isinf(ratio.upper) and ratio.lower > 0
+    fields = {"ratios": [{"lower": ratio.lower, "upper": ratio.upper}], "chi2_per_dof": float("nan"), "replicas": 3}
+    text = json.dumps(strict_json(fields), allow_nan=False)
+    assert json.loads(text) == {"ratios": [{"lower": ratio.lower, "upper": None}], "chi2_per_dof": None, "replicas": 3}
 
 
 def test_bad_rate_input_is_refused_with_the_reason():

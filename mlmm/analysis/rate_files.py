@@ -151,6 +151,20 @@ def read_rates(path: Path, option: str = "--include") -> dict:
     return content
 
 
+def strict_json(value):
+    """``value`` (nested dicts, lists, numbers) with every non-finite float replaced by None, so that it is
+    written as standard JSON (``null``): NaN and Infinity, which Python's json writes by default, are not
+    JSON and break strict readers (an infinite ratio bound where the second rate counted nothing, the chi^2
+    per degree of freedom of a fit through two temperatures)."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 #: Settings that outputs written before they existed lack, with the value those outputs were counted with.
 SETTINGS_BEFORE_THEY_WERE_RECORDED = {"min_residence_ps": 0.0}
 
