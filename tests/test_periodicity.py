@@ -194,3 +194,39 @@ def test_ml_residues_without_bonds_are_wrapped_whole(dimer_in_water):
         wrapped = wrapped.value_in_unit(u.nanometer)
         spans = [np.linalg.norm(wrapped[atoms] - wrapped[atoms[0]], axis=1).max() for atoms in (fma[:5], fma[5:])]
         assert (max(spans) < 0.3) == whole
+
+
+def test_a_barostat_moves_the_ml_molecules_whole(dimer_in_water):
+    """MonteCarloBarostat scales the centres of OpenMM's molecules, which the bonds without energy make of
+    each ML residue: an accepted volume change leaves the formic acid molecules' shapes as they were, while
+    without those bonds every atom's position is scaled on its own."""
+    import openmm
+
+    from mlmm.embedding.surgery import CONNECTIONS_NAME
+
+    pdb, system, fma = dimer_in_water
+    mixed = mlmm.create_mixed_system(pdb.topology, system, fma, str(DIMER_DIR / "model" / "model.pt"))
+    loose = mlmm.create_mixed_system(pdb.topology, system, fma, str(DIMER_DIR / "model" / "model.pt"))
+    loose.removeForce(next(k for k, f in enumerate(loose.getForces()) if f.getName() == CONNECTIONS_NAME))
+    changes = {}
+    for name, tested in (("whole", mixed), ("loose", loose)):
+        barostat = openmm.MonteCarloBarostat(1000.0 * u.bar, 300 * u.kelvin, 1)
+        barostat.setRandomNumberSeed(7)
+        tested.addForce(barostat)
+        integrator = openmm.VerletIntegrator(1e-7)  # no motion to speak of: only the barostat moves atoms
+        context = openmm.Context(tested, integrator, openmm.Platform.getPlatformByName("CPU"))
+        context.setPositions(pdb.positions)
+        width = pdb.topology.getPeriodicBoxVectors()[0][0].value_in_unit(u.nanometer)
+        for _ in range(40):  # until a volume change is accepted
+            before = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
+            integrator.step(1)
+            state = context.getState(getPositions=True)
+            if state.getPeriodicBoxVectors()[0][0].value_in_unit(u.nanometer) != width:
+                break
+        scale = state.getPeriodicBoxVectors()[0][0].value_in_unit(u.nanometer) / width
+        assert abs(scale - 1.0) > 1e-4  # a move was accepted
+        after = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+        shape = [np.linalg.norm(x[fma[:5]] - x[fma[0]], axis=1) for x in (before, after)]
+        # distances within a molecule change by (scale - 1) times their length when its atoms move alone
+        changes[name] = np.abs(shape[1] - shape[0]).max() / (abs(scale - 1.0) * shape[0].max())
+    assert changes["whole"] < 1e-6 and changes["loose"] > 0.5
