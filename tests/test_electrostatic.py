@@ -328,3 +328,29 @@ def test_scheme_errors_against_an_analytic_coulomb_reference():
     assert result["scaled"]["forces_mae"] == pytest.approx(0.1 * np.abs(forces).mean(), rel=1e-9)
     selected = scheme_errors({"scaled": coulomb_interaction(fixed_charges(1.1 * charges))}, embedded, vacuum, [1, 3])
     assert selected["scaled"]["energy_mean_error"] == pytest.approx(0.1 * interaction[[1, 3]].mean(), rel=1e-9)
+
+
+def test_the_water_models_errors_on_the_held_out_run_are_those_of_its_card(tmp_path):
+    """assess_schemes(held_out=True) scores every frame of systems/water/embedding/data/water-held-out-gfn2.h5
+    (an MM MD run no training run has seen) and reproduces model/schemes-held-out.json, the numbers of the
+    model card; the model folder is copied, as the function writes its result next to the model."""
+    import json
+    import shutil
+
+    from mlmm.training.embedding_errors import assess_schemes
+
+    water = Path(__file__).parents[1] / "systems" / "water"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("model.pt", "split.json"):
+        shutil.copy(water / "embedding" / "model" / name, folder / name)
+    data = water / "embedding" / "data"
+    result = assess_schemes(data / "water-held-out-gfn2.h5", data / "water-held-out-gfn2-vacuum.h5", folder,
+                            water / "model" / "model.pt", [-0.834, 0.417, 0.417], held_out=True)
+    shipped = json.loads((water / "embedding" / "model" / "schemes-held-out.json").read_text())
+    assert result["reference"]["n_frames"] == 300
+    assert json.loads((folder / "schemes-held-out.json").read_text()) == result
+    for scheme in ("mechanical", "mechanical-ml-charges", "electrostatic"):
+        for key, value in shipped[scheme].items():
+            assert result[scheme][key] == pytest.approx(value, rel=1e-6), (scheme, key)
+    assert result["electrostatic"]["energy_mae"] < result["mechanical"]["energy_mae"] / 3

@@ -137,12 +137,14 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
 
 
 def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator, buffer_cutoff: float,
-                        molecule_species: Sequence[int]) -> Dict[str, float]:
+                        molecule_species: Sequence[int], held_out: bool = False) -> Dict[str, float]:
     """:func:`buffer_interaction_errors` on the test snapshots of a buffer network's training run.
 
     The network was trained on buffer clusters made from the snapshots in ``snapshots_path`` in
     their order (followed by other frames, e.g. lone-molecule frames); its ``split.json`` selects
-    the test snapshots. Writes ``model_directory/interaction.json`` and returns its content.
+    the test snapshots. Writes ``model_directory/interaction.json`` and returns its content. With
+    ``held_out``, ``snapshots_path`` holds snapshots of which none was used in training: all of them
+    are assessed, written to ``model_directory/interaction-held-out.json``.
     """
     import json
     from pathlib import Path
@@ -152,11 +154,15 @@ def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator
 
     directory = Path(model_directory)
     snapshots, vacuum = load_dataset(snapshots_path), load_dataset(vacuum_path)
-    test = [k for k in json.loads((directory / "split.json").read_text())["test"] if k < snapshots.n_frames]
+    if held_out:
+        test = list(range(snapshots.n_frames))
+    else:
+        test = [k for k in json.loads((directory / "split.json").read_text())["test"] if k < snapshots.n_frames]
     model, metadata = load_potential(directory / "model.pt")
     coupling = metadata.get("extra", {}).get("buffer_outer_coupling", "ml-charges")
     result = buffer_interaction_errors(model, snapshots, vacuum, test, calculator, buffer_cutoff, molecule_species,
                                        coupling)
     result["outer_coupling"] = coupling
-    (directory / "interaction.json").write_text(json.dumps(result, indent=2))
+    (directory / ("interaction-held-out.json" if held_out else "interaction.json")).write_text(
+        json.dumps(result, indent=2))
     return result

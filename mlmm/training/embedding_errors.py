@@ -99,11 +99,14 @@ def scheme_errors(schemes: Dict[str, InteractionFn], embedded: Dataset, vacuum: 
 
 
 def assess_schemes(embedded_path, vacuum_path, model_directory, vacuum_model_path,
-                   force_field_charges: Sequence[float], total_charge: float = 0.0) -> Dict[str, Dict[str, float]]:
+                   force_field_charges: Sequence[float], total_charge: float = 0.0,
+                   held_out: bool = False) -> Dict[str, Dict[str, float]]:
     """Errors of every scheme on the test frames of an electrostatic model's training run.
 
     Reads the QM/MM and gas-phase datasets, the model (``model_directory/model.pt``) and its
-    ``split.json``; writes ``model_directory/schemes.json`` and returns its content.
+    ``split.json``; writes ``model_directory/schemes.json`` and returns its content. With ``held_out``
+    the datasets hold frames of which none was used in training: all of them are assessed, written to
+    ``model_directory/schemes-held-out.json``.
     """
     import json
     from pathlib import Path
@@ -116,14 +119,14 @@ def assess_schemes(embedded_path, vacuum_path, model_directory, vacuum_model_pat
     if embedded.n_frames != vacuum.n_frames:
         raise ValueError(f"{embedded_path} has {embedded.n_frames} labelled frames, {vacuum_path} "
                          f"{vacuum.n_frames}; the split indices of the model assume matching frames")
-    test = json.loads((directory / "split.json").read_text())["test"]
+    test = list(range(embedded.n_frames)) if held_out else json.loads((directory / "split.json").read_text())["test"]
     vacuum_model, _ = load_potential(vacuum_model_path)
     model, _ = load_potential(directory / "model.pt")
     schemes = {"mechanical": coulomb_interaction(fixed_charges(force_field_charges)),
                "mechanical-ml-charges": coulomb_interaction(potential_charges(vacuum_model, total_charge)),
                "electrostatic": electrostatic_interaction(model, total_charge)}
     result = scheme_errors(schemes, embedded, vacuum, test)
-    (directory / "schemes.json").write_text(json.dumps(result, indent=2))
+    (directory / ("schemes-held-out.json" if held_out else "schemes.json")).write_text(json.dumps(result, indent=2))
     return result
 
 

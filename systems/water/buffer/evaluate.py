@@ -9,6 +9,10 @@ buffer water at full weight, and the scheme's limit with GFN2-xTB's own cluster 
 (mlmm.training.buffer_errors). Writes MODEL/interaction.json (MODEL: model, or the directory given
 with --model). Run from the repository root:
     .venv/bin/python systems/water/buffer/evaluate.py [--model model-stage2]
+
+With --held-out the snapshots are instead the 300 of a further MM MD run that no training run has
+seen (../embedding/data/water-held-out-gfn2.h5, written by `../embedding/make_dataset.py
+--held-out`), all of them assessed, and the result goes to MODEL/interaction-held-out.json.
 """
 
 import argparse
@@ -26,7 +30,10 @@ from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="model", help="model directory in this folder (default: model)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
     args = parser.parse_args()
-    result = assess_buffer_model(SNAPSHOTS / "water-tip3p-gfn2.h5", SNAPSHOTS / "water-tip3p-gfn2-vacuum.h5",
-                                 HERE / args.model, XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES)
+    name = "water-held-out-gfn2" if args.held_out else "water-tip3p-gfn2"
+    result = assess_buffer_model(SNAPSHOTS / f"{name}.h5", SNAPSHOTS / f"{name}-vacuum.h5", HERE / args.model,
+                                 XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, held_out=args.held_out)
     print(json.dumps(result, indent=2))
