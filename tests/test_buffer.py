@@ -10,9 +10,9 @@ import torch
 import mlmm
 from mlmm.bridge.ahead_of_time import energy_and_gradient
 from mlmm.potentials.neighbors import fixed_shape_tracing
-from mlmm.potentials import PhysNet, VacuumAnchoredBuffer
+from mlmm.potentials import PhysNet, VacuumAnchoredBuffer, load_potential
 from mlmm.units import COULOMB_CONSTANT
-from conftest import evaluate, finite_difference_forces
+from conftest import WATER_MODELS, evaluate, finite_difference_forces
 
 ML_GROUP = 5
 WATER = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
@@ -511,12 +511,24 @@ def test_the_scheme_interaction_used_in_evaluation_matches_its_terms_and_its_for
     np.testing.assert_allclose(forces, numeric, atol=1e-4 * np.abs(numeric).max())
 
 
+def two_tip3p_waters():
+    """An OpenMM system of two TIP3P waters (amber14), no cutoff: the force field of I and of one buffer water."""
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(2):
+        residue = topology.addResidue("HOH", chain)
+        oxygen = topology.addAtom("O", app.element.oxygen, residue)
+        for name in ("H1", "H2"):
+            topology.addBond(oxygen, topology.addAtom(name, app.element.hydrogen, residue))
+    return app.ForceField("amber14/tip3p.xml").createSystem(topology, nonbondedMethod=app.NoCutoff)
+
+
 def test_buffer_interaction_errors_against_direct_gfn2_xtb_evaluations(network):
     """mlmm.training.buffer_errors on one snapshot (charge-difference coupling): the reference, the
     scheme limit and the coupling's charge error equal their definitions evaluated with xtb directly."""
     from mlmm.data.calculators import XTBCalculator, coupled_charges
     from mlmm.data.dataset import Dataset
-    from mlmm.training.buffer_errors import buffer_interaction_errors, network_interaction
+    from mlmm.training.buffer_errors import buffer_interaction_errors, network_interaction, other_schemes
 
     x_ml = WATER + 0.01
     near = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
@@ -527,7 +539,10 @@ def test_buffer_interaction_errors_against_direct_gfn2_xtb_evaluations(network):
                         mm_charges=[np.concatenate([q_far, [-0.834, 0.417, 0.417]])])
     alone = xtb.compute([8, 1, 1], x_ml)
     vacuum = Dataset(species=[8, 1, 1], positions=[x_ml], energies=[alone["energy"]], forces=[alone["forces"]])
-    result = buffer_interaction_errors(network, snapshots, vacuum, [0], xtb, 0.5, [8, 1, 1], "charge-difference")
+    result = buffer_interaction_errors(network, snapshots, vacuum, [0], xtb, 0.5, [8, 1, 1], "charge-difference",
+                                       other_schemes(two_tip3p_waters(), [0, 1, 2], [3, 4, 5],
+                                                     load_potential(WATER_MODELS["mechanical"])[0],
+                                                     load_potential(WATER_MODELS["electrostatic"])[0], 0.0))
 
     cluster, species = np.vstack([x_ml, near]), [8, 1, 1, 8, 1, 1]
     whole, buffer = xtb.compute(species, cluster, 0, 1, far, q_far), xtb.compute([8, 1, 1], near, 0, 1, far, q_far)
@@ -549,3 +564,15 @@ def test_buffer_interaction_errors_against_direct_gfn2_xtb_evaluations(network):
     assert result["network_energy_error_mae"] == pytest.approx(
         abs(energy - reference - coulomb(charges - field_charges)), abs=1e-8)
     assert abs(result["scheme_limit_energy_mean_error"]) > 1e-3  # the field polarizes beyond first order
+    # the mechanical scheme on the same reference: TIP3P Coulomb of I with B and O, and TIP3P's O-O
+    # Lennard-Jones of I with B (amber14/tip3p.xml: sigma 0.31507524065751241 nm, epsilon 0.635968 kJ/mol)
+    environment = np.vstack([far, near])
+    charges_environment = np.concatenate([q_far, [-0.834, 0.417, 0.417]])
+    tip3p = np.array([-0.834, 0.417, 0.417])
+    coulomb_mm = COULOMB_CONSTANT * float((tip3p[:, None] * charges_environment[None]
+                                           / np.linalg.norm(x_ml[:, None] - environment[None], axis=-1)).sum())
+    s6 = (0.31507524065751241 / np.linalg.norm(x_ml[0] - near[0])) ** 6
+    mechanical = coulomb_mm + 4 * 0.635968 * (s6 * s6 - s6)
+    assert result["other_schemes"]["mechanical"]["energy_mean_error"] == pytest.approx(mechanical - reference,
+                                                                                       abs=1e-8)
+    assert set(result["other_schemes"]) == {"mechanical", "mechanical-ml-charges", "electrostatic"}

@@ -339,15 +339,14 @@ def test_the_water_models_errors_on_the_held_out_run_are_those_of_its_card(tmp_p
 
     from mlmm.training.embedding_errors import assess_schemes
 
-    water = Path(__file__).parents[1] / "systems" / "water"
     folder = tmp_path / "model"
     folder.mkdir()
     for name in ("model.pt", "split.json"):
-        shutil.copy(water / "embedding" / "model" / name, folder / name)
-    data = water / "embedding" / "data"
+        shutil.copy(WATER / "embedding" / "model" / name, folder / name)
+    data = WATER / "embedding" / "data"
     result = assess_schemes(data / "water-held-out-gfn2.h5", data / "water-held-out-gfn2-vacuum.h5", folder,
-                            water / "model" / "model.pt", [-0.834, 0.417, 0.417], held_out=True)
-    shipped = json.loads((water / "embedding" / "model" / "schemes-held-out.json").read_text())
+                            WATER / "model" / "model.pt", [-0.834, 0.417, 0.417], held_out=True)
+    shipped = json.loads((WATER / "embedding" / "model" / "schemes-held-out.json").read_text())
     assert result["reference"]["n_frames"] == 300
     assert json.loads((folder / "schemes-held-out.json").read_text()) == result
     for scheme in ("mechanical", "mechanical-ml-charges", "electrostatic"):

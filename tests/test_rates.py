@@ -7,8 +7,8 @@ import pytest
 
 from mlmm.analysis.rate_files import strict_json
 from mlmm.analysis.rates import (BOLTZMANN_OVER_PLANCK_PER_PS_K, Rate, arrhenius_fit, committed_states,
-                                 count_transitions, distance, distance_difference, drop_short_visits, eyring_fit, poisson_interval,
-                                 rate_ratio, transition_rate)
+                                 count_transitions, distance, distance_difference, drop_short_visits, eyring_fit,
+                                 poisson_interval, rate_ratio, transition_rate)
 from mlmm.units import MOLAR_GAS_CONSTANT
 
 BARRIER = 3.0  # kT: V(x) = BARRIER (x^2 - 1)^2 in units of kT

@@ -20,17 +20,28 @@ leaves out (O polarizing I u B beyond the fixed vacuum-cluster charges) from the
 The limit's error, reference minus limit, is the outer polarization: a network trained in the
 field of O can learn its mean, not the part that varies with where the molecules of O are, which
 it does not see. Energies kJ/mol, forces kJ/mol/nm, lengths nm.
+
+The other schemes are scored against the same reference (:func:`other_schemes`): I interacts with
+B and O as point charges (the force field's charges of B, O's switched charges) by the scheme's
+electrostatics (:mod:`mlmm.training.embedding_errors`), plus the force field's Lennard-Jones energy
+of I with B, which those schemes keep and the buffer scheme replaces (I-O Lennard-Jones is in no
+scheme's E_int, as O holds point charges only in the reference).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
 from mlmm.data.calculators import coupled_charges, outer_coulomb
 from mlmm.data.dataset import Dataset
+from mlmm.training.embedding_errors import (InteractionFn, coulomb_interaction, electrostatic_interaction,
+                                            fixed_charges, interaction_errors, potential_charges)
+
+#: Force-field Lennard-Jones energy (kJ/mol) of I with B: (I positions [n, 3], B positions [b, 3]) -> scalar.
+LennardJonesFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def split_environment(positions: np.ndarray, mm_positions: np.ndarray, mm_charges: np.ndarray,
@@ -64,9 +75,76 @@ def network_interaction(model, species: Sequence[int], buffer_species: Sequence[
     return float(energy.detach()), -gradient.numpy(), coupled.detach().numpy()
 
 
+def lennard_jones_interaction(ml_sigma: Sequence[float], ml_epsilon: Sequence[float],
+                              molecule_sigma: Sequence[float], molecule_epsilon: Sequence[float]) -> LennardJonesFn:
+    """Lennard-Jones energy of the ML atoms with buffer molecules (Lorentz-Berthelot rules, no cutoff: the
+    buffer lies well within the force field's), from the force field's sigma (nm) and epsilon (kJ/mol) of
+    the ML atoms and of one solvent molecule's atoms, the buffer holding whole molecules in that order."""
+    ml = [torch.as_tensor(list(v), dtype=torch.float64) for v in (ml_sigma, ml_epsilon)]
+    molecule = [torch.as_tensor(list(v), dtype=torch.float64) for v in (molecule_sigma, molecule_epsilon)]
+
+    def energy(x_ml: torch.Tensor, x_buffer: torch.Tensor) -> torch.Tensor:
+        copies = x_buffer.shape[0] // molecule[0].shape[0]
+        sigma = 0.5 * (ml[0].unsqueeze(1) + molecule[0].repeat(copies).unsqueeze(0))
+        epsilon = torch.sqrt(ml[1].unsqueeze(1) * molecule[1].repeat(copies).unsqueeze(0))
+        s6 = (sigma / torch.linalg.norm(x_ml.unsqueeze(1) - x_buffer.unsqueeze(0), dim=-1)) ** 6
+        return (4.0 * epsilon * (s6 * s6 - s6)).sum()
+    return energy
+
+
+def solvated_force_field(pdb_path, forcefield_files: Sequence[str]):
+    """(OpenMM system, ML atoms, atoms of one solvent molecule) of a solvated ML region's PDB file whose first
+    chain is the ML region and whose second chain holds the solvent (as the systems' ``*-tip3p.pdb``)."""
+    import openmm.app as app
+
+    pdb = app.PDBFile(str(pdb_path))
+    chains = list(pdb.topology.chains())
+    solvent = next(chains[1].residues())
+    system = app.ForceField(*forcefield_files).createSystem(pdb.topology, nonbondedMethod=app.NoCutoff)
+    return system, [a.index for a in chains[0].atoms()], [a.index for a in solvent.atoms()]
+
+
+def other_schemes(system, ml_atoms: Sequence[int], molecule_atoms: Sequence[int], vacuum_model,
+                  electrostatic_model, total_charge: float) -> tuple[Dict[str, InteractionFn], LennardJonesFn]:
+    """The mechanical, mechanical-ml-charges and electrostatic schemes' electrostatics of I with its
+    environment, and the Lennard-Jones energy of I with B, from an OpenMM ``system`` of the solvated ML
+    region (its NonbondedForce gives the force field's charges of I and the Lennard-Jones parameters of I
+    and of one solvent molecule, ``molecule_atoms``) and the trained models of the ML region alone
+    (``vacuum_model``) and of its electrostatic embedding."""
+    import openmm
+
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+
+    def parameters(atoms):
+        values = [nonbonded.getParticleParameters(i) for i in atoms]
+        return [[value[k]._value for value in values] for k in range(3)]  # charge (e), sigma (nm), epsilon
+
+    ml_charges, ml_sigma, ml_epsilon = parameters(ml_atoms)
+    _, molecule_sigma, molecule_epsilon = parameters(molecule_atoms)
+    schemes = {"mechanical": coulomb_interaction(fixed_charges(ml_charges)),
+               "mechanical-ml-charges": coulomb_interaction(potential_charges(vacuum_model, total_charge)),
+               "electrostatic": electrostatic_interaction(electrostatic_model, total_charge)}
+    return schemes, lennard_jones_interaction(ml_sigma, ml_epsilon, molecule_sigma, molecule_epsilon)
+
+
+def scheme_interaction(interaction: InteractionFn, lennard_jones: LennardJonesFn, species: Sequence[int],
+                       x_ml: np.ndarray, x_buffer: np.ndarray, x_environment: np.ndarray,
+                       q_environment: np.ndarray) -> tuple[float, np.ndarray]:
+    """E_int (kJ/mol) and forces on I (kJ/mol/nm) of a scheme whose I interacts with its environment (B and
+    O) as point charges, plus the Lennard-Jones energy of I with B."""
+    x = torch.tensor(x_ml, dtype=torch.float64, requires_grad=True)
+    energy = interaction(torch.as_tensor(list(species)), x, torch.as_tensor(x_environment, dtype=torch.float64),
+                         torch.as_tensor(q_environment, dtype=torch.float64)) \
+        + lennard_jones(x, torch.as_tensor(x_buffer, dtype=torch.float64))
+    (gradient,) = torch.autograd.grad(energy, x)
+    return float(energy.detach()), -gradient.numpy()
+
+
 def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,
                               buffer_cutoff: float, molecule_species: Sequence[int],
-                              outer_coupling: str = "ml-charges") -> Dict[str, float]:
+                              outer_coupling: str = "ml-charges",
+                              schemes: Optional[tuple[Dict[str, InteractionFn], LennardJonesFn]] = None
+                              ) -> Dict[str, float]:
     """MAE, RMSE and mean (signed) error of the buffer scheme's E_int (kJ/mol), MAE and RMSE of its
     forces on I (kJ/mol/nm) on ``frames``.
 
@@ -83,11 +161,15 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     part known. The error splits into the coupling's charge error, the Coulomb energy with O of
     the network's coupled charges less the QM program's in the field (``coupling_charge_energy_*``),
     and the rest, the network's energies of the clusters and of I alone
-    (``network_energy_error_mae``).
+    (``network_energy_error_mae``). With ``schemes`` (:func:`other_schemes`) the same errors of each of
+    those schemes on the same reference (``other_schemes``: E_int mean error, MAE and RMSE, force MAE and
+    RMSE on I).
     """
     size, charge = len(molecule_species), snapshots.total_charge
     reference, predicted, reference_forces, predicted_forces, limit, charge_errors = [], [], [], [], [], []
     change_errors, coupling_errors = [], []
+    interactions, lennard_jones = schemes if schemes is not None else ({}, None)
+    others = {name: ([], []) for name in interactions}  # E_int and forces on I of each other scheme
     for k in frames:
         real = snapshots.mm_mask[k]
         x_ml = snapshots.positions[k]
@@ -113,38 +195,46 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
         change_errors.extend((charges - qm_charges)[len(x_ml):])
         predicted.append(energy)
         predicted_forces.append(forces)
+        for name, interaction in interactions.items():
+            for values, value in zip(others[name], scheme_interaction(
+                    interaction, lennard_jones, snapshots.species, x_ml, x_buffer, snapshots.mm_positions[k][real],
+                    snapshots.mm_charges[k][real])):
+                values.append(value)
     reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
     coupling = np.array(coupling_errors)
     polarization = reference - limit
-    force_error = np.array(predicted_forces) - np.array(reference_forces)
-    return {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
-            "interaction_std": float(reference.std()), "energy_mae": float(np.abs(predicted - reference).mean()),
-            "energy_mean_error": float((predicted - reference).mean()),
-            "energy_rmse": float(np.sqrt(((predicted - reference) ** 2).mean())),
-            "forces_mae": float(np.abs(force_error).mean()), "forces_rmse": float(np.sqrt((force_error ** 2).mean())),
-            "scheme_limit_energy_mae": float(np.abs(limit - reference).mean()),
-            "scheme_limit_energy_mean_error": float((limit - reference).mean()),
-            "network_vs_limit_energy_mae": float(np.abs(predicted - limit).mean()),
-            "outer_polarization_std": float(polarization.std()),
-            "error_polarization_correlation": float(np.corrcoef(predicted - reference, polarization)[0, 1]),
-            "network_vs_mean_polarized_limit_energy_mae": float(
-                np.abs(predicted - limit - polarization.mean()).mean()),
-            "coupling_charge_energy_mae": float(np.abs(coupling).mean()),
-            "coupling_charge_energy_mean_error": float(coupling.mean()),
-            "network_energy_error_mae": float(np.abs(predicted - reference - coupling).mean()),
-            "charges_mae": float(np.abs(np.array(charge_errors)).mean()),
-            "buffer_charge_changes_mae": float(np.abs(np.array(change_errors)).mean())}
+    result = {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
+              "interaction_std": float(reference.std()),
+              **interaction_errors(predicted, reference, predicted_forces, reference_forces),
+              "scheme_limit_energy_mae": float(np.abs(limit - reference).mean()),
+              "scheme_limit_energy_mean_error": float((limit - reference).mean()),
+              "network_vs_limit_energy_mae": float(np.abs(predicted - limit).mean()),
+              "outer_polarization_std": float(polarization.std()),
+              "error_polarization_correlation": float(np.corrcoef(predicted - reference, polarization)[0, 1]),
+              "network_vs_mean_polarized_limit_energy_mae": float(
+                  np.abs(predicted - limit - polarization.mean()).mean()),
+              "coupling_charge_energy_mae": float(np.abs(coupling).mean()),
+              "coupling_charge_energy_mean_error": float(coupling.mean()),
+              "network_energy_error_mae": float(np.abs(predicted - reference - coupling).mean()),
+              "charges_mae": float(np.abs(np.array(charge_errors)).mean()),
+              "buffer_charge_changes_mae": float(np.abs(np.array(change_errors)).mean())}
+    if others:
+        result["other_schemes"] = {name: interaction_errors(energies, reference, forces, reference_forces)
+                                   for name, (energies, forces) in others.items()}
+    return result
 
 
 def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator, buffer_cutoff: float,
-                        molecule_species: Sequence[int], held_out: bool = False) -> Dict[str, float]:
+                        molecule_species: Sequence[int], held_out: bool = False,
+                        schemes: Optional[tuple[Dict[str, InteractionFn], LennardJonesFn]] = None) -> Dict[str, float]:
     """:func:`buffer_interaction_errors` on the test snapshots of a buffer network's training run.
 
     The network was trained on buffer clusters made from the snapshots in ``snapshots_path`` in
     their order (followed by other frames, e.g. lone-molecule frames); its ``split.json`` selects
     the test snapshots. Writes ``model_directory/interaction.json`` and returns its content. With
     ``held_out``, ``snapshots_path`` holds snapshots of which none was used in training: all of them
-    are assessed, written to ``model_directory/interaction-held-out.json``.
+    are assessed, written to ``model_directory/interaction-held-out.json``. ``schemes``: see
+    :func:`buffer_interaction_errors`.
     """
     import json
     from pathlib import Path
@@ -161,7 +251,7 @@ def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator
     model, metadata = load_potential(directory / "model.pt")
     coupling = metadata.get("extra", {}).get("buffer_outer_coupling", "ml-charges")
     result = buffer_interaction_errors(model, snapshots, vacuum, test, calculator, buffer_cutoff, molecule_species,
-                                       coupling)
+                                       coupling, schemes)
     result["outer_coupling"] = coupling
     (directory / ("interaction-held-out.json" if held_out else "interaction.json")).write_text(
         json.dumps(result, indent=2))

@@ -88,14 +88,19 @@ def scheme_errors(schemes: Dict[str, InteractionFn], embedded: Dataset, vacuum: 
                             "interaction_std": float(reference_energy.std())}}
     for name, interaction in schemes.items():
         predicted = interaction_predictions(interaction, selected)
-        energy_error = predicted["energy"] - reference_energy
-        force_error = predicted["forces"] - reference_forces
-        result[name] = {"energy_mean_error": float(energy_error.mean()),
-                        "energy_mae": float(np.abs(energy_error).mean()),
-                        "energy_rmse": float(np.sqrt((energy_error ** 2).mean())),
-                        "forces_mae": float(np.abs(force_error).mean()),
-                        "forces_rmse": float(np.sqrt((force_error ** 2).mean()))}
+        result[name] = interaction_errors(predicted["energy"], reference_energy, predicted["forces"],
+                                          reference_forces)
     return result
+
+
+def interaction_errors(energy, reference_energy, forces, reference_forces) -> Dict[str, float]:
+    """Mean error (predicted - reference), MAE and RMSE of E_int [F] (kJ/mol), MAE and RMSE of the forces
+    [F, n, 3] (kJ/mol/nm, per component)."""
+    energy_error = np.asarray(energy) - np.asarray(reference_energy)
+    force_error = np.asarray(forces) - np.asarray(reference_forces)
+    return {"energy_mean_error": float(energy_error.mean()), "energy_mae": float(np.abs(energy_error).mean()),
+            "energy_rmse": float(np.sqrt((energy_error ** 2).mean())), "forces_mae": float(np.abs(force_error).mean()),
+            "forces_rmse": float(np.sqrt((force_error ** 2).mean()))}
 
 
 def assess_schemes(embedded_path, vacuum_path, model_directory, vacuum_model_path,

@@ -6,7 +6,9 @@ snapshot's environment, with the embedding-switched charges stored in
 ../embedding/data/dimer-tip3p-gfn2.h5). Reference: E_int = E(I u B; O charges) - E(B; O charges)
 - E(I), GFN2-xTB with the O charges as external point charges; the scheme's value with every
 buffer water at full weight, and the scheme's limit with GFN2-xTB's own cluster energies and charges
-(mlmm.training.buffer_errors). Writes MODEL/interaction.json (MODEL: model, or the directory given
+(mlmm.training.buffer_errors); and, on the same reference, the mechanical (force-field charges),
+mechanical-ml-charges and electrostatic schemes ("other_schemes": I with B and O as point charges, with
+the force field's Lennard-Jones energy of I with B). Writes MODEL/interaction.json (MODEL: model, or the directory given
 with --model). Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/buffer/evaluate.py [--model model-stage2]
 """
@@ -17,9 +19,11 @@ import sys
 from pathlib import Path
 
 from mlmm.data.calculators import XTBCalculator
-from mlmm.training.buffer_errors import assess_buffer_model
+from mlmm.potentials import load_potential
+from mlmm.training.buffer_errors import assess_buffer_model, other_schemes, solvated_force_field
 
 HERE = Path(__file__).parent
+SYSTEM = HERE.parent
 sys.path.insert(0, str(HERE))
 from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  (this folder's recipe)
 
@@ -27,6 +31,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="model", help="model directory in this folder (default: model)")
     args = parser.parse_args()
+    system, ml_atoms, molecule_atoms = solvated_force_field(
+        SYSTEM / "formic-acid-dimer-tip3p.pdb", [str(SYSTEM / "formic-acid.xml"), "amber14/tip3p.xml"])
+    schemes = other_schemes(system, ml_atoms, molecule_atoms, load_potential(SYSTEM / "model" / "model.pt")[0],
+                            load_potential(SYSTEM / "embedding" / "model" / "model.pt")[0], 0.0)
     result = assess_buffer_model(SNAPSHOTS / "dimer-tip3p-gfn2.h5", SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5",
-                                 HERE / args.model, XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES)
+                                 HERE / args.model, XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, schemes=schemes)
     print(json.dumps(result, indent=2))

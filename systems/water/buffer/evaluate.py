@@ -6,7 +6,9 @@ snapshot's environment, with the embedding-switched charges stored in
 ../embedding/data/water-tip3p-gfn2.h5). Reference: E_int = E(I u B; O charges) - E(B; O charges)
 - E(I), GFN2-xTB with the O charges as external point charges; the scheme's value with every
 buffer water at full weight, and the scheme's limit with GFN2-xTB's own cluster energies and charges
-(mlmm.training.buffer_errors). Writes MODEL/interaction.json (MODEL: model, or the directory given
+(mlmm.training.buffer_errors); and, on the same reference, the mechanical (force-field charges),
+mechanical-ml-charges and electrostatic schemes ("other_schemes": I with B and O as point charges, with
+the force field's Lennard-Jones energy of I with B). Writes MODEL/interaction.json (MODEL: model, or the directory given
 with --model). Run from the repository root:
     .venv/bin/python systems/water/buffer/evaluate.py [--model model-stage2]
 
@@ -21,9 +23,11 @@ import sys
 from pathlib import Path
 
 from mlmm.data.calculators import XTBCalculator
-from mlmm.training.buffer_errors import assess_buffer_model
+from mlmm.potentials import load_potential
+from mlmm.training.buffer_errors import assess_buffer_model, other_schemes, solvated_force_field
 
 HERE = Path(__file__).parent
+SYSTEM = HERE.parent
 sys.path.insert(0, str(HERE))
 from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  (this folder's recipe)
 
@@ -33,7 +37,11 @@ if __name__ == "__main__":
     parser.add_argument("--held-out", action="store_true",
                         help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
     args = parser.parse_args()
+    system, ml_atoms, molecule_atoms = solvated_force_field(SYSTEM / "water-tip3p.pdb", ["amber14/tip3p.xml"])
+    schemes = other_schemes(system, ml_atoms, molecule_atoms, load_potential(SYSTEM / "model" / "model.pt")[0],
+                            load_potential(SYSTEM / "embedding" / "model" / "model.pt")[0], 0.0)
     name = "water-held-out-gfn2" if args.held_out else "water-tip3p-gfn2"
     result = assess_buffer_model(SNAPSHOTS / f"{name}.h5", SNAPSHOTS / f"{name}-vacuum.h5", HERE / args.model,
-                                 XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, held_out=args.held_out)
+                                 XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, held_out=args.held_out,
+                                 schemes=schemes)
     print(json.dumps(result, indent=2))
