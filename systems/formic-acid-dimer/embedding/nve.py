@@ -4,7 +4,9 @@ Every run starts from the same structure (formic-acid-dimer-tip3p.pdb, 3 nm box,
 minimised around the dimer held at its PDB geometry,
 PME 0.9 nm, rigid TIP3P; the dimer flexible in the ML/MM schemes, and fixed in place in pure MM
 because formic-acid.xml has nonbonded parameters only), draws
-velocities at 300 K, equilibrates with Langevin dynamics (EQUILIBRATION_PS), then runs
+velocities at 300 K, equilibrates with Langevin dynamics (--equilibration, default EQUILIBRATION_PS:
+the minimised start gives half its kinetic energy to the potential, a deficit that the thermostat
+(friction 1/ps) closes as exp(-t/ps): after 1 ps the runs were at about 245 K, after 5 ps at 300 K), then runs
 velocity Verlet (NVE) for --ps picoseconds at 0.5 fs. Reported per scheme: the drift of the
 total energy (slope of a straight-line fit, kJ/mol/ps, and per degree of freedom per ns), its
 RMS fluctuation about the fit, the standard error of the drift from the spread of the slopes of
@@ -13,6 +15,14 @@ within 1.1 nm of a dimer atom; for the buffer scheme the buffer, 0.45 nm; checke
 steps). Results go to nve.json as each scheme finishes (several runs with different --schemes
 may share it); a rerun skips the schemes already there. Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py [--ps 20] [--schemes mm electrostatic]
+At 300 K (nve-300K.json, and the buffer scheme with the network for MD in
+nve-300K-buffer-anchored-contacts.json):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes mm electrostatic \\
+        --output systems/formic-acid-dimer/embedding/nve-300K.json
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
+        --buffer-model model-anchored-contacts \\
+        --output systems/formic-acid-dimer/embedding/nve-300K-buffer-anchored-contacts.json
+The files below were written with 1 ps of equilibration (add --equilibration 1 to repeat them).
 The buffer scheme with the second-stage buffer network (nve-buffer-stage2.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-stage2 \\
         --output systems/formic-acid-dimer/embedding/nve-buffer-stage2.json
@@ -59,7 +69,7 @@ MODELS = {"mechanical": SYSTEM / "model" / "model.pt", "mechanical-ml-charges": 
 OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
 SCHEMES = ["mm", *MODELS, "buffer"]
 TIMESTEP_PS = 0.0005
-EQUILIBRATION_PS = 1.0
+EQUILIBRATION_PS = 5.0
 CHECK_EVERY = 10  # steps between environment checks
 REPORT_EVERY = 20  # steps between total-energy samples
 ENVIRONMENT_CUTOFF = 1.1  # nm, oxygen to the nearest dimer atom: the Coulomb environment of the schemes
@@ -104,7 +114,8 @@ def environment(positions: np.ndarray, box: np.ndarray, dimer: list[int], oxygen
     return set(oxygens[(np.linalg.norm(delta, axis=-1) < cutoff).any(0)].tolist())
 
 
-def run(scheme: str, picoseconds: float, threads: int, seed: int, buffer_model: str = "model") -> dict:
+def run(scheme: str, picoseconds: float, threads: int, seed: int, buffer_model: str = "model",
+        equilibration: float = EQUILIBRATION_PS) -> dict:
     pdb, mm_system, dimer = systems()
     start = minimised_positions(pdb, mm_system, dimer)
     system = scheme_system(scheme, pdb, mm_system, dimer, buffer_model)
@@ -115,7 +126,7 @@ def run(scheme: str, picoseconds: float, threads: int, seed: int, buffer_model: 
     context = openmm.Context(system, langevin, platform, {"Threads": str(threads)})
     context.setPositions(start)
     context.setVelocitiesToTemperature(300 * u.kelvin, seed)
-    langevin.step(int(round(EQUILIBRATION_PS / TIMESTEP_PS)))
+    langevin.step(int(round(equilibration / TIMESTEP_PS)))
     state = context.getState(getPositions=True, getVelocities=True)
     verlet = openmm.VerletIntegrator(TIMESTEP_PS * u.picosecond)
     nve = openmm.Context(system, verlet, platform, {"Threads": str(threads)})
@@ -146,7 +157,8 @@ def run(scheme: str, picoseconds: float, threads: int, seed: int, buffer_model: 
     slope, intercept = np.polyfit(times, energies, 1)
     block_slopes = [np.polyfit(t, e, 1)[0]
                     for t, e in zip(np.array_split(times, BLOCKS), np.array_split(energies, BLOCKS))]
-    return {"picoseconds": picoseconds, "timestep_fs": TIMESTEP_PS * 1000, "seed": seed, "degrees_of_freedom": dof,
+    return {"picoseconds": picoseconds, "timestep_fs": TIMESTEP_PS * 1000, "seed": seed,
+            "equilibration_ps": equilibration, "degrees_of_freedom": dof,
             "drift_kJ_per_mol_per_ps": float(slope),
             "drift_block_standard_error": float(np.std(block_slopes, ddof=1) / np.sqrt(BLOCKS)),
             "drift_kJ_per_mol_per_ns_per_dof": float(slope * 1000 / dof),
@@ -164,13 +176,16 @@ def main():
     parser.add_argument("--seed", type=int, default=SEED, help="velocities and Langevin noise (default 7)")
     parser.add_argument("--output", type=Path, default=HERE / "nve.json")
     parser.add_argument("--buffer-model", default="model", help="buffer network directory in ../buffer")
+    parser.add_argument("--equilibration", type=float, default=EQUILIBRATION_PS,
+                        help=f"Langevin ps before NVE (default {EQUILIBRATION_PS:g}; results without this key: 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for scheme in args.schemes:
         done = json.loads(args.output.read_text()) if args.output.exists() else {}
-        if scheme in done and done[scheme]["picoseconds"] == args.ps:
+        if scheme in done and (done[scheme]["picoseconds"], done[scheme].get("equilibration_ps", 1.0)) == (
+                args.ps, args.equilibration):
             continue
-        result = run(scheme, args.ps, args.threads, args.seed, args.buffer_model)
+        result = run(scheme, args.ps, args.threads, args.seed, args.buffer_model, args.equilibration)
         results = json.loads(args.output.read_text()) if args.output.exists() else {}  # another run may have added
         results[scheme] = result
         args.output.write_text(json.dumps(results, indent=2))
