@@ -112,12 +112,15 @@ def other_schemes(system, ml_atoms: Sequence[int], molecule_atoms: Sequence[int]
     and of one solvent molecule, ``molecule_atoms``) and the trained models of the ML region alone
     (``vacuum_model``) and of its electrostatic embedding."""
     import openmm
+    import openmm.unit as u
 
     nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
 
     def parameters(atoms):
+        """Charges (e), sigma (nm) and epsilon (kJ/mol) of ``atoms``."""
         values = [nonbonded.getParticleParameters(i) for i in atoms]
-        return [[value[k]._value for value in values] for k in range(3)]  # charge (e), sigma (nm), epsilon
+        return [[value[k].value_in_unit(unit) for value in values]
+                for k, unit in enumerate((u.elementary_charge, u.nanometer, u.kilojoule_per_mole))]
 
     ml_charges, ml_sigma, ml_epsilon = parameters(ml_atoms)
     _, molecule_sigma, molecule_epsilon = parameters(molecule_atoms)
@@ -196,10 +199,11 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
         predicted.append(energy)
         predicted_forces.append(forces)
         for name, interaction in interactions.items():
-            for values, value in zip(others[name], scheme_interaction(
-                    interaction, lennard_jones, snapshots.species, x_ml, x_buffer, snapshots.mm_positions[k][real],
-                    snapshots.mm_charges[k][real])):
-                values.append(value)
+            scheme_energy, scheme_forces = scheme_interaction(
+                interaction, lennard_jones, snapshots.species, x_ml, x_buffer, snapshots.mm_positions[k][real],
+                snapshots.mm_charges[k][real])
+            others[name][0].append(scheme_energy)
+            others[name][1].append(scheme_forces)
     reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
     coupling = np.array(coupling_errors)
     polarization = reference - limit
