@@ -6,7 +6,7 @@ PME 0.9 nm, rigid TIP3P; the dimer flexible in the ML/MM schemes, and fixed in p
 because formic-acid.xml has nonbonded parameters only), draws
 velocities at 300 K, equilibrates with Langevin dynamics (--equilibration, default EQUILIBRATION_PS:
 the minimised start gives half its kinetic energy to the potential, a deficit that the thermostat
-(friction 1/ps) closes as exp(-t/ps): after 1 ps the runs were at about 245 K, after 5 ps at 300 K), then runs
+(friction 1/ps) closes as exp(-t/ps): after 1 ps the runs were at 242-249 K, after 5 ps at 289-296 K), then runs
 velocity Verlet (NVE) for --ps picoseconds at 0.5 fs. Reported per scheme: the drift of the
 total energy (slope of a straight-line fit, kJ/mol/ps, and per degree of freedom per ns), its
 RMS fluctuation about the fit, the standard error of the drift from the spread of the slopes of
