@@ -150,20 +150,25 @@ def test_environment_screen_is_exact_within_the_cutoff_in_a_triclinic_box(cutoff
         assert (bounded == 0.0).all()
 
 
+def remove_connections(system) -> None:
+    """Remove the mixed system's bonds without energy that hold its ML molecules together."""
+    from mlmm.embedding.surgery import CONNECTIONS_NAME
+
+    system.removeForce(next(k for k, f in enumerate(system.getForces()) if f.getName() == CONNECTIONS_NAME))
+
+
 def test_wrapped_positions_keep_the_ml_molecules_whole(solvated, pme_system, ff_potential):
     """The ML region's bonds and constraints are gone from the mixed system, but OpenMM still wraps its
     molecules whole (bonds without energy): frames of a run show the solute intact across the boundary.
     Without those bonds its atoms are wrapped one by one."""
     import openmm
 
-    from mlmm.embedding.surgery import CONNECTIONS_NAME
-
     box = np.array([v.value_in_unit(u.nanometer) for v in pme_system.getDefaultPeriodicBoxVectors()])
     straddling = np.asarray(solvated.positions.value_in_unit(u.nanometer))
     straddling[SOLUTE] += -straddling[SOLUTE].mean(0) + box[0] + box[1] + box[2]  # whole, across the corner
     mixed = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential)
     without = mlmm.create_mixed_system(solvated.topology, pme_system, SOLUTE, ff_potential)
-    without.removeForce(next(k for k, f in enumerate(without.getForces()) if f.getName() == CONNECTIONS_NAME))
+    remove_connections(without)
     bonds = [(b.atom1.index, b.atom2.index) for b in solvated.topology.bonds() if b.atom1.index in SOLUTE]
     for system, whole in ((pme_system, True), (mixed, True), (without, False)):
         context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -202,12 +207,10 @@ def test_a_barostat_moves_the_ml_molecules_whole(dimer_in_water):
     without those bonds every atom's position is scaled on its own."""
     import openmm
 
-    from mlmm.embedding.surgery import CONNECTIONS_NAME
-
     pdb, system, fma = dimer_in_water
     mixed = mlmm.create_mixed_system(pdb.topology, system, fma, str(DIMER_DIR / "model" / "model.pt"))
     loose = mlmm.create_mixed_system(pdb.topology, system, fma, str(DIMER_DIR / "model" / "model.pt"))
-    loose.removeForce(next(k for k, f in enumerate(loose.getForces()) if f.getName() == CONNECTIONS_NAME))
+    remove_connections(loose)
     changes = {}
     for name, tested in (("whole", mixed), ("loose", loose)):
         barostat = openmm.MonteCarloBarostat(1000.0 * u.bar, 300 * u.kelvin, 1)

@@ -38,7 +38,7 @@ import torch
 from mlmm.data.calculators import coupled_charges, outer_coulomb
 from mlmm.data.dataset import Dataset
 from mlmm.training.embedding_errors import (InteractionFn, coulomb_interaction, electrostatic_interaction,
-                                            fixed_charges, interaction_errors, potential_charges)
+                                            energy_and_forces, fixed_charges, interaction_errors, potential_charges)
 
 #: Force-field Lennard-Jones energy (kJ/mol) of I with B: (I positions [n, 3], B positions [b, 3]) -> scalar.
 LennardJonesFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -99,6 +99,9 @@ def solvated_force_field(pdb_path, forcefield_files: Sequence[str]):
 
     pdb = app.PDBFile(str(pdb_path))
     chains = list(pdb.topology.chains())
+    if len(chains) < 2:
+        raise ValueError(f"{pdb_path} has {len(chains)} chain(s); it needs the ML region as its first chain and "
+                         "the solvent as its second")
     solvent = next(chains[1].residues())
     system = app.ForceField(*forcefield_files).createSystem(pdb.topology, nonbondedMethod=app.NoCutoff)
     return system, [a.index for a in chains[0].atoms()], [a.index for a in solvent.atoms()]
@@ -135,12 +138,9 @@ def scheme_interaction(interaction: InteractionFn, lennard_jones: LennardJonesFn
                        q_environment: np.ndarray) -> tuple[float, np.ndarray]:
     """E_int (kJ/mol) and forces on I (kJ/mol/nm) of a scheme whose I interacts with its environment (B and
     O) as point charges, plus the Lennard-Jones energy of I with B."""
-    x = torch.tensor(x_ml, dtype=torch.float64, requires_grad=True)
-    energy = interaction(torch.as_tensor(list(species)), x, torch.as_tensor(x_environment, dtype=torch.float64),
-                         torch.as_tensor(q_environment, dtype=torch.float64)) \
-        + lennard_jones(x, torch.as_tensor(x_buffer, dtype=torch.float64))
-    (gradient,) = torch.autograd.grad(energy, x)
-    return float(energy.detach()), -gradient.numpy()
+    species, buffer = torch.as_tensor(list(species)), torch.as_tensor(x_buffer, dtype=torch.float64)
+    environment = [torch.as_tensor(v, dtype=torch.float64) for v in (x_environment, q_environment)]
+    return energy_and_forces(lambda x: interaction(species, x, *environment) + lennard_jones(x, buffer), x_ml)
 
 
 def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames: Sequence[int], calculator,

@@ -54,19 +54,26 @@ def electrostatic_interaction(potential, total_charge: float) -> InteractionFn:
     return energy
 
 
+def energy_and_forces(energy: Callable[[torch.Tensor], torch.Tensor], positions: np.ndarray
+                      ) -> tuple[float, np.ndarray]:
+    """``energy(x)`` (kJ/mol) at the ML positions [n, 3] (nm) and its forces -dE/dx (kJ/mol/nm) by autograd."""
+    x = torch.tensor(positions, dtype=torch.float64, requires_grad=True)
+    value = energy(x)
+    (gradient,) = torch.autograd.grad(value, x)
+    return float(value.detach()), -gradient.numpy()
+
+
 def interaction_predictions(interaction: InteractionFn, frames: Dataset) -> Dict[str, np.ndarray]:
     """E_int [F] (kJ/mol) and dF on the ML atoms [F, n, 3] (kJ/mol/nm) of one scheme, frame by frame."""
     species = torch.as_tensor(frames.species)
     energies, forces = [], []
     for k in range(frames.n_frames):
         real = frames.mm_mask[k]
-        x = torch.tensor(frames.positions[k], dtype=torch.float64, requires_grad=True)
         mm_x = torch.tensor(frames.mm_positions[k][real], dtype=torch.float64)
         mm_q = torch.tensor(frames.mm_charges[k][real], dtype=torch.float64)
-        energy = interaction(species, x, mm_x, mm_q)
-        (gradient,) = torch.autograd.grad(energy, x)
-        energies.append(float(energy.detach()))
-        forces.append(-gradient.numpy())
+        energy, force = energy_and_forces(lambda x: interaction(species, x, mm_x, mm_q), frames.positions[k])
+        energies.append(energy)
+        forces.append(force)
     return {"energy": np.array(energies), "forces": np.array(forces)}
 
 
