@@ -27,6 +27,7 @@ Example (all keys with their defaults are the dataclass fields below)::
     initial_model = "model.pt"
     freeze = ["embedding"]            # parameter-name prefixes kept fixed
     learning_rate_scale = { "blocks.0" = 0.1 }
+    widen_features = 64               # PhysNet: go on with more features, same function at the start
 
     [output]
     directory = "."
@@ -109,6 +110,7 @@ class TransferConfig:
     initial_model: str
     freeze: List[str] = dataclasses.field(default_factory=list)
     learning_rate_scale: Dict[str, float] = dataclasses.field(default_factory=dict)
+    widen_features: Optional[int] = None  # mlmm.training.widening.widen_features
 
 
 @dataclasses.dataclass
@@ -129,6 +131,8 @@ class TrainingConfig:
             del content["training"]["charge_change_weight"]
         if not content["training"]["field_energy_weight"]:  # likewise
             del content["training"]["field_energy_weight"]
+        if content["transfer"] is not None and content["transfer"]["widen_features"] is None:  # likewise
+            del content["transfer"]["widen_features"]
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -36,6 +36,7 @@ from mlmm.training.batching import buffer_frame_outputs, frame_outputs
 from mlmm.training.config import TrainingConfig
 from mlmm.training.delta import subtract_low_level
 from mlmm.training.metrics import SHARED_TENSORS, errors, frame_tensors, loss, predict_frames
+from mlmm.training.widening import widen_features
 
 LOG_COLUMNS = ["epoch", "seconds", "learning_rate", "train_loss", "validation_loss", "validation_energy_mae",
                "validation_forces_mae"]
@@ -101,6 +102,8 @@ class Trainer:
         train = self.subsets["train"]
         if self.config.transfer is not None:
             self.model = models.rebuild(self.config.transfer.initial_model).to(self.dtype)
+            if self.config.transfer.widen_features is not None:
+                self.model = widen_features(self.model, self.config.transfer.widen_features, self.settings.seed)
             predicted = predict_frames(self.model, train)["energy"]
             models.shift_energy_offset(self.model, train, predicted)
             transfer = self.config.transfer
@@ -125,7 +128,10 @@ class Trainer:
 
     def _model_recipe(self) -> dict:
         if self.config.transfer is not None:
-            return read_metadata(self.config.transfer.initial_model)["extra"]["model"]
+            recipe = read_metadata(self.config.transfer.initial_model)["extra"]["model"]
+            if self.config.transfer.widen_features is not None:
+                recipe = dict(recipe, options=dict(recipe["options"], n_features=self.config.transfer.widen_features))
+            return recipe
         spec = self.config.model
         return {"family": spec.family, "elements": list(spec.elements), "options": dict(spec.options)}
 
