@@ -18,6 +18,7 @@ from mlmm.training.batching import frame_outputs
 from mlmm.training.config import make_config
 from mlmm.training.delta import subtract_low_level
 from mlmm.training.trainer import Trainer, load_training_data, split_frames, train
+from mlmm.training.widening import widen_features
 
 
 def harmonic_water(positions: torch.Tensor) -> torch.Tensor:
@@ -263,6 +264,39 @@ def test_transfer_learning_keeps_frozen_layers_and_rescales_rates(tmp_path):
     assert sorted(g["lr"] for g in groups) == pytest.approx([1e-4, 1e-3])
     with pytest.raises(ValueError, match="no parameter name starts with 'nonsense'"):
         models.parameter_groups(pretrained, 1e-3, ["nonsense"], {})
+
+
+def test_a_widened_network_computes_what_it_was_trained_to_and_trains_on(tmp_path):
+    """widen_features adds features whose weights into the trained ones start at zero: energies,
+    charges and forces of three waters are unchanged to rounding; training then uses the new
+    features, and the model file records the new width."""
+    train(config_for(tmp_path, epochs=3), progress=False)
+    trained = models.rebuild(tmp_path / "run" / "model.pt").double()
+    wide = widen_features(trained, 24)
+    assert wide.hyperparameters["n_features"] == 24 and sum(p.numel() for p in wide.parameters()) > sum(
+        p.numel() for p in trained.parameters())
+    species = torch.tensor([8, 1, 1] * 3)
+    positions = torch.tensor(np.random.default_rng(2).uniform(0.0, 0.5, (9, 3)), requires_grad=True)
+    outputs = []
+    for network in (trained, wide):
+        energy, charges = network.energy_and_charges(species, positions, 0.0)
+        outputs.append((energy, charges, torch.autograd.grad(energy, positions)[0]))
+    assert abs(float(outputs[0][0].detach())) > 1.0  # a non-trivial energy (kJ/mol)
+    for narrow_output, wide_output in zip(*outputs):
+        torch.testing.assert_close(wide_output, narrow_output, rtol=1e-12, atol=1e-10)
+    with pytest.raises(ValueError, match="cannot bring it to 8"):
+        widen_features(trained, 8)
+    with pytest.raises(ValueError, match="implemented for PhysNet networks, not 'schnet'"):
+        widen_features(SchNet(["H", "O"]), 64)
+
+    raw = {"data": {"datasets": ["water.h5"], "split": [0.7, 0.15, 0.15], "seed": 3},
+           "training": {"epochs": 2, "batch_size": 16, "threads": 1},
+           "transfer": {"initial_model": "run/model.pt", "widen_features": 24}, "output": {"directory": "wide"}}
+    train(make_config(raw, tmp_path), progress=False)
+    assert read_metadata(tmp_path / "wide" / "model.pt")["extra"]["model"]["options"]["n_features"] == 24
+    tuned = models.rebuild(tmp_path / "wide" / "model.pt")
+    assert tuned.hyperparameters["n_features"] == 24
+    assert float(tuned.blocks[0].self_dense.weight[0, 16:, :16].abs().max()) > 0.0  # new features now feed the old
 
 
 def test_delta_learning_targets_are_high_minus_low_on_matched_frames():
