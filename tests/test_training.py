@@ -284,6 +284,15 @@ def test_a_widened_network_computes_what_it_was_trained_to_and_trains_on(tmp_pat
     assert abs(float(outputs[0][0].detach())) > 1.0  # a non-trivial energy (kJ/mol)
     for narrow_output, wide_output in zip(*outputs):
         torch.testing.assert_close(wide_output, narrow_output, rtol=1e-12, atol=1e-10)
+    committee = PhysNet(["H", "O"], n_features=8, n_basis=8, total_charge=1.0, n_members=2).double()
+    for block in committee.blocks:  # PhysNet starts from zero outputs; give the members some
+        torch.nn.init.normal_(block.output.weight, std=0.5)
+    assert float(committee.evaluate(species, positions.detach())["energy"].std()) > 0.01  # distinct members
+    wide_committee = widen_features(committee, 12)
+    assert (wide_committee.n_members, wide_committee.default_total_charge) == (2, 1.0)
+    for narrow_output, wide_output in zip(committee.evaluate(species, positions.detach()).values(),
+                                          wide_committee.evaluate(species, positions.detach()).values()):
+        torch.testing.assert_close(wide_output, narrow_output, rtol=1e-12, atol=1e-10)
     with pytest.raises(ValueError, match="cannot bring it to 8"):
         widen_features(trained, 8)
     with pytest.raises(ValueError, match="implemented for PhysNet networks, not 'schnet'"):

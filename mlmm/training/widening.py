@@ -25,20 +25,21 @@ from mlmm.training.models import build
 def widen_features(model: NeuralPotential, n_features: int, seed: int = 1) -> NeuralPotential:
     """A PhysNet of ``n_features`` features computing what the trained ``model`` computes.
 
-    ``seed`` fixes the fresh initialisation of the weights into the new features. Raises
-    ValueError for a family other than PhysNet, a committee, or fewer features than the model has.
+    Each member of a committee is widened alike. ``seed`` fixes the fresh initialisation of the
+    weights into the new features (the global random state is left as it was). Raises ValueError
+    for a family other than PhysNet or fewer features than the model has.
     """
     if model.family != "physnet":
         raise ValueError(f"widening is implemented for PhysNet networks, not {model.family!r}")
-    if model.n_members != 1:
-        raise ValueError(f"widen one network, not a committee of {model.n_members}")
     old = int(model.hyperparameters["n_features"])
     if n_features < old:
         raise ValueError(f"the network has {old} features; widening cannot bring it to {n_features}")
-    options = dict(model.hyperparameters, n_features=n_features)
+    options = dict(model.hyperparameters, n_features=n_features, total_charge=model.default_total_charge,
+                   n_members=model.n_members, max_neighbors=model.max_neighbors)
     dtype = next(model.parameters()).dtype
-    torch.manual_seed(seed)
-    wide = build(model.family, model.supported_elements, options).to(dtype)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        wide = build(model.family, model.supported_elements, options).to(dtype)
     state = wide.state_dict()
     for name, trained in model.state_dict().items():
         fresh = state[name]
