@@ -308,6 +308,18 @@ def test_a_widened_network_computes_what_it_was_trained_to_and_trains_on(tmp_pat
     assert float(tuned.blocks[0].self_dense.weight[0, 16:, :16].abs().max()) > 0.0  # new features now feed the old
 
 
+def test_widening_to_the_radial_basis_size_keeps_the_filters():
+    """The filters map the radial basis (not features) onto the features: when the basis has as many
+    functions as the widened network has features, they must still be copied whole, not cut."""
+    network = PhysNet(["H", "O"], n_features=8, n_basis=12).double()
+    for block in network.blocks:  # PhysNet starts from zero outputs
+        torch.nn.init.normal_(block.output.weight, std=0.5)
+    species = torch.tensor([8, 1, 1] * 3)
+    positions = torch.tensor(np.random.default_rng(4).uniform(0.0, 0.5, (9, 3)))
+    torch.testing.assert_close(widen_features(network, 12).evaluate(species, positions)["energy"],
+                               network.evaluate(species, positions)["energy"], rtol=1e-12, atol=1e-10)
+
+
 def test_delta_learning_targets_are_high_minus_low_on_matched_frames():
     high = water_dataset(10)
     low = water_dataset(10).subset([7, 2, 5])

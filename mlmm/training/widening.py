@@ -33,7 +33,8 @@ def widen_features(model: NeuralPotential, n_features: int, seed: int = 1) -> Ne
         raise ValueError(f"widening is implemented for PhysNet networks, not {model.family!r}")
     old = int(model.hyperparameters["n_features"])
     if n_features < old:
-        raise ValueError(f"the network has {old} features; widening cannot bring it to {n_features}")
+        raise ValueError(f"the network has {old} features; widening cannot bring it to {n_features} "
+                         f"(give widen_features at least {old})")
     options = dict(model.hyperparameters, n_features=n_features, total_charge=model.default_total_charge,
                    n_members=model.n_members, max_neighbors=model.max_neighbors)
     dtype = next(model.parameters()).dtype
@@ -47,7 +48,7 @@ def widen_features(model: NeuralPotential, n_features: int, seed: int = 1) -> Ne
             fresh.copy_(trained)
             continue
         fresh[tuple(slice(0, size) for size in trained.shape)] = trained
-        if fresh.dim() == 3 and name.endswith(".weight") and fresh.shape[1] == n_features:
+        if fresh.dim() == 3 and name.endswith(".weight") and fresh.shape[1] != trained.shape[1]:
             fresh[:, old:, :trained.shape[2]] = 0.0  # no path from a new feature to a trained one
     wide.load_state_dict(state)
     return wide
