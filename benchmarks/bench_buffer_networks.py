@@ -27,7 +27,7 @@ import torch
 from mlmm.bridge.mixed import plan_embedding
 from mlmm.bridge.transports import inference_script
 from mlmm.potentials import read_metadata
-from timing import machine, time_calls, versions
+from timing import forward_backward, machine, time_calls, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER = ROOT / "systems" / "water"
@@ -41,10 +41,7 @@ def module_call(model: Path, scheme: str, pdb: app.PDBFile, system):
     module = inference_script(plan_embedding(pdb.topology, system, ml_atoms, str(model), scheme, **options).module)
     positions = torch.tensor(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=torch.float64)
     cell = torch.tensor(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer), dtype=torch.float64)
-
-    def call() -> None:
-        module(positions.clone().requires_grad_(True), cell).backward()
-    return call
+    return lambda: forward_backward(lambda x: module(x, cell), positions)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import mlmm
 from mlmm.bridge.mixed import compilable_potential, plan_embedding
 from mlmm.bridge.transports import EagerComputation, inference_script
 from mlmm.embedding.surgery import frozen_copy
-from timing import machine, versions, time_calls
+from timing import forward_backward, machine, versions, time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_DIR = ROOT / "systems" / "formic-acid-dimer"
@@ -143,11 +143,6 @@ def module_costs(topology: app.Topology, mm_system: openmm.System, dimer: list, 
         computation = EagerComputation(plan.module, True, compiled=True)
         costs[name] = time_calls(lambda: computation.energy_and_gradient(x, cell), calls)["median"]
     return costs
-
-
-def forward_backward(energy, positions: torch.Tensor) -> None:
-    """One call of ``energy(positions)`` and its backward pass."""
-    energy(positions.detach().clone().requires_grad_(True)).backward()
 
 
 def main() -> None:

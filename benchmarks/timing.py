@@ -28,6 +28,11 @@ def time_calls(call: Callable[[], None], calls: int) -> dict:
     return {"median": 1e3 * statistics.median(times), "mean": 1e3 * statistics.fmean(times)}
 
 
+def forward_backward(energy: Callable[[torch.Tensor], torch.Tensor], positions: torch.Tensor) -> None:
+    """One call of ``energy(positions)`` and its backward pass (the work of one force evaluation)."""
+    energy(positions.detach().clone().requires_grad_(True)).backward()
+
+
 def machine() -> dict:
     """Where the numbers were measured."""
     model = ""
