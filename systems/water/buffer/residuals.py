@@ -1,0 +1,148 @@
+"""What the buffer networks' error on their cluster labels follows: a diagnostic of the residuals.
+
+For every cluster frame with a buffer (the training data of train-field-wide.toml, in its order) the
+residual is the network's E_NN(I u B) - E_NN(B) less the label (kJ/mol), and the same for the cluster's
+energy in the field of the outer waters, E + sum_a q_a phi_a (the field-energy loss's quantity, with
+the network's and GFN2-xTB's charges of I and charge changes of the buffer). On the split's training
+and test frames it reports:
+
+- each model's residual MAE, and for each pair of models the correlation of their residuals and the
+  MAE of their mean (what a committee of the two would reach);
+- the correlation of the residual with the classical induction energy the solute adds to its buffer,
+  E_ind(I u B) - E_ind(B): TIP3P charges polarizing Thole-coupled atomic dipoles of every other
+  molecule (the electrostatic model's solver and starting polarizabilities, bare Coulomb fields
+  between molecules), and the test MAE after a linear fit of the residual on it over the training
+  frames: whether a polarizable term would take up the error;
+- the correlation of the residual with simple descriptors of the cluster (the solute's O-H lengths
+  and angle, the nearest buffer oxygen, the number of buffer waters).
+
+Writes residuals.json in the first model's directory. Run from the repository root (~4 min per model
+on one core):
+    .venv/bin/python systems/water/buffer/residuals.py model-field-wide model-field-energy model-field-dq
+"""
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlmm.data.dataset import load_dataset
+from mlmm.potentials import load_potential
+from mlmm.potentials.electrostatic import INITIAL_POLARIZABILITY, ElectrostaticEmbedding
+from mlmm.training.batching import buffer_frame_outputs, buffer_species
+from mlmm.units import COULOMB_CONSTANT
+
+HERE = Path(__file__).parent
+DATASETS = ["data/water-buffer-field-dq-gfn2.h5", "data/water-buffer-field-dq-more-gfn2.h5"]
+TIP3P_CHARGES = torch.tensor([-0.834, 0.417, 0.417], dtype=torch.float64)  # e: O, H, H
+POLARIZABILITIES = torch.tensor([INITIAL_POLARIZABILITY[z] for z in (8, 1, 1)], dtype=torch.float64)  # nm^3
+DESCRIPTORS = ["solute O-H sum", "solute O-H asymmetry", "solute H-O-H angle", "nearest buffer oxygen",
+               "buffer waters"]
+
+
+def induction_energy(waters: torch.Tensor, solver: ElectrostaticEmbedding) -> float:
+    """Classical induction energy (kJ/mol) of rigid-charge waters [w, 3, 3] (nm): each atom's dipole is
+    induced by the bare field of the other waters' TIP3P charges, dipoles coupled through Thole tensors."""
+    w = waters.shape[0]
+    if w < 2:
+        return 0.0
+    d = waters.reshape(w, 1, 3, 1, 3) - waters.reshape(1, w, 1, 3, 3)  # [w, w', 3, 3', xyz]
+    r = torch.linalg.norm(d, dim=-1)
+    other = (1.0 - torch.eye(w, dtype=waters.dtype)).reshape(w, w, 1, 1)
+    field = (other * TIP3P_CHARGES.reshape(1, 1, 1, 3) / r.clamp_min(1e-9) ** 3).unsqueeze(-1) * d
+    field = field.sum((1, 3)).reshape(1, 3 * w, 3)
+    alpha = POLARIZABILITIES.repeat(w).unsqueeze(0)
+    dipoles = solver.induced_dipoles(waters.reshape(1, 3 * w, 3), alpha, field)
+    return float(-0.5 * COULOMB_CONSTANT * (dipoles * field).sum())
+
+
+def frames_and_residuals(models):
+    """Per frame with a buffer: (frame index, descriptors, induction energy) and each model's residuals."""
+    solver = ElectrostaticEmbedding(["H", "O"])
+    rows, residuals, offset = [], {name: [] for name in models}, 0
+    for path in DATASETS:
+        data = load_dataset(HERE / path)
+        solvent = torch.as_tensor(buffer_species(data.mm_species, data.mm_mask))
+        outputs = {name: [] for name in models}
+        for start in range(0, data.n_frames, 64):
+            frames = slice(start, min(start + 64, data.n_frames))
+            for name, model in models.items():
+                outputs[name].append(buffer_frame_outputs(
+                    model, torch.as_tensor(data.species), torch.as_tensor(data.positions[frames]),
+                    torch.as_tensor(data.mm_positions[frames]), solvent, torch.as_tensor(data.mm_mask[frames]),
+                    create_graph=False))
+        for name in models:
+            energy, charges, changes = (torch.cat([o[key].mean(0) for o in outputs[name]]).detach().numpy()
+                                        for key in ("energy", "charges", "mm_charge_changes"))
+            for k in range(data.n_frames):
+                real = data.mm_mask[k]
+                if not real.any():
+                    continue
+                field = charges[k] @ data.outer_potential[k] + changes[k][real] @ data.mm_outer_potential[k][real]
+                label_field = (data.charges[k] @ data.outer_potential[k]
+                               + data.mm_charge_changes[k][real] @ data.mm_outer_potential[k][real])
+                residuals[name].append((energy[k] - data.energies[k],
+                                        energy[k] + field - data.energies[k] - label_field))
+        for k in range(data.n_frames):
+            real = data.mm_mask[k]
+            if not real.any():
+                continue
+            solute, buffer = data.positions[k], data.mm_positions[k][real].reshape(-1, 3, 3)
+            bonds = np.linalg.norm(solute[1:] - solute[0], axis=1)
+            angle = np.degrees(np.arccos(np.dot(solute[1] - solute[0], solute[2] - solute[0]) / bonds.prod()))
+            waters = torch.as_tensor(np.vstack([solute[None], buffer]))
+            rows.append((offset + k, bonds.sum(), abs(bonds[0] - bonds[1]), angle,
+                         np.linalg.norm(buffer[:, 0] - solute[0], axis=1).min(), len(buffer),
+                         induction_energy(waters, solver) - induction_energy(waters[1:], solver)))
+        offset += data.n_frames
+    return np.array(rows), {name: np.array(values) for name, values in residuals.items()}
+
+
+def analysis(rows, residuals, split):
+    """The report (module docstring) on the split's training and test frames."""
+    position = {int(index): i for i, index in enumerate(rows[:, 0])}
+    parts = {part: [position[k] for k in split[part] if k in position] for part in ("train", "test")}
+    induction = rows[:, -1]
+    report = {"frames": {part: len(rows_) for part, rows_ in parts.items()},
+              "induction_energy_mean": float(induction.mean()), "induction_energy_std": float(induction.std())}
+    for column, quantity in enumerate(("energy", "field_energy")):
+        result = {}
+        for part, index in parts.items():
+            errors = {name: r[index, column] for name, r in residuals.items()}
+            result[part] = {
+                "mae": {name: float(np.abs(e).mean()) for name, e in errors.items()},
+                "pairs": [{"models": [a, b], "correlation": float(np.corrcoef(errors[a], errors[b])[0, 1]),
+                           "mean_of_pair_mae": float(np.abs(0.5 * (errors[a] + errors[b])).mean())}
+                          for a, b in itertools.combinations(errors, 2)],
+                "correlation_with_induction": {name: float(np.corrcoef(e, induction[index])[0, 1])
+                                               for name, e in errors.items()},
+                "correlation_with_descriptors": {
+                    name: {label: float(np.corrcoef(e, rows[index, 1 + j])[0, 1])
+                           for j, label in enumerate(DESCRIPTORS)} for name, e in errors.items()}}
+        train, test = parts["train"], parts["test"]
+        design = np.stack([np.ones(len(induction)), induction], axis=1)
+        result["induction_fit"] = {}
+        for name, r in residuals.items():
+            coefficients = np.linalg.lstsq(design[train], r[train, column], rcond=None)[0]
+            result["induction_fit"][name] = {
+                "intercept": float(coefficients[0]), "slope": float(coefficients[1]),
+                "test_mae_after": float(np.abs(r[test, column] - design[test] @ coefficients).mean())}
+        report[quantity] = result
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="model directories in this folder, trained on the same split")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    splits = [json.loads((HERE / name / "split.json").read_text()) for name in args.models]
+    if any(split != splits[0] for split in splits):
+        raise SystemExit("the models were trained on different splits; their residuals cannot be compared")
+    models = {name: load_potential(HERE / name / "model.pt")[0] for name in args.models}
+    report = analysis(*frames_and_residuals(models), splits[0])
+    (HERE / args.models[0] / "residuals.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
