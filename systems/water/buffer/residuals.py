@@ -13,8 +13,11 @@ and test frames it reports:
   molecule (the electrostatic model's solver and starting polarizabilities, bare Coulomb fields
   between molecules), and the test MAE after a linear fit of the residual on it over the training
   frames: whether a polarizable term would take up the error;
-- the correlation of the residual with simple descriptors of the cluster (the solute's O-H lengths
-  and angle, the nearest buffer oxygen, the number of buffer waters).
+- whether the geometry of the solute and its first shell predicts the residual: the correlation with
+  each of 19 descriptors (the solute's O-H lengths and angle; the two hydrogen bonds it donates and the
+  three nearest it accepts, length and angle; the six nearest buffer oxygens; the buffer waters within
+  0.30-0.50 nm), and the test MAE after kernel ridge regression of the residual on all of them over the
+  training frames (Gaussian kernel, its width and regularization chosen by 5-fold cross-validation).
 
 Writes residuals.json in the first model's directory. Run from the repository root (~4 min per model
 on one core):
@@ -39,8 +42,12 @@ HERE = Path(__file__).parent
 DATASETS = ["data/water-buffer-field-dq-gfn2.h5", "data/water-buffer-field-dq-more-gfn2.h5"]
 TIP3P_CHARGES = torch.tensor([-0.834, 0.417, 0.417], dtype=torch.float64)  # e: O, H, H
 POLARIZABILITIES = torch.tensor([INITIAL_POLARIZABILITY[z] for z in (8, 1, 1)], dtype=torch.float64)  # nm^3
-DESCRIPTORS = ["solute O-H sum", "solute O-H asymmetry", "solute H-O-H angle", "nearest buffer oxygen",
-               "buffer waters"]
+DESCRIPTORS = (["solute O-H1", "solute O-H2", "solute H-O-H cosine"]
+               + [f"donated bond {h} {part}" for h in (1, 2) for part in ("H...O", "O-H...O cosine")]
+               + [f"accepted bond {k} {part}" for k in (1, 2, 3) for part in ("O...H", "O...H-O cosine")]
+               + [f"buffer oxygen {k} distance" for k in range(1, 7)]
+               + [f"buffer waters within {c:.2f} nm" for c in (0.30, 0.35, 0.40, 0.45, 0.50)])
+KERNEL_GAMMAS, RIDGE_LAMBDAS = (0.005, 0.01, 0.02, 0.05, 0.1), (0.1, 1.0, 10.0)  # cross-validated grid
 
 
 def induction_energy(waters: torch.Tensor, solver: ElectrostaticEmbedding) -> float:
@@ -57,6 +64,49 @@ def induction_energy(waters: torch.Tensor, solver: ElectrostaticEmbedding) -> fl
     alpha = POLARIZABILITIES.repeat(w).unsqueeze(0)
     dipoles = solver.induced_dipoles(waters.reshape(1, 3 * w, 3), alpha, field)
     return float(-0.5 * COULOMB_CONSTANT * (dipoles * field).sum())
+
+
+def cosine(a: np.ndarray, vertex: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle a-vertex-b."""
+    u, v = a - vertex, b - vertex
+    return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+
+def first_shell_descriptors(solute: np.ndarray, buffer: np.ndarray) -> list:
+    """The DESCRIPTORS of a solute water [3, 3] and its buffer waters [w, 3, 3] (nm; O, H, H)."""
+    row = [np.linalg.norm(solute[1] - solute[0]), np.linalg.norm(solute[2] - solute[0]),
+           cosine(solute[1], solute[0], solute[2])]
+    for h in (1, 2):
+        nearest = int(np.argmin(np.linalg.norm(buffer[:, 0] - solute[h], axis=1)))
+        row += [np.linalg.norm(buffer[nearest, 0] - solute[h]), cosine(solute[0], solute[h], buffer[nearest, 0])]
+    hydrogens = np.linalg.norm(buffer[:, 1:] - solute[0], axis=-1).reshape(-1)
+    for k in np.argsort(hydrogens)[:3]:
+        water, h = divmod(int(k), 2)
+        row += [hydrogens[k], cosine(solute[0], buffer[water, 1 + h], buffer[water, 0])]
+    oxygens = np.sort(np.linalg.norm(buffer[:, 0] - solute[0], axis=1))
+    return row + list(oxygens[:6]) + [int((oxygens < c).sum()) for c in (0.30, 0.35, 0.40, 0.45, 0.50)]
+
+
+def kernel_ridge_mae(features: np.ndarray, target: np.ndarray, train, test, seed: int = 0) -> dict:
+    """Test MAE of a Gaussian-kernel ridge regression of ``target`` on standardized ``features``, its
+    kernel width and regularization picked from the grid by 5-fold cross-validation on ``train``."""
+    z = (features - features[train].mean(0)) / features[train].std(0).clip(1e-12)
+
+    def predict(fit, at, gamma, lam):
+        kernel = np.exp(-gamma * ((z[fit, None] - z[None, fit]) ** 2).sum(-1))
+        mean = target[fit].mean()
+        weights = np.linalg.solve(kernel + lam * np.eye(len(fit)), target[fit] - mean)
+        return np.exp(-gamma * ((z[at, None] - z[None, fit]) ** 2).sum(-1)) @ weights + mean
+
+    folds = np.array_split(np.random.default_rng(seed).permutation(train), 5)
+    scores = {(gamma, lam): float(np.mean([np.abs(target[f] - predict(np.setdiff1d(train, f), f, gamma, lam)).mean()
+                                           for f in folds]))
+              for gamma in KERNEL_GAMMAS for lam in RIDGE_LAMBDAS}
+    gamma, lam = min(scores, key=scores.get)
+    return {"gamma": gamma, "lambda": lam, "cross_validation_mae": scores[(gamma, lam)],
+            "train_mae_before": float(np.abs(target[train]).mean()),
+            "test_mae_before": float(np.abs(target[test]).mean()),
+            "test_mae_after": float(np.abs(target[test] - predict(np.asarray(train), np.asarray(test), gamma, lam)).mean())}
 
 
 def frames_and_residuals(models):
@@ -91,12 +141,9 @@ def frames_and_residuals(models):
             if not real.any():
                 continue
             solute, buffer = data.positions[k], data.mm_positions[k][real].reshape(-1, 3, 3)
-            bonds = np.linalg.norm(solute[1:] - solute[0], axis=1)
-            angle = np.degrees(np.arccos(np.dot(solute[1] - solute[0], solute[2] - solute[0]) / bonds.prod()))
             waters = torch.as_tensor(np.vstack([solute[None], buffer]))
-            rows.append((offset + k, bonds.sum(), abs(bonds[0] - bonds[1]), angle,
-                         np.linalg.norm(buffer[:, 0] - solute[0], axis=1).min(), len(buffer),
-                         induction_energy(waters, solver) - induction_energy(waters[1:], solver)))
+            rows.append([offset + k, *first_shell_descriptors(solute, buffer),
+                         induction_energy(waters, solver) - induction_energy(waters[1:], solver)])
         offset += data.n_frames
     return np.array(rows), {name: np.array(values) for name, values in residuals.items()}
 
@@ -123,6 +170,8 @@ def analysis(rows, residuals, split):
                     name: {label: float(np.corrcoef(e, rows[index, 1 + j])[0, 1])
                            for j, label in enumerate(DESCRIPTORS)} for name, e in errors.items()}}
         train, test = parts["train"], parts["test"]
+        result["first_shell_regression"] = {name: kernel_ridge_mae(rows[:, 1:-1], r[:, column], train, test)
+                                            for name, r in residuals.items()}
         design = np.stack([np.ones(len(induction)), induction], axis=1)
         result["induction_fit"] = {}
         for name, r in residuals.items():
