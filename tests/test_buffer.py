@@ -326,7 +326,8 @@ def test_the_field_energy_loss_weighs_charge_errors_by_the_outer_potential(tmp_p
     """field_energy_weight: the squared error of E + sum_a q_a phi_a, the cluster's energy in the outer field
     that the scheme reproduces, where the network's coupled charges replace the reference's: I's charges
     shifted to the total charge (a uniform charge error costs nothing) or those and the buffer atoms'
-    charge changes (padding left out); buffer data without outer potentials is refused."""
+    charge changes (padding left out); coupling_energy_weight: the squared error of sum_a q_a phi_a alone,
+    blind to the energy's error; buffer data without outer potentials is refused for either."""
     from mlmm.data.dataset import Dataset
     from mlmm.training.config import make_config
     from mlmm.training.metrics import loss
@@ -342,12 +343,19 @@ def test_the_field_energy_loss_weighs_charge_errors_by_the_outer_potential(tmp_p
         rng.normal(0.0, 0.01, (1, 2, 4)))
     outputs = {"energy": batch["energies"] + torch.tensor([[1.5, -0.5]], dtype=torch.float64),  # energy errors
                "charges": charge_errors, "mm_charge_changes": change_errors}
-    weights = {"energy": 0.0, "force": 0.0, "dipole": 0.0, "charge": 0.0, "charge_change": 0.0, "field_energy": 2.0}
+    weights = {"energy": 0.0, "force": 0.0, "dipole": 0.0, "charge": 0.0, "charge_change": 0.0, "field_energy": 2.0,
+               "coupling_energy": 0.0}
     energy_errors = torch.tensor([1.5, -0.5], dtype=torch.float64)
-    expected = energy_errors + (charge_errors[0] * batch["outer_potential"]).sum(-1) + (
+    coupling_errors = (charge_errors[0] * batch["outer_potential"]).sum(-1) + (
         change_errors[0] * batch["mm_outer_potential"] * mask).sum(-1)
     assert float(loss(outputs, batch, weights, "charge-difference")) == pytest.approx(
-        2.0 * float(expected.pow(2).mean()), rel=1e-12)
+        2.0 * float((energy_errors + coupling_errors).pow(2).mean()), rel=1e-12)
+    coupling_only = dict(weights, field_energy=0.0, coupling_energy=3.0)
+    assert float(loss(outputs, batch, coupling_only, "charge-difference")) == pytest.approx(
+        3.0 * float(coupling_errors.pow(2).mean()), rel=1e-12)
+    both = dict(weights, coupling_energy=3.0)
+    assert float(loss(outputs, batch, both, "charge-difference")) == pytest.approx(
+        float(2.0 * (energy_errors + coupling_errors).pow(2).mean() + 3.0 * coupling_errors.pow(2).mean()), rel=1e-12)
     shifted = charge_errors[0] - charge_errors[0].mean(-1, keepdim=True)
     expected = energy_errors + (shifted * batch["outer_potential"]).sum(-1)
     assert float(loss(outputs, batch, weights, "ml-charges")) == pytest.approx(
@@ -363,10 +371,11 @@ def test_the_field_energy_loss_weighs_charge_errors_by_the_outer_potential(tmp_p
     Dataset(**{**{f: getattr(data, f) for f in ("species", "positions", "mm_positions", "mm_charges", "mm_species",
                                                   "mm_mask")}, "energies": np.zeros(24), "forces": np.zeros((24, 3, 3)),
                "charges": np.zeros((24, 3)), "provenance": {"program": "buffer-difference"}}).save(tmp_path / "b.h5")
-    config = make_config({"data": {"datasets": ["b.h5"]}, "model": {"family": "physnet", "elements": ["H", "O"]},
-                          "training": {"field_energy_weight": 1.0}, "output": {"directory": "out"}}, base=tmp_path)
-    with pytest.raises(ValueError, match="field_energy_weight is for buffer data labelled in a field"):
-        train(config, progress=False)
+    for weight in ("field_energy_weight", "coupling_energy_weight"):
+        config = make_config({"data": {"datasets": ["b.h5"]}, "model": {"family": "physnet", "elements": ["H", "O"]},
+                              "training": {weight: 1.0}, "output": {"directory": "out"}}, base=tmp_path)
+        with pytest.raises(ValueError, match=f"{weight} is for buffer data labelled in a field"):
+            train(config, progress=False)
 
 
 def test_a_vacuum_anchored_model_adds_the_vacuum_energy_of_the_ml_region_once(network, tmp_path):

@@ -95,7 +95,7 @@ def test_a_tiny_training_run_learns_the_reference_and_writes_its_outputs(tmp_pat
     assert metadata["extra"]["split"] == split and metadata["extra"]["metrics"]["test"] == metrics["test"]
     # the loss weights as trained, charge_change resolved to the charge weight it defaults to
     assert metadata["extra"]["loss_weights"] == {"energy": 1.0, "force": 0.01, "dipole": 0.0, "charge": 0.0,
-                                                 "charge_change": 0.0, "field_energy": 0.0}
+                                                 "charge_change": 0.0, "field_energy": 0.0, "coupling_energy": 0.0}
     x = torch.tensor(data.positions[split["test"][0]])
     assert float(module(torch.tensor([8, 1, 1]), x).detach()) == pytest.approx(data.energies[split["test"][0]],
                                                                         abs=20 * metrics["test"]["energy_mae"])

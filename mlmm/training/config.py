@@ -91,6 +91,10 @@ class TrainingSettings:
     # (kJ/mol)^-2, buffer data labelled in a field: on the energy plus the Coulomb energy of the scheme's
     # coupled charges with the outer point charges, the cluster's energy in the field that the scheme reproduces
     field_energy_weight: float = 0.0
+    # (kJ/mol)^-2, the same data: on the coupled charges' Coulomb energy with the outer point charges alone,
+    # the part of the field-energy error the charges make (uncorrelated with the energy's, which otherwise
+    # drowns it in the field-energy term's gradient)
+    coupling_energy_weight: float = 0.0
     seed: int = 1
     threads: int = 2
     max_minutes: Optional[float] = None  # stop (and keep the best model) after this wall time
@@ -102,7 +106,7 @@ class TrainingSettings:
         return {"energy": self.energy_weight, "force": self.force_weight, "dipole": self.dipole_weight,
                 "charge": self.charge_weight,
                 "charge_change": self.charge_weight if self.charge_change_weight is None else self.charge_change_weight,
-                "field_energy": self.field_energy_weight}
+                "field_energy": self.field_energy_weight, "coupling_energy": self.coupling_energy_weight}
 
 
 @dataclasses.dataclass
@@ -129,8 +133,9 @@ class TrainingConfig:
             del content["data"]["training_only"]
         if content["training"]["charge_change_weight"] is None:  # likewise
             del content["training"]["charge_change_weight"]
-        if not content["training"]["field_energy_weight"]:  # likewise
-            del content["training"]["field_energy_weight"]
+        for weight in ("field_energy_weight", "coupling_energy_weight"):  # likewise
+            if not content["training"][weight]:
+                del content["training"][weight]
         if content["transfer"] is not None and content["transfer"]["widen_features"] is None:  # likewise
             del content["transfer"]["widen_features"]
         text = json.dumps(content, sort_keys=True, default=str)

@@ -37,16 +37,18 @@ def loss(outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], weigh
 
     ``weights``: energy ((kJ/mol)^-2), force (nm^2 (kJ/mol)^-2, per component; also on the
     buffer atoms of buffer data), dipole ((e nm)^-2, per component), charge (e^-2, per atom),
-    charge_change (e^-2, per buffer atom, on the charge changes of buffer data) and field_energy
+    charge_change (e^-2, per buffer atom, on the charge changes of buffer data), field_energy
     ((kJ/mol)^-2, optional: on the energy plus the outer coupling's Coulomb energy of buffer data
-    labelled in a field, :func:`outer_coupling_error`, for the buffer scheme's ``coupling``). A term
-    is used when its weight is positive and the batch has that label.
+    labelled in a field, :func:`outer_coupling_error`, for the buffer scheme's ``coupling``) and
+    coupling_energy ((kJ/mol)^-2, optional: on that Coulomb energy alone). A term is used when its
+    weight is positive and the batch has that label.
     """
     energy_error = outputs["energy"].double() - batch["energies"]
     terms = energy_error.pow(2).mean(-1) * weights["energy"]
-    if weights["field_energy"] > 0:
-        field_error = energy_error + outer_coupling_error(outputs, batch, coupling)
-        terms = terms + field_error.pow(2).mean(-1) * weights["field_energy"]
+    if weights["field_energy"] > 0 or weights["coupling_energy"] > 0:
+        coupling_error = outer_coupling_error(outputs, batch, coupling)
+        terms = terms + (energy_error + coupling_error).pow(2).mean(-1) * weights["field_energy"]
+        terms = terms + coupling_error.pow(2).mean(-1) * weights["coupling_energy"]
     if weights["force"] > 0:
         terms = terms + (outputs["forces"] - batch["forces"]).pow(2).mean((-3, -2, -1)) * weights["force"]
     if weights["dipole"] > 0 and "dipole" in outputs and "dipoles" in batch:

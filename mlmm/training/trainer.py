@@ -95,10 +95,13 @@ class Trainer:
         data = self.config.data
         self.provenance = [load_dataset(path).provenance for path in data.datasets + data.training_only]
         self.coupling = buffer_outer_coupling(self.provenance)
-        if self.settings.field_energy_weight > 0 and (self.data.outer_potential is None or self.coupling is None):
-            raise ValueError("field_energy_weight is for buffer data labelled in a field (BufferDifference with outer "
-                             "point charges): every dataset needs outer_potential and mm_outer_potential, which "
-                             "without_outer_charges keeps; rewrite the datasets with it or set the weight to 0")
+        in_field = {"field_energy_weight": self.settings.field_energy_weight,
+                    "coupling_energy_weight": self.settings.coupling_energy_weight}
+        for name, weight in in_field.items():
+            if weight > 0 and (self.data.outer_potential is None or self.coupling is None):
+                raise ValueError(f"{name} is for buffer data labelled in a field (BufferDifference with outer "
+                                 "point charges): every dataset needs outer_potential and mm_outer_potential, which "
+                                 "without_outer_charges keeps; rewrite the datasets with it or set the weight to 0")
         train = self.subsets["train"]
         if self.config.transfer is not None:
             self.model = models.rebuild(self.config.transfer.initial_model).to(self.dtype)
