@@ -6,6 +6,8 @@ energy in the field of the outer waters, E + sum_a q_a phi_a (the field-energy l
 the network's and GFN2-xTB's charges of I and charge changes of the buffer). On the split's training
 and test frames it reports:
 
+- the coupling's part of the residual in the field, sum_a (q_a - q_a^QM) phi_a: its MAE, mean and spread,
+  and its correlation with the energy's residual (the two add up in the scheme's E_int);
 - each model's residual MAE, and for each pair of models the correlation of their residuals and the
   MAE of their mean (what a committee of the two would reach);
 - the correlation of the residual with the classical induction energy the solute adds to its buffer,
@@ -35,7 +37,8 @@ import torch
 from mlmm.data.dataset import load_dataset
 from mlmm.potentials import load_potential
 from mlmm.potentials.electrostatic import INITIAL_POLARIZABILITY, ElectrostaticEmbedding
-from mlmm.training.batching import buffer_frame_outputs, buffer_species
+from mlmm.training.batching import buffer_frame_outputs
+from mlmm.training.metrics import SHARED_TENSORS, frame_tensors, outer_coupling_error
 from mlmm.units import COULOMB_CONSTANT
 
 HERE = Path(__file__).parent
@@ -110,32 +113,24 @@ def kernel_ridge_mae(features: np.ndarray, target: np.ndarray, train, test, seed
 
 
 def frames_and_residuals(models):
-    """Per frame with a buffer: (frame index, descriptors, induction energy) and each model's residuals."""
+    """Per frame with a buffer: (frame index, descriptors, induction energy), and each model's residuals
+    [frames, 3]: energy, energy in the field, and the coupling's part of the latter (kJ/mol)."""
     solver = ElectrostaticEmbedding(["H", "O"])
     rows, residuals, offset = [], {name: [] for name in models}, 0
     for path in DATASETS:
         data = load_dataset(HERE / path)
-        solvent = torch.as_tensor(buffer_species(data.mm_species, data.mm_mask))
-        outputs = {name: [] for name in models}
+        tensors = frame_tensors(data, torch.float64)
+        with_buffer = torch.as_tensor(data.mm_mask.any(1))
         for start in range(0, data.n_frames, 64):
             frames = slice(start, min(start + 64, data.n_frames))
+            batch = {key: value if key in SHARED_TENSORS else value[frames] for key, value in tensors.items()}
             for name, model in models.items():
-                outputs[name].append(buffer_frame_outputs(
-                    model, torch.as_tensor(data.species), torch.as_tensor(data.positions[frames]),
-                    torch.as_tensor(data.mm_positions[frames]), solvent, torch.as_tensor(data.mm_mask[frames]),
-                    create_graph=False))
-        for name in models:
-            energy, charges, changes = (torch.cat([o[key].mean(0) for o in outputs[name]]).detach().numpy()
-                                        for key in ("energy", "charges", "mm_charge_changes"))
-            for k in range(data.n_frames):
-                real = data.mm_mask[k]
-                if not real.any():
-                    continue
-                field = charges[k] @ data.outer_potential[k] + changes[k][real] @ data.mm_outer_potential[k][real]
-                label_field = (data.charges[k] @ data.outer_potential[k]
-                               + data.mm_charge_changes[k][real] @ data.mm_outer_potential[k][real])
-                residuals[name].append((energy[k] - data.energies[k],
-                                        energy[k] + field - data.energies[k] - label_field))
+                outputs = buffer_frame_outputs(model, batch["species"], batch["positions"], batch["mm_positions"],
+                                               batch["buffer_species"], batch["mm_mask"], create_graph=False)
+                energy = outputs["energy"].mean(0).double() - batch["energies"]
+                coupling = outer_coupling_error(outputs, batch, "charge-difference").mean(0)
+                errors = torch.stack([energy, energy + coupling, coupling], 1).detach()
+                residuals[name].append(errors[with_buffer[frames]].numpy())
         for k in range(data.n_frames):
             real = data.mm_mask[k]
             if not real.any():
@@ -145,7 +140,7 @@ def frames_and_residuals(models):
             rows.append([offset + k, *first_shell_descriptors(solute, buffer),
                          induction_energy(waters, solver) - induction_energy(waters[1:], solver)])
         offset += data.n_frames
-    return np.array(rows), {name: np.array(values) for name, values in residuals.items()}
+    return np.array(rows), {name: np.concatenate(values) for name, values in residuals.items()}
 
 
 def analysis(rows, residuals, split):
@@ -180,6 +175,10 @@ def analysis(rows, residuals, split):
                 "intercept": float(coefficients[0]), "slope": float(coefficients[1]),
                 "test_mae_after": float(np.abs(r[test, column] - design[test] @ coefficients).mean())}
         report[quantity] = result
+    report["coupling"] = {part: {name: {"mae": float(np.abs(r[index, 2]).mean()), "mean": float(r[index, 2].mean()),
+                                        "std": float(r[index, 2].std()), "correlation_with_energy_residual": float(
+                                            np.corrcoef(r[index, 2], r[index, 0])[0, 1])}
+                                 for name, r in residuals.items()} for part, index in parts.items()}
     return report
 
 
