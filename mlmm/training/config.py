@@ -91,9 +91,9 @@ class TrainingSettings:
     # (kJ/mol)^-2, buffer data labelled in a field: on the energy plus the Coulomb energy of the scheme's
     # coupled charges with the outer point charges, the cluster's energy in the field that the scheme reproduces
     field_energy_weight: float = 0.0
-    # (kJ/mol)^-2, the same data: on the coupled charges' Coulomb energy with the outer point charges alone,
-    # the part of the field-energy error the charges make (uncorrelated with the energy's, which otherwise
-    # drowns it in the field-energy term's gradient)
+    # (kJ/mol)^-2, the same data: on the error of the coupled charges' Coulomb energy with the outer point
+    # charges alone, the part of the field-energy error the charges make, which the energy's larger error
+    # otherwise dominates in the field-energy term
     coupling_energy_weight: float = 0.0
     seed: int = 1
     threads: int = 2
