@@ -75,7 +75,7 @@ def test_sigma_grows_away_from_training_data():
     assert min(outside) > 3 * max(inside)
 
 
-@pytest.mark.parametrize("family", ["physnet", "schnet", "hdnnp"])
+@pytest.mark.parametrize("family", ["physnet", "painn", "schnet", "hdnnp"])
 def test_network_as_create_mixed_system_potential(family, tmp_path, solvated, pme_system):
     """A saved two-member committee as the potential of a mechanical embedding (PME, Reference):
     the ML force group's energy equals the model evaluated directly on the solute."""

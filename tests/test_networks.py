@@ -1,4 +1,5 @@
-"""Network potentials (PhysNet-style, SchNet, HDNNP-wACSF): symmetry, forces, smoothness, charges, periodicity.
+"""Network potentials (PhysNet- and PaiNN-style, SchNet, HDNNP-wACSF): symmetry, forces, smoothness,
+charges, periodicity.
 
 All checks are against independent references: rotated/permuted copies of the input,
 central finite differences, sum q_i r_i, and an explicit replicated cluster.
@@ -9,7 +10,7 @@ import math
 import pytest
 import torch
 
-from mlmm.potentials import HDNNP, PhysNet, SchNet, predict
+from mlmm.potentials import HDNNP, PaiNN, PhysNet, SchNet, predict
 
 ELEMENTS = ["H", "C", "N", "O"]
 # Ethanol-like molecule plus a water (nm); two sets of like atoms to permute.
@@ -19,8 +20,10 @@ POSITIONS = torch.tensor([
     [-0.039, 0.050, 0.090], [-0.036, 0.052, -0.089], [0.190, -0.052, 0.089], [0.188, -0.054, -0.088],
     [0.297, 0.133, 0.003], [0.150, 0.390, 0.050], [0.180, 0.300, 0.030], [0.060, 0.395, 0.020],
 ], dtype=torch.float64)
-FAMILIES = {"physnet": PhysNet, "schnet": SchNet, "hdnnp": HDNNP}
-SMALL = {"physnet": dict(n_features=16, n_basis=8), "schnet": dict(n_features=16, n_basis=8),
+FAMILIES = {"physnet": PhysNet, "painn": PaiNN, "schnet": SchNet, "hdnnp": HDNNP}
+CHARGE_FAMILIES = ("physnet", "painn")  # charges, Coulomb term, total charge
+SMALL = {"physnet": dict(n_features=16, n_basis=8), "painn": dict(n_features=16, n_basis=8),
+         "schnet": dict(n_features=16, n_basis=8),
          "hdnnp": dict(n_radial=6, angular_etas=(4.0,), hidden=(8,))}
 
 
@@ -69,7 +72,7 @@ def test_rotation_translation_permutation_invariance(family):
 
 def test_forces_are_minus_the_gradient(family):
     """Autograd forces against central finite differences (h = 1e-5 nm, float64)."""
-    model = make_model(family, coulomb_cutoff=0.6) if family == "physnet" else make_model(family)
+    model = make_model(family, coulomb_cutoff=0.6) if family in CHARGE_FAMILIES else make_model(family)
     _, forces = energy_and_forces(model, SPECIES, POSITIONS)
     h = 1e-5
     for atom, axis in [(0, 0), (2, 1), (4, 2), (9, 0), (11, 1)]:
@@ -110,18 +113,20 @@ def test_polynomial_cutoff_value_and_slope_vanish():
     assert abs(f[1].item()) < 1e-15 and abs(slope[1].item()) < 1e-9 and slope[2] == 0.0
 
 
+@pytest.mark.parametrize("charge_family", CHARGE_FAMILIES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("total_charge", [0.0, -1.0, 1.0])
-def test_total_charge_conserved(dtype, total_charge):
-    model = make_model("physnet").to(dtype)
+def test_total_charge_conserved(charge_family, dtype, total_charge):
+    model = make_model(charge_family).to(dtype)
     charges = model.evaluate(SPECIES, POSITIONS.to(dtype), None, total_charge)["charges"]
     assert charges.dtype == dtype
     assert (charges.double().sum(-1) - total_charge).abs().max() <= 1e-6
     assert charges.std() > 1e-3  # the charges are predicted, not uniform
 
 
-def test_dipole_is_sum_of_charge_times_position_and_rotates():
-    model = make_model("physnet")
+@pytest.mark.parametrize("charge_family", CHARGE_FAMILIES)
+def test_dipole_is_sum_of_charge_times_position_and_rotates(charge_family):
+    model = make_model(charge_family)
     outputs = model.evaluate(SPECIES, POSITIONS, None, 0.0)
     expected = (outputs["charges"][0, :, None] * POSITIONS).sum(0)
     torch.testing.assert_close(outputs["dipole"][0], expected, rtol=1e-12, atol=1e-14)
@@ -161,7 +166,7 @@ def test_periodic_cell_equals_replicated_cluster(family):
     correction equals the periodic one (fixed by the first atom, then tested on all others).
     """
     options = dict(max_neighbors=24)
-    if family == "physnet":
+    if family in CHARGE_FAMILIES:
         options["coulomb_cutoff"] = 0.5
     model = make_model(family, **options)
     positions = cell_positions()
@@ -170,13 +175,13 @@ def test_periodic_cell_equals_replicated_cluster(family):
     cluster_positions = replicate(positions, 2)
     cluster_species = CELL_SPECIES.repeat(cluster_positions.shape[0] // n)
     total_charge = 0.0
-    if family == "physnet":
+    if family in CHARGE_FAMILIES:
         neutral = model.evaluate(cluster_species, cluster_positions, None, 0.0)["charges"][0]
         total_charge = cluster_positions.shape[0] * (periodic["charges"][0, 0] - neutral[0]).item()
     cluster = model.evaluate(cluster_species, cluster_positions, None, total_charge)
     torch.testing.assert_close(cluster["atomic_energies"][0, :n], periodic["atomic_energies"][0],
                                rtol=1e-9, atol=1e-9)
-    if family == "physnet":
+    if family in CHARGE_FAMILIES:
         torch.testing.assert_close(cluster["charges"][0, :n], periodic["charges"][0], rtol=1e-9, atol=1e-12)
     assert periodic["energy"][0].item() == pytest.approx(periodic["atomic_energies"][0].sum().item(), rel=1e-12)
     # The periodic result really uses images: the same atoms without the cell differ.

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mlmm.data.dataset import Dataset
-from mlmm.potentials import HDNNP, PhysNet, SchNet, load_potential, read_metadata
+from mlmm.potentials import HDNNP, PaiNN, PhysNet, SchNet, load_potential, read_metadata
 from mlmm.training import models
 from mlmm.training.active import active_learning
 from mlmm.potentials.neighbors import neighbor_list
@@ -51,8 +51,9 @@ def config_for(tmp_path, epochs: int = 40, **training):
 
 
 @pytest.mark.parametrize("spread", [0.15, 0.5])
-@pytest.mark.parametrize("family, options", [(PhysNet, {}), (PhysNet, {"coulomb_cutoff": 0.6}), (SchNet, {}),
-                                             (HDNNP, {})], ids=["PhysNet", "PhysNet-coulomb-cutoff", "SchNet", "HDNNP"])
+@pytest.mark.parametrize("family, options", [(PhysNet, {}), (PhysNet, {"coulomb_cutoff": 0.6}), (PaiNN, {}),
+                                             (SchNet, {}), (HDNNP, {})],
+                         ids=["PhysNet", "PhysNet-coulomb-cutoff", "PaiNN", "SchNet", "HDNNP"])
 def test_batched_frames_equal_one_frame_at_a_time(family, options, spread):
     """Frames batched along the member axis against one frame at a time. With ``spread`` = 0.5 nm
     most pairs lie beyond the cutoff, so a lone frame gets narrowed (geometry-dependent) lists
@@ -335,8 +336,8 @@ def test_bad_configurations_are_named():
         make_config({"data": {"datasets": ["x.h5"]}, "training": {"epoch": 3}})
     with pytest.raises(ValueError, match="split must be three"):
         make_config({"data": {"datasets": ["x.h5"], "split": [0.5, 0.5]}})
-    with pytest.raises(ValueError, match="unknown model family 'painn'"):
-        models.build("painn", ["H"], {})
+    with pytest.raises(ValueError, match="unknown model family 'allegro'"):
+        models.build("allegro", ["H"], {})
 
 
 class HarmonicWaterCalculator:

@@ -8,15 +8,17 @@ from mlmm.potentials.electrostatic import ElectrostaticEmbedding, ElectrostaticP
 from mlmm.potentials.forcefield import ForceFieldPotential
 from mlmm.potentials.hdnnp import HDNNP
 from mlmm.potentials.io import load_potential, read_metadata, save_potential
+from mlmm.potentials.painn import PaiNN
 from mlmm.potentials.physnet import PhysNet
 from mlmm.potentials.qeq import QEqCharges
 from mlmm.potentials.schnet import SchNet
 from mlmm.potentials.validation import predict, validate_inputs
 
-FAMILIES = {"physnet": PhysNet, "schnet": SchNet, "hdnnp": HDNNP, "electrostatic": ElectrostaticEmbedding}
+FAMILIES = {"physnet": PhysNet, "painn": PaiNN, "schnet": SchNet, "hdnnp": HDNNP,
+            "electrostatic": ElectrostaticEmbedding}
 
 __all__ = ["FAMILIES", "ElectrostaticEmbedding", "ElectrostaticPotential", "ForceFieldPotential", "HDNNP",
-           "NeuralPotential", "PhysNet", "PotentialInfo", "QEqCharges",
+           "NeuralPotential", "PaiNN", "PhysNet", "PotentialInfo", "QEqCharges",
            "SchNet", "VacuumAnchoredBuffer", "describe", "load_potential", "predict", "predicts_charges",
            "read_metadata", "save_potential",
            "select_member", "stack_members", "validate_inputs"]

@@ -151,9 +151,10 @@ class PhysNet(NeuralPotential):
         # (on CPU) most of its pairs lie beyond the cutoff, as in clusters of solvent.
         compact = self.compact_lists(positions)
         lr_neighbors, _, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell, compact)
-        r = torch.linalg.norm(pair_vectors(positions, lr_neighbors, lr_shifts), dim=-1)
+        lr_vectors = pair_vectors(positions, lr_neighbors, lr_shifts)
+        r = torch.linalg.norm(lr_vectors, dim=-1)
         if n - 1 <= self.max_neighbors and not (compact and self.short_list_pays(r)):
-            neighbors, r_short = lr_neighbors, r
+            neighbors, vectors, r_short = lr_neighbors, lr_vectors, r
             overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
         else:
             neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
@@ -161,12 +162,19 @@ class PhysNet(NeuralPotential):
         basis = self.basis(r_short)
         if weights is not None:
             basis = basis * weights.index_select(1, neighbors.reshape(-1)).reshape(r_short.shape).unsqueeze(-1)
+        return self.refine(element_index, basis, neighbors, vectors, r_short), lr_neighbors, r, overflow
+
+    def refine(self, element_index: torch.Tensor, basis: torch.Tensor, neighbors: torch.Tensor,
+               vectors: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Summed (E_i, q_i) outputs [M, n, 2] of the modules, from the radial basis [M, n, K, n_basis]
+        of the message-passing list ``neighbors`` [n, K] (its pair vectors [M, n, K, 3] and distances
+        [M, n, K] in nm serve networks that use directions)."""
         x = self.embedding.index_select(1, element_index)
         outputs = torch.zeros_like(x[:, :, :2])
         for block in self.blocks:
             x, out = block(x, basis, neighbors)
             outputs = outputs + out
-        return outputs, lr_neighbors, r, overflow
+        return outputs
 
     def short_list_pays(self, r: torch.Tensor) -> bool:
         """Whether a separate message-passing list is worth building, given the pair distances

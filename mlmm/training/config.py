@@ -9,7 +9,7 @@ Example (all keys with their defaults are the dataclass fields below)::
     seed = 1
 
     [model]
-    family = "physnet"                # physnet | schnet | hdnnp | electrostatic
+    family = "physnet"                # physnet | painn | schnet | hdnnp | electrostatic
     elements = ["H", "O"]
     options = { n_features = 64 }     # constructor arguments of the family
 
