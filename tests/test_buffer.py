@@ -237,18 +237,20 @@ def test_buffer_input_errors(network):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer")
 
 
-def test_batched_buffer_differences_equal_frame_by_frame_evaluations(network):
-    """buffer_frame_outputs (padding, parking, member batching) against direct weighted evaluations."""
+@pytest.mark.parametrize("unused", [0, 3], ids=["full", "unused-padding"])
+def test_batched_buffer_differences_equal_frame_by_frame_evaluations(network, unused):
+    """buffer_frame_outputs (padding, parking, member batching) against direct weighted evaluations;
+    ``unused`` padding atoms that no frame of the batch uses are left out and come back as zeros."""
     from mlmm.training.batching import buffer_frame_outputs
 
     water = torch.tensor(WATER)
     first = torch.tensor([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]], dtype=torch.float64)
     second = first + torch.tensor([0.3, 0.0, 0.0], dtype=torch.float64)
     positions = torch.stack([water, water * 1.01])
-    padding = torch.zeros(3, 3, dtype=torch.float64)
-    buffers = torch.stack([torch.cat([first, second]), torch.cat([first * 1.02, padding])])
-    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
-    species, buffer_species = torch.tensor([8, 1, 1]), torch.tensor([8, 1, 1, 8, 1, 1])
+    padding = torch.zeros(3 + unused, 3, dtype=torch.float64)
+    buffers = torch.stack([torch.cat([first, second, padding[:unused]]), torch.cat([first * 1.02, padding])])
+    mask = torch.tensor([[True] * 6 + [False] * unused, [True] * 3 + [False] * (3 + unused)])
+    species, buffer_species = torch.tensor([8, 1, 1]), torch.tensor([8, 1, 1, 8, 1, 1, 8, 1, 1][:6 + unused])
     outputs = buffer_frame_outputs(network, species, positions, buffers, buffer_species, mask, create_graph=False)
     for k in range(2):
         real = mask[k]
@@ -264,8 +266,9 @@ def test_batched_buffer_differences_equal_frame_by_frame_evaluations(network):
                                                                0.0)
         _, buffer_charges = network.weighted_energy_and_charges(buffer_species[real], x[3:], ones[3:], 0.0)
         assert torch.allclose(outputs["mm_charge_changes"][0, k][real], whole_charges[3:] - buffer_charges, atol=1e-9)
-    assert torch.all(outputs["mm_forces"][0, 1][~mask[1]] == 0)
-    assert torch.all(outputs["mm_charge_changes"][0, 1][~mask[1]] == 0)
+    assert outputs["mm_forces"].shape[2] == outputs["mm_charge_changes"].shape[2] == 6 + unused
+    assert torch.all(outputs["mm_forces"][0][~mask] == 0)
+    assert torch.all(outputs["mm_charge_changes"][0][~mask] == 0)
 
 
 def _buffer_frames():

@@ -154,6 +154,13 @@ def buffer_frame_outputs(model: NeuralPotential, species: torch.Tensor, position
     """
     members, (n_frames, n) = model.n_members, positions.shape[:2]
     m = mm_positions.shape[1]
+    used = int(torch.nonzero(mm_mask.any(0)).max()) + 1 if bool(mm_mask.any()) else 1
+    if used < m:  # columns that are padding in every frame change nothing (weight 0): leave them out
+        outputs = buffer_frame_outputs(model, species, positions, mm_positions[:, :used], mm_species[:used],
+                                       mm_mask[:, :used], total_charge, create_graph)
+        outputs["mm_forces"] = torch.nn.functional.pad(outputs["mm_forces"], (0, 0, 0, m - used))
+        outputs["mm_charge_changes"] = torch.nn.functional.pad(outputs["mm_charge_changes"], (0, m - used))
+        return outputs
     element_index, x, _ = model.prepare(torch.cat([species, mm_species]), torch.cat([positions, mm_positions], 1),
                                         None)
     real = mm_mask.to(x.dtype)
