@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                                             "the keys. Writes model.pt, metrics.json, log.csv and a learning curve.")
     train.add_argument("config", type=Path, help="training configuration (.toml)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--snapshot", type=Path, metavar="DIR",
+                       help="write the best model so far of a run (which may still be going) into DIR and exit")
 
     label = commands.add_parser("label", help="label a dataset's frames with xTB or PySCF",
                                 description="Compute reference energies, forces, charges and dipoles for the "
@@ -262,14 +264,14 @@ def _train(args: argparse.Namespace) -> int:
     from mlmm.training.trainer import train
 
     config = load_training_config(args.config)
-    metrics = train(config, progress=not args.quiet)
+    metrics = train(config, progress=not args.quiet, snapshot=args.snapshot)
     for subset in ("train", "validation", "test"):
         row = metrics.get(subset) or {}
         if row:
             print(f"{subset:10s} {row['n_frames']:6d} frames  energy MAE {row['energy_mae']:.3f} RMSE "
                   f"{row['energy_rmse']:.3f} kJ/mol  forces MAE {row['forces_mae']:.2f} RMSE "
                   f"{row['forces_rmse']:.2f} kJ/mol/nm")
-    print(f"model written to {config.output / 'model.pt'}")
+    print(f"model written to {(args.snapshot or config.output) / 'model.pt'}")
     return 0
 
 

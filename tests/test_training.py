@@ -202,6 +202,38 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert [row.split(",")[2:] for row in resumed_log] == [row.split(",")[2:] for row in reference_log]
 
 
+def test_a_snapshot_of_a_running_training_is_the_model_of_a_run_stopped_there(tmp_path, monkeypatch):
+    """``snapshot`` reads the checkpoint of an unfinished run (3 of 6 epochs) and writes the model the
+    run would write had it been configured for 3 epochs, leaving the run's own files alone."""
+    for name in ("six", "three"):
+        (tmp_path / name).mkdir()
+    config = config_for(tmp_path / "six", epochs=6)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(config, progress=False, snapshot=tmp_path / "snapshot")
+    original = Trainer._train_epoch
+
+    def interrupt_at_epoch_4(self):
+        if self.epoch == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", interrupt_at_epoch_4)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, progress=False)
+    checkpoint = (tmp_path / "six" / "run" / "checkpoint.pt").read_bytes()
+    snapshot = train(config, progress=False, snapshot=tmp_path / "snapshot")
+    assert (tmp_path / "six" / "run" / "checkpoint.pt").read_bytes() == checkpoint
+    assert not (tmp_path / "six" / "run" / "model.pt").exists()
+    stopped = train(config_for(tmp_path / "three", epochs=3), progress=False)
+    assert snapshot["test"] == stopped["test"] and snapshot["epochs"] == 3
+    x, species = torch.tensor(water_dataset(160).positions[0]), torch.tensor([8, 1, 1])
+    energies = [float(load_potential(path)[0](species, x).detach())
+                for path in (tmp_path / "snapshot" / "model.pt", tmp_path / "three" / "run" / "model.pt")]
+    assert energies[0] == energies[1]
+    assert (tmp_path / "snapshot" / "split.json").read_text() == (tmp_path / "six" / "run" / "split.json").read_text()
+
+
 def test_the_model_is_compiled_before_the_first_epoch(tmp_path, monkeypatch):
     """A model TorchScript cannot compile fails before any training, and model.pt holds the code
     compiled at the start: the end of a run needs no compiler (editing the source during a long

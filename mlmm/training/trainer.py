@@ -220,18 +220,34 @@ class Trainer:
     def run(self) -> Dict:
         """Train (or resume), then write the model, metrics, log and learning curve; return the metrics."""
         self.output.mkdir(parents=True, exist_ok=True)
-        torch.set_num_threads(self.settings.threads)
-        self._prepare()
-        # Compiled now, not after hours of training: a model TorchScript cannot compile fails at once,
-        # and the file written at the end holds the code the run started with, even if the source
-        # files change while it runs.
-        self.compiled = torch.jit.script(self._deployable(copy.deepcopy(self.model).double()))
+        self._build()
         (self.output / "split.json").write_text(json.dumps(self.split))
         finished = self._resume()
         if not finished:
             self._loop()
             self._save_checkpoint(finished=True)
         return self._finish()
+
+    def snapshot(self, directory) -> Dict:
+        """Write the best weights so far, as ``run`` would at the end (model.pt, metrics.json, split.json,
+        learning curve), into ``directory``, reading the checkpoint of a run that may still be going;
+        return the metrics. The run's own directory is left as it is."""
+        if not self.checkpoint_path.exists():
+            raise ValueError(f"no checkpoint at {self.checkpoint_path}: the run has not finished an epoch yet")
+        self._build()
+        self._resume()
+        self.output = Path(directory)
+        self.output.mkdir(parents=True, exist_ok=True)
+        (self.output / "split.json").write_text(json.dumps(self.split))
+        return self._finish()
+
+    def _build(self) -> None:
+        torch.set_num_threads(self.settings.threads)
+        self._prepare()
+        # Compiled now, not after hours of training: a model TorchScript cannot compile fails at once,
+        # and the file written at the end holds the code the run started with, even if the source
+        # files change while it runs.
+        self.compiled = torch.jit.script(self._deployable(copy.deepcopy(self.model).double()))
 
     def _loop(self) -> None:
         from rich.progress import Progress
@@ -321,6 +337,8 @@ def buffer_outer_coupling(provenance: List[dict]) -> Optional[str]:
     return couplings.pop() if couplings else None
 
 
-def train(config: TrainingConfig, progress: bool = True) -> Dict:
-    """Run (or resume) the training described by ``config``; return its metrics."""
-    return Trainer(config, progress).run()
+def train(config: TrainingConfig, progress: bool = True, snapshot: Optional[Path] = None) -> Dict:
+    """Run (or resume) the training described by ``config``; return its metrics. With ``snapshot``, write
+    the best model so far into that directory instead (:meth:`Trainer.snapshot`) and train nothing."""
+    trainer = Trainer(config, progress)
+    return trainer.run() if snapshot is None else trainer.snapshot(snapshot)
