@@ -231,7 +231,8 @@ def test_a_snapshot_of_a_running_training_is_the_model_of_a_run_stopped_there(tm
     energies = [float(load_potential(path)[0](species, x).detach())
                 for path in (tmp_path / "snapshot" / "model.pt", tmp_path / "three" / "run" / "model.pt")]
     assert energies[0] == energies[1]
-    assert (tmp_path / "snapshot" / "split.json").read_text() == (tmp_path / "six" / "run" / "split.json").read_text()
+    for name in ("split.json", "log.csv"):
+        assert (tmp_path / "snapshot" / name).read_text() == (tmp_path / "six" / "run" / name).read_text()
 
 
 def test_the_model_is_compiled_before_the_first_epoch(tmp_path, monkeypatch):

@@ -230,8 +230,8 @@ class Trainer:
 
     def snapshot(self, directory) -> Dict:
         """Write the best weights so far, as ``run`` would at the end (model.pt, metrics.json, split.json,
-        learning curve), into ``directory``, reading the checkpoint of a run that may still be going;
-        return the metrics. The run's own directory is left as it is."""
+        log.csv, learning curve), into ``directory``, reading the checkpoint of a run that may still be
+        going; return the metrics. The run's own directory is left as it is."""
         if not self.checkpoint_path.exists():
             raise ValueError(f"no checkpoint at {self.checkpoint_path}: the run has not finished an epoch yet")
         self._build()
@@ -239,6 +239,7 @@ class Trainer:
         self.output = Path(directory)
         self.output.mkdir(parents=True, exist_ok=True)
         (self.output / "split.json").write_text(json.dumps(self.split))
+        self._write_log()
         return self._finish()
 
     def _build(self) -> None:
