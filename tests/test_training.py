@@ -221,6 +221,8 @@ def test_a_snapshot_of_a_running_training_is_the_model_of_a_run_stopped_there(tm
         patch.setattr(Trainer, "_train_epoch", interrupt_at_epoch_4)
         with pytest.raises(KeyboardInterrupt):
             train(config, progress=False)
+    with pytest.raises(ValueError, match="directory of its own"):
+        train(config, progress=False, snapshot=tmp_path / "six" / "run")
     checkpoint = (tmp_path / "six" / "run" / "checkpoint.pt").read_bytes()
     snapshot = train(config, progress=False, snapshot=tmp_path / "snapshot")
     assert (tmp_path / "six" / "run" / "checkpoint.pt").read_bytes() == checkpoint

@@ -234,6 +234,8 @@ class Trainer:
         going; return the metrics. The run's own directory is left as it is."""
         if not self.checkpoint_path.exists():
             raise ValueError(f"no checkpoint at {self.checkpoint_path}: the run has not finished an epoch yet")
+        if Path(directory).resolve() == self.output.resolve():
+            raise ValueError(f"a snapshot goes into a directory of its own, not the run's ({self.output})")
         self._build()
         self._resume()
         self.output = Path(directory)
@@ -243,6 +245,7 @@ class Trainer:
         return self._finish()
 
     def _build(self) -> None:
+        """The network, optimizer, data tensors and the compiled copy that model.pt will hold."""
         torch.set_num_threads(self.settings.threads)
         self._prepare()
         # Compiled now, not after hours of training: a model TorchScript cannot compile fails at once,
