@@ -51,11 +51,11 @@ class PaiNNModule(torch.nn.Module):
         self.update = MemberLinear(n_members, 2 * n_features, n_features)
         self.update_out = MemberLinear(n_members, n_features, 3 * n_features)
 
-    def forward(self, s: torch.Tensor, v: torch.Tensor, basis: torch.Tensor, neighbors: torch.Tensor,
-                directions: torch.Tensor, first: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, s: torch.Tensor, v: Optional[torch.Tensor], basis: torch.Tensor, neighbors: torch.Tensor,
+                directions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """New (s, v) from s [M, n, F], v [M, n, 3, F], the basis [M, n, K, n_basis] and unit vectors
-        [M, n, K, 3] of the pairs in ``neighbors`` [n, K]; ``first``: v is still zero (first module),
-        so the messages carried by the neighbours' vectors are zero and are skipped."""
+        [M, n, K, 3] of the pairs in ``neighbors`` [n, K]. v None stands for zero (the first module):
+        the messages carried by the neighbours' vectors are then zero and are skipped."""
         f = self.n_features
         m, n, k = basis.shape[0], basis.shape[1], basis.shape[2]
         messages = gather_neighbors(self.context_out(silu(self.context(s))), neighbors) * self.filter(basis)
@@ -64,7 +64,7 @@ class PaiNNModule(torch.nn.Module):
         # sum_j e_ij dv_s,ij as one batched product [3, K] x [K, F] per atom
         along_directions = torch.bmm(directions.reshape(m * n, k, 3).transpose(1, 2),
                                      dv_direction.reshape(m * n, k, f)).reshape(m, n, 3, f)
-        if first:
+        if v is None:
             v = along_directions
         else:
             v_j = gather_neighbors(v.reshape(m, n, 3 * f), neighbors).reshape(m, n, k, 3, f)
@@ -84,14 +84,10 @@ class PaiNN(PhysNet):
 
     Parameters
     ----------
-    elements : sequence of str or int
-        Elements the model is built for.
-    cutoff : float
-        Message-passing cutoff r_c in nm.
     n_features, n_basis, n_modules : int
         Feature width (scalar and vector channels alike), radial basis size and number of
         message + update modules (PaiNN's paper uses 3).
-    coulomb_cutoff, dispersion_s6, total_charge, n_members, max_neighbors
+    elements, cutoff, coulomb_cutoff, dispersion_s6, total_charge, n_members, max_neighbors
         As for :class:`~mlmm.potentials.physnet.PhysNet`.
     """
 
@@ -107,7 +103,6 @@ class PaiNN(PhysNet):
                          total_charge, n_members, max_neighbors)
         self.hyperparameters = dict(cutoff=cutoff, n_features=n_features, n_basis=n_basis, n_modules=n_modules,
                                     coulomb_cutoff=coulomb_cutoff, dispersion_s6=dispersion_s6)
-        self.n_features = n_features
         self.blocks = torch.nn.ModuleList([PaiNNModule(n_members, n_features, n_basis) for _ in range(n_modules)])
         self.head = MemberLinear(n_members, n_features, n_features)
         self.output = MemberLinear(n_members, n_features, 2)
@@ -116,10 +111,8 @@ class PaiNN(PhysNet):
     def refine(self, element_index: torch.Tensor, basis: torch.Tensor, neighbors: torch.Tensor,
                vectors: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         s = self.embedding.index_select(1, element_index)
-        v = torch.zeros(s.shape[0], s.shape[1], 3, self.n_features, dtype=s.dtype, device=s.device)
+        v: Optional[torch.Tensor] = None  # zero until the first module
         directions = vectors / r.unsqueeze(-1)
-        first = True
         for block in self.blocks:
-            s, v = block(s, v, basis, neighbors, directions, first)
-            first = False
+            s, v = block(s, v, basis, neighbors, directions)
         return self.output(silu(self.head(s)))
