@@ -1,4 +1,4 @@
-"""Cost of the water buffer scheme's module with networks of different widths.
+"""Cost of the water buffer scheme's module with networks of different families, widths and means.
 
 The water solute in its TIP3P box (systems/water/water-tip3p.pdb, amber14 TIP3P, buffer
 0.35-0.5 nm as the networks were trained): each buffer network's embedding module alone, forward
@@ -44,6 +44,15 @@ def module_call(model: Path, scheme: str, pdb: app.PDBFile, system):
     return lambda: forward_backward(lambda x: module(x, cell), positions)
 
 
+def network_name(path: Path) -> str:
+    """The family and width of a model file's network ("physnet 64"), or of each member of a mean."""
+    extra = read_metadata(path)["extra"]
+    if "members" in extra:
+        return "mean of " + " + ".join(f"{m['architecture']['family']} {m['architecture']['n_features']}"
+                                       for m in extra["members"])
+    return f"{extra['model']['family']} {extra['model']['options']['n_features']}"
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["model-field-energy", "model-field-wide"],
@@ -67,17 +76,17 @@ if __name__ == "__main__":
     result = {"machine": machine(), "versions": versions(), "atoms": pdb.topology.getNumAtoms(),
               "ms_per_call": {name: statistics.median(t) for name, t in times.items()},
               "all_medians": times,
-              "n_features": {name: read_metadata(path)["extra"]["model"]["options"]["n_features"]
-                             for name, path in paths.items()}}
+              "networks": {name: network_name(path) for name, path in paths.items()}}
     result["ratio_to_" + first] = {name: result["ms_per_call"][name] / result["ms_per_call"][first] for name in times}
     text = json.dumps(result, indent=2)
     print(text)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "buffer-networks.json").write_text(text + "\n")
-    rows = [f"| {name} | {result['n_features'].get(name, '')} | {ms:.2f} | {result['ratio_to_' + first][name]:.2f} |"
+    rows = [f"| {name} | {result['networks'].get(name, '')} | {ms:.2f} | {result['ratio_to_' + first][name]:.2f} |"
             for name, ms in result["ms_per_call"].items()]
     (args.output_dir / "buffer-networks.md").write_text("\n".join([
-        "# Water buffer module: cost by network width", "",
+        "# Water buffer module: cost by network", "",
         f"{result['atoms']} atoms (systems/water/water-tip3p.pdb), TorchScript forward + backward, torch on one "
         f"thread, median ms per call of {args.repeats} rounds of {args.calls} calls; {result['machine']['cpu_model']}.",
-        "", f"| module | features | ms per call | ratio to {first} |", "|---|---|---|---|", *rows, ""]))
+        "", f"| module | network (family, features) | ms per call | ratio to {first} |", "|---|---|---|---|", *rows,
+        ""]))

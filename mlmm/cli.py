@@ -163,6 +163,13 @@ def _parser() -> argparse.ArgumentParser:
                           "embedding, vacuum-anchored buffer): write it with this vacuum model file's network "
                           "instead (e.g. one refined since)")
 
+    average = commands.add_parser("average", help="save the mean of trained models of any architectures as one model",
+                                  description="Write one model file whose energy (and charges, and buffer energies) "
+                                              "is the mean of the members' (mlmm.potentials.mean): e.g. a PhysNet "
+                                              "and a PaiNN whose errors are weakly correlated.")
+    average.add_argument("members", type=Path, nargs="+", help="two or more mlmm model files")
+    average.add_argument("--output", type=Path, required=True, help="model file to write (.pt)")
+
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
     info.add_argument("model", type=Path, help="mlmm model file (.pt)")
@@ -183,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         handlers = {"demo": _demo, "run": _run, "export": _export, "info": _info, "train": _train, "label": _label,
                     "evaluate": _evaluate, "spectrum": _spectrum,
                     "ensemble": _ensemble, "nma": _nma, "rate": _rate, "adapt": _adapt,
-                    "bench": _bench, "rescript": _rescript}
+                    "bench": _bench, "rescript": _rescript, "average": _average}
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, SimulationError) as error:
         print(f"mlmm: error: {error}", file=sys.stderr)
@@ -331,6 +338,14 @@ def _rescript(args: argparse.Namespace) -> int:
     rescript(args.model, args.output, args.vacuum)
     paired = f", its vacuum network from {args.vacuum}" if args.vacuum else ""
     print(f"{args.output}: {args.model} saved with the code of this mlmm{paired}")
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from mlmm.potentials.mean import save_mean
+
+    save_mean(args.members, args.output)
+    print(f"{args.output}: the mean of {len(args.members)} models ({', '.join(str(m) for m in args.members)})")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""ML potentials: the contract, network families, committees, save/load with metadata."""
+"""ML potentials: the contract, network families, committees and means, save/load with metadata."""
 
 from mlmm.potentials.anchored_buffer import VacuumAnchoredBuffer
 from mlmm.potentials.base import NeuralPotential
@@ -8,6 +8,7 @@ from mlmm.potentials.electrostatic import ElectrostaticEmbedding, ElectrostaticP
 from mlmm.potentials.forcefield import ForceFieldPotential
 from mlmm.potentials.hdnnp import HDNNP
 from mlmm.potentials.io import load_potential, read_metadata, save_potential
+from mlmm.potentials.mean import average_potentials
 from mlmm.potentials.painn import PaiNN
 from mlmm.potentials.physnet import PhysNet
 from mlmm.potentials.qeq import QEqCharges
@@ -19,6 +20,7 @@ FAMILIES = {"physnet": PhysNet, "painn": PaiNN, "schnet": SchNet, "hdnnp": HDNNP
 
 __all__ = ["FAMILIES", "ElectrostaticEmbedding", "ElectrostaticPotential", "ForceFieldPotential", "HDNNP",
            "NeuralPotential", "PaiNN", "PhysNet", "PotentialInfo", "QEqCharges",
-           "SchNet", "VacuumAnchoredBuffer", "describe", "load_potential", "predict", "predicts_charges",
+           "SchNet", "VacuumAnchoredBuffer", "average_potentials", "describe", "load_potential", "predict",
+           "predicts_charges",
            "read_metadata", "save_potential",
            "select_member", "stack_members", "validate_inputs"]

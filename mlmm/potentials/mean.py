@@ -1,0 +1,143 @@
+"""The mean of trained potentials of different architectures, as one potential.
+
+A committee of one architecture is one batched network (:mod:`mlmm.potentials.committee`).
+Networks of different families (a PhysNet and a PaiNN) share no parameter shapes, so their mean
+is a module that evaluates each member and averages what it returns:
+
+    E = (1/K) sum_k E_k,    q_i = (1/K) sum_k q_i,k,
+
+the charges keeping the total charge every member's sum to. The buffer embedding's interaction
+energy, E(I u B) - E(B) plus the Coulomb term of I's charges with the outer molecules, is linear in
+both, so the mean's is the mean of the members'; its error is smaller than the members' when their
+errors are weakly correlated (for the water buffer: a PhysNet and a PaiNN, 0.16 on held-out frames).
+
+:func:`average_potentials` builds the mean of in-memory modules (eager or TorchScript),
+:func:`save_mean` writes the mean of saved model files with the metadata the schemes read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import torch
+
+from mlmm.potentials.anchored_buffer import VacuumAnchoredBuffer
+from mlmm.potentials.contract import CHARGES_METHOD, WEIGHTED_METHOD
+from mlmm.potentials.io import content_hash, load_potential, save_potential
+
+
+class PotentialMean(torch.nn.Module):
+    """The mean energy of ``members`` (kJ/mol): ``forward(species, positions)``.
+
+    Parameters
+    ----------
+    members : sequence of torch.nn.Module
+        Two or more potentials (:mod:`mlmm.potentials.contract`) that know the elements the mean is
+        used for. The mean supports the elements all members support and reaches as far as the
+        longest member cutoff (nm).
+    """
+
+    def __init__(self, members: Sequence[torch.nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a mean needs at least two members, got {len(members)}")
+        element_sets = [set(int(z) for z in getattr(m, "supported_elements", [])) for m in members]
+        if any(not elements for elements in element_sets):
+            raise ValueError("every member of a mean must declare its supported_elements")
+        shared = set.intersection(*element_sets)
+        if not shared:
+            raise ValueError(f"the members share no element (their elements: {[sorted(s) for s in element_sets]})")
+        self.members = torch.nn.ModuleList(members)
+        self.n_models = len(members)
+        self.supported_elements: List[int] = sorted(shared)
+        self.cutoff = max(float(getattr(m, "cutoff", 0.0)) for m in members)
+
+    def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        energy = torch.zeros((), dtype=positions.dtype, device=positions.device)
+        for member in self.members:
+            energy = energy + member(species, positions).to(positions.dtype)
+        return energy / self.n_models
+
+
+class ChargePotentialMean(PotentialMean):
+    """A :class:`PotentialMean` of charge models: also the mean energy and charges of ``energy_and_charges``."""
+
+    @torch.jit.export
+    def energy_and_charges(self, species: torch.Tensor, positions: torch.Tensor,
+                           total_charge: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Mean energy (kJ/mol) and mean charges (e, summing to ``total_charge``)."""
+        energy = torch.zeros((), dtype=positions.dtype, device=positions.device)
+        charges = torch.zeros_like(positions[:, 0])
+        for member in self.members:
+            e, q = member.energy_and_charges(species, positions, total_charge)
+            energy = energy + e.to(positions.dtype)
+            charges = charges + q.to(positions.dtype)
+        return energy / self.n_models, charges / self.n_models
+
+
+class BufferPotentialMean(ChargePotentialMean):
+    """A :class:`ChargePotentialMean` of buffer networks: also the mean of ``weighted_energy_and_charges``."""
+
+    @torch.jit.export
+    def weighted_energy_and_charges(self, species: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor,
+                                    total_charge: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Mean weighted energy (kJ/mol) and mean weighted charges (e); see
+        :meth:`mlmm.potentials.PhysNet.weighted_energy_and_charges`."""
+        energy = torch.zeros((), dtype=positions.dtype, device=positions.device)
+        charges = torch.zeros_like(positions[:, 0])
+        for member in self.members:
+            e, q = member.weighted_energy_and_charges(species, positions, weights, total_charge)
+            energy = energy + e.to(positions.dtype)
+            charges = charges + q.to(positions.dtype)
+        return energy / self.n_models, charges / self.n_models
+
+
+def _exports(member: torch.nn.Module, method: str) -> bool:
+    return callable(getattr(member, method, None))
+
+
+def average_potentials(members: Sequence[torch.nn.Module]) -> torch.nn.Module:
+    """The mean of ``members`` with every method all of them export (energy; charges; weighted buffer
+    energies). Members anchored on a vacuum potential (:class:`~mlmm.potentials.VacuumAnchoredBuffer`) must
+    share it (same parameters); their mean is the vacuum potential anchoring the mean of their networks."""
+    if any(getattr(m, "embedding_scheme", None) is not None for m in members):
+        raise ValueError("electrostatic embedding models cannot be averaged (their field terms are not "
+                         "members' means); average vacuum, charge or buffer models")
+    anchored = [hasattr(m, "vacuum") and hasattr(m, "network") for m in members]
+    if any(anchored):
+        if not all(anchored):
+            raise ValueError("either all or none of the members of a mean may be anchored on a vacuum potential")
+        vacuum_hashes = {content_hash(m.vacuum) for m in members}
+        if len(vacuum_hashes) > 1:
+            raise ValueError("the members are anchored on different vacuum potentials; a mean needs one "
+                             "(rescript them with the same vacuum model: `mlmm rescript --vacuum`)")
+        return VacuumAnchoredBuffer(members[0].vacuum, average_potentials([m.network for m in members]))
+    if all(_exports(m, WEIGHTED_METHOD) and _exports(m, CHARGES_METHOD) for m in members):
+        return BufferPotentialMean(members)
+    if all(_exports(m, CHARGES_METHOD) for m in members):
+        return ChargePotentialMean(members)
+    return PotentialMean(members)
+
+
+def save_mean(paths: Sequence, output) -> Path:
+    """Write the mean of the mlmm model files ``paths`` to ``output`` (:func:`average_potentials`).
+
+    The file records each member's file, name, architecture and content hash (``extra["members"]``)
+    and, for buffer networks, the outer coupling their labels were made for (all members must share
+    it). Returns the path written.
+    """
+    loaded = [load_potential(path) for path in paths]
+    couplings = {metadata.get("extra", {}).get("buffer_outer_coupling") for _, metadata in loaded}
+    if len(couplings) > 1:
+        raise ValueError(f"the members were trained for different outer couplings of the buffer scheme "
+                         f"({sorted(str(c) for c in couplings)}); a mean needs one")
+    mean = average_potentials([module for module, _ in loaded])
+    extra = {"members": [{"file": str(path), "name": metadata.get("name"),
+                          "architecture": metadata.get("architecture"), "content_hash": metadata["content_hash"]}
+                         for path, (_, metadata) in zip(paths, loaded)]}
+    coupling = couplings.pop()
+    if coupling is not None:
+        extra["buffer_outer_coupling"] = coupling
+    names = " + ".join(str(metadata.get("name")) for _, metadata in loaded)
+    return save_potential(mean, output, name=f"mean of {names}", extra=extra)
