@@ -53,14 +53,31 @@ def test_the_mean_is_the_mean_of_its_members_energies_forces_and_charges(members
         assert torch.allclose(q_w, (member_weighted[0][1] + member_weighted[1][1]) / 2, atol=1e-12)
 
 
+def test_the_spread_of_the_members_is_the_uncertainty_of_the_mean(members, tmp_path):
+    """energy_and_uncertainty: the sample standard deviation over the members of their energies and of
+    each atom's force vector (eager and saved), what the UncertaintyReporter writes."""
+    mean = average_potentials(members)
+    results = [_energy_and_forces(lambda x: m(SPECIES, x), POSITIONS) for m in members]
+    energies = torch.stack([e for e, _ in results])
+    forces = torch.stack([f for _, f in results])
+    expected_sigma_f = torch.sqrt(((forces - forces.mean(0)) ** 2).sum(0).sum(-1) / (len(members) - 1))
+    saved, _ = load_potential(save_potential(mean, tmp_path / "mean.pt"))
+    for model in (mean, saved):
+        energy, sigma_e, sigma_f = model.energy_and_uncertainty(SPECIES, POSITIONS)
+        assert energy.item() == pytest.approx(energies.mean().item(), abs=1e-10)
+        assert sigma_e.item() == pytest.approx(abs(energies[0] - energies[1]).item() / 2 ** 0.5, rel=1e-10)
+        assert torch.allclose(sigma_f, expected_sigma_f, atol=1e-9) and sigma_f.min() > 0
+    mlmm.UncertaintyReporter(tmp_path / "uncertainty.csv", 10, saved, range(len(SPECIES)))
+
+
 def test_the_mean_buffer_embedding_is_the_mean_of_the_members_embeddings(members, tmp_path):
     """embedding='buffer' (ML water, one water inside the buffer, one in its switching shell, one beyond it)
     with the file `mlmm average` writes: the scheme is linear in the network's energies and charges, so its
     energy and the forces on every atom are the means of the schemes run with each member."""
     paths = [save_potential(m, tmp_path / f"member{k}.pt", extra={"buffer_outer_coupling": "charge-difference"})
              for k, m in enumerate(members)]
-    assert main(["average", *map(str, paths), "--output", str(tmp_path / "mean.pt")]) == 0
-    _, metadata = load_potential(tmp_path / "mean.pt")
+    assert main(["average", *map(str, paths), "--output", str(tmp_path / "mean" / "model.pt")]) == 0
+    _, metadata = load_potential(tmp_path / "mean" / "model.pt")
     assert [m["architecture"]["family"] for m in metadata["extra"]["members"]] == ["physnet", "painn"]
     assert metadata["extra"]["buffer_outer_coupling"] == "charge-difference"
 
@@ -68,7 +85,7 @@ def test_the_mean_buffer_embedding_is_the_mean_of_the_members_embeddings(members
     tilt = np.array([[0.0, 0.0, 0.0], [0.0, 0.0957, 0.0], [0.0927, 0.0, 0.024]])
     positions = np.vstack([WATER] + [tilt + [0.0, 0.0, z] for z in (0.28, 0.43, 0.7)])
     results = []
-    for path in [*paths, tmp_path / "mean.pt"]:
+    for path in [*paths, tmp_path / "mean" / "model.pt"]:
         system = mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], str(path), embedding="buffer",
                                           buffer_cutoff=0.5, buffer_switch_distance=0.35, cutoff=1.0,
                                           switch_distance=0.9, force_group=ML_GROUP)

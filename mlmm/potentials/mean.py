@@ -9,7 +9,8 @@ is a module that evaluates each member and averages what it returns:
 the charges keeping the total charge every member's sum to. The buffer embedding's interaction
 energy, E(I u B) - E(B) plus the Coulomb term of I's charges with the outer molecules, is linear in
 both, so the mean's is the mean of the members'; its error is smaller than the members' when their
-errors are weakly correlated (for the water buffer: a PhysNet and a PaiNN, 0.16 on held-out frames).
+errors are weakly correlated (for the water buffer: a PhysNet and a PaiNN, 0.16 on the test frames).
+The members' spread is the mean's uncertainty (``energy_and_uncertainty``, as for a committee).
 
 :func:`average_potentials` builds the mean of in-memory modules (eager or TorchScript),
 :func:`save_mean` writes the mean of saved model files with the metadata the schemes read.
@@ -58,6 +59,24 @@ class PotentialMean(torch.nn.Module):
         for member in self.members:
             energy = energy + member(species, positions).to(positions.dtype)
         return energy / self.n_models
+
+    @torch.jit.export
+    def energy_and_uncertainty(self, species: torch.Tensor, positions: torch.Tensor
+                               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean energy (kJ/mol), the members' spread sigma_E and the per-atom force spread sigma_F [n]
+        (kJ/mol/nm), as for a committee (:meth:`mlmm.potentials.NeuralPotential.energy_and_uncertainty`),
+        the members being the models (a committee member counts with its committee-mean energy)."""
+        energies: List[torch.Tensor] = []
+        gradients: List[torch.Tensor] = []
+        for member in self.members:
+            x = positions.detach().clone().requires_grad_(True)
+            energy = member(species, x).to(positions.dtype)
+            gradient = torch.autograd.grad([energy], [x])[0]
+            assert gradient is not None
+            energies.append(energy.detach())
+            gradients.append(gradient)
+        energy_stack, gradient_stack = torch.stack(energies), torch.stack(gradients)
+        return energy_stack.mean(), energy_stack.std(), torch.sqrt(gradient_stack.var(dim=0).sum(-1))
 
 
 class ChargePotentialMean(PotentialMean):
@@ -125,7 +144,7 @@ def save_mean(paths: Sequence, output) -> Path:
 
     The file records each member's file, name, architecture and content hash (``extra["members"]``)
     and, for buffer networks, the outer coupling their labels were made for (all members must share
-    it). Returns the path written.
+    it). Creates the directory of ``output`` if needed; returns the path written.
     """
     loaded = [load_potential(path) for path in paths]
     couplings = {metadata.get("extra", {}).get("buffer_outer_coupling") for _, metadata in loaded}
@@ -140,4 +159,5 @@ def save_mean(paths: Sequence, output) -> Path:
     if coupling is not None:
         extra["buffer_outer_coupling"] = coupling
     names = " + ".join(str(metadata.get("name")) for _, metadata in loaded)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     return save_potential(mean, output, name=f"mean of {names}", extra=extra)
