@@ -13,7 +13,7 @@ from mlmm.data.dataset import Dataset
 from mlmm.potentials import HDNNP, PaiNN, PhysNet, SchNet, load_potential, read_metadata
 from mlmm.training import models
 from mlmm.training.active import active_learning
-from mlmm.potentials.neighbors import neighbor_list
+from mlmm.potentials.neighbors import member_pairs_within, neighbor_list, pair_vectors
 from mlmm.training.batching import frame_outputs
 from mlmm.training.config import make_config
 from mlmm.training.delta import subtract_low_level
@@ -56,9 +56,10 @@ def config_for(tmp_path, epochs: int = 40, **training):
                          ids=["PhysNet", "PhysNet-coulomb-cutoff", "PaiNN", "SchNet", "HDNNP"])
 def test_batched_frames_equal_one_frame_at_a_time(family, options, spread):
     """Frames batched along the member axis against one frame at a time. With ``spread`` = 0.5 nm
-    most pairs lie beyond the cutoff, so a lone frame gets narrowed (geometry-dependent) lists
-    while the batch must keep lists that hold every pair (and a Coulomb cutoff that pairs cross
-    from frame to frame)."""
+    most pairs lie beyond the cutoff, so a lone frame gets narrowed (geometry-dependent) lists,
+    and in the batch PhysNet and PaiNN narrow each frame's list to that frame's own pairs
+    (member_pairs_within; the other families keep every pair), with a Coulomb cutoff that pairs
+    cross from frame to frame."""
     torch.manual_seed(0)
     model = family(["H", "C", "O"], n_members=2, **options).double()
     with torch.no_grad():
@@ -68,6 +69,10 @@ def test_batched_frames_equal_one_frame_at_a_time(family, options, spread):
     positions = torch.randn(3, 10, 3, dtype=torch.float64) * spread
     narrowed = [neighbor_list(x, model.cutoff, 9, None, compact=True)[0].shape[1] for x in positions]
     assert (max(narrowed) < 9) == (spread > 0.3)
+    all_pairs = neighbor_list(positions[0], float("inf"), 9)[0]
+    vectors = pair_vectors(positions, all_pairs, torch.zeros(10, 9, 3, dtype=torch.float64))
+    per_frame = member_pairs_within(all_pairs, vectors, vectors.norm(dim=-1), model.cutoff)[0]
+    assert (per_frame.dim() == 3) == (spread > 0.3)  # the batch's own lists, [frames, atoms, W < 9]
     batched = frame_outputs(model, species, positions)
     for b in range(3):
         x = positions[b].clone().requires_grad_(True)

@@ -57,9 +57,14 @@ def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
 
 
 def gather_neighbors(features: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
-    """Features of each listed neighbour: [M, n, F] with ``neighbors`` [n, K] -> [M, n, K, F]."""
-    m, n, f = features.shape[0], neighbors.shape[0], features.shape[-1]
-    return features.index_select(1, neighbors.reshape(-1)).reshape(m, n, neighbors.shape[1], f)
+    """Features of each listed neighbour: [M, n, F] with ``neighbors`` [n, K] (one list for every
+    member) or [M, n, K] (a list of each member's own, for frames batched along the member axis)
+    -> [M, n, K, F]."""
+    m, f = features.shape[0], features.shape[-1]
+    n, k = neighbors.shape[-2], neighbors.shape[-1]
+    if neighbors.dim() == 2:
+        return features.index_select(1, neighbors.reshape(-1)).reshape(m, n, k, f)
+    return features.gather(1, neighbors.reshape(m, n * k, 1).expand(m, n * k, f)).reshape(m, n, k, f)
 
 
 class GaussianBasis(torch.nn.Module):

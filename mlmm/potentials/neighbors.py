@@ -173,3 +173,28 @@ def pair_vectors(positions: torch.Tensor, neighbors: torch.Tensor, shifts: torch
     shape = list(positions.shape[:-2])
     shape.extend([n, width, 3])
     return gathered.reshape(shape) - positions.unsqueeze(-2) + shifts
+
+
+def member_pairs_within(neighbors: torch.Tensor, vectors: torch.Tensor, r: torch.Tensor, cutoff: float
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each member's own pairs within ``cutoff`` (nm), narrowed from a list that all members share.
+
+    For frames batched along the member axis (training), whose geometries differ, so that one list
+    for all would have to hold every pair. ``neighbors`` [n, K], the pair vectors [M, n, K, 3] and
+    distances [M, n, K] (nm) become ``neighbors`` [M, n, W], vectors [M, n, W, 3] and distances
+    [M, n, W]: each atom's W nearest pairs in its own member, W being the most pairs any atom of any
+    member has within the cutoff, so no such pair is lost (the rest are the nearest beyond it, where
+    the radial functions vanish). Returns the inputs when W > 3K/4: the narrowing would cost more
+    than it saves.
+    """
+    if r.shape[-1] == 0:
+        return neighbors, vectors, r
+    distances = r.detach()
+    width = max(int((distances < cutoff).sum(-1).max()), 1)
+    if 4 * width > 3 * r.shape[-1]:
+        return neighbors, vectors, r
+    nearest = torch.topk(distances, width, dim=-1, largest=False, sorted=False).indices  # [M, n, W]
+    m, n = r.shape[0], r.shape[1]
+    shared = neighbors.unsqueeze(0).expand(m, n, neighbors.shape[1])
+    return (shared.gather(2, nearest), vectors.gather(2, nearest.unsqueeze(-1).expand(m, n, width, 3)),
+            r.gather(2, nearest))

@@ -28,7 +28,7 @@ from mlmm.potentials.base import DEFAULT_MAX_NEIGHBORS, NeuralPotential
 from mlmm.potentials.dispersion import D2Dispersion
 from mlmm.potentials.layers import (ExpNormalBasis, MemberLinear, MemberResidual, gather_neighbors,
                                     polynomial_cutoff, smooth_switch)
-from mlmm.potentials.neighbors import neighbor_list, pair_vectors
+from mlmm.potentials.neighbors import member_pairs_within, neighbor_list, pair_vectors, static_shapes
 from mlmm.units import COULOMB_CONSTANT
 
 #: Damping length a of chi(r) in nm.
@@ -153,22 +153,25 @@ class PhysNet(NeuralPotential):
         lr_neighbors, _, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell, compact)
         lr_vectors = pair_vectors(positions, lr_neighbors, lr_shifts)
         r = torch.linalg.norm(lr_vectors, dim=-1)
-        if n - 1 <= self.max_neighbors and not (compact and self.short_list_pays(r)):
-            neighbors, vectors, r_short = lr_neighbors, lr_vectors, r
-            overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
-        else:
+        overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
+        if n - 1 > self.max_neighbors or (compact and self.short_list_pays(r)):
             neighbors, _, vectors, overflow = self.short_range_pairs(positions, cell)
             r_short = torch.linalg.norm(vectors, dim=-1)
+        elif not compact and not static_shapes(positions):  # frames batched along the member axis (training)
+            neighbors, vectors, r_short = member_pairs_within(lr_neighbors, lr_vectors, r, self.cutoff)
+        else:
+            neighbors, vectors, r_short = lr_neighbors, lr_vectors, r
         basis = self.basis(r_short)
         if weights is not None:
-            basis = basis * weights.index_select(1, neighbors.reshape(-1)).reshape(r_short.shape).unsqueeze(-1)
+            basis = basis * gather_neighbors(weights.unsqueeze(-1), neighbors)
         return self.refine(element_index, basis, neighbors, vectors, r_short), lr_neighbors, r, overflow
 
     def refine(self, element_index: torch.Tensor, basis: torch.Tensor, neighbors: torch.Tensor,
                vectors: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Summed (E_i, q_i) outputs [M, n, 2] of the modules, from the radial basis [M, n, K, n_basis]
-        of the message-passing list ``neighbors`` [n, K] (its pair vectors [M, n, K, 3] and distances
-        [M, n, K] in nm serve networks that use directions)."""
+        of the message-passing list ``neighbors`` ([n, K], or [M, n, K] for frames batched along the
+        member axis; its pair vectors [M, n, K, 3] and distances [M, n, K] in nm serve networks that use
+        directions)."""
         x = self.embedding.index_select(1, element_index)
         outputs = torch.zeros_like(x[:, :, :2])
         for block in self.blocks:
