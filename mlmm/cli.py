@@ -381,6 +381,10 @@ def _info(args: argparse.Namespace) -> int:
             extra["loss_weights"] = ", ".join(f"{k} {v:g}" for k, v in extra["loss_weights"].items())
         extra["datasets"] = "; ".join(f"{d.get('level_of_theory')} ({d.get('description', '')})"
                                       for d in extra.get("datasets", []))
+    if "members" in extra:  # a mean of models (mlmm average)
+        extra = dict(extra, members="; ".join(
+            f"{m['file']} ({(m.get('architecture') or {}).get('family', m.get('name'))}, hash {m['content_hash'][:12]})"
+            for m in extra["members"]))
     lines += [(key, value) for key, value in extra.items()]
     width = max(len(key) for key, _ in lines)
     for key, value in lines:

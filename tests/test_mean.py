@@ -70,7 +70,7 @@ def test_the_spread_of_the_members_is_the_uncertainty_of_the_mean(members, tmp_p
     mlmm.UncertaintyReporter(tmp_path / "uncertainty.csv", 10, saved, range(len(SPECIES)))
 
 
-def test_the_mean_buffer_embedding_is_the_mean_of_the_members_embeddings(members, tmp_path):
+def test_the_mean_buffer_embedding_is_the_mean_of_the_members_embeddings(members, tmp_path, capsys):
     """embedding='buffer' (ML water, one water inside the buffer, one in its switching shell, one beyond it)
     with the file `mlmm average` writes: the scheme is linear in the network's energies and charges, so its
     energy and the forces on every atom are the means of the schemes run with each member."""
@@ -80,6 +80,10 @@ def test_the_mean_buffer_embedding_is_the_mean_of_the_members_embeddings(members
     _, metadata = load_potential(tmp_path / "mean" / "model.pt")
     assert [m["architecture"]["family"] for m in metadata["extra"]["members"]] == ["physnet", "painn"]
     assert metadata["extra"]["buffer_outer_coupling"] == "charge-difference"
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "mean" / "model.pt")]) == 0
+    members_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("members"))
+    assert f"member0.pt (physnet, hash {metadata['extra']['members'][0]['content_hash'][:12]})" in members_line
 
     topology, mm_system = waters(4)
     tilt = np.array([[0.0, 0.0, 0.0], [0.0, 0.0957, 0.0], [0.0927, 0.0, 0.024]])
