@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from mlmm.potentials import PhysNet, SchNet, predict
+from mlmm.potentials import PaiNN, PhysNet, SchNet, predict
 from mlmm.potentials.neighbors import neighbor_list, pair_vectors
 
 CELL = torch.tensor([[2.0, 0.0, 0.0], [0.7, 1.8, 0.0], [-0.6, 0.5, 1.7]], dtype=torch.float64)
@@ -128,3 +128,5 @@ def test_unknown_element_and_bad_options_at_construction():
         PhysNet(["H", "Br"], dispersion_s6=0.75)
     with pytest.raises(ValueError, match="coulomb_cutoff"):
         PhysNet(["H"], cutoff=0.5, coulomb_cutoff=0.3)
+    with pytest.raises(ValueError, match="n_modules must be at least 1, got 0"):
+        PaiNN(["H"], n_modules=0)
