@@ -11,6 +11,11 @@ mechanical-ml-charges and electrostatic schemes ("other_schemes": I with B and O
 the force field's Lennard-Jones energy of I with B). Writes MODEL/interaction.json (MODEL: model, or the directory given
 with --model). Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/buffer/evaluate.py [--model model-stage2]
+
+With --held-out the snapshots are instead the 300 of a further MM MD run that no training run has
+seen, each with a gas-phase dimer geometry that no training snapshot holds
+(../embedding/data/dimer-held-out-gfn2.h5, written by `../embedding/make_dataset.py --held-out`), all of
+them assessed, and the result goes to MODEL/interaction-held-out.json.
 """
 
 import argparse
@@ -30,11 +35,15 @@ from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="model", help="model directory in this folder (default: model)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
     args = parser.parse_args()
     system, ml_atoms, molecule_atoms = solvated_force_field(
         SYSTEM / "formic-acid-dimer-tip3p.pdb", [str(SYSTEM / "formic-acid.xml"), "amber14/tip3p.xml"])
     schemes = other_schemes(system, ml_atoms, molecule_atoms, load_potential(SYSTEM / "model" / "model.pt")[0],
                             load_potential(SYSTEM / "embedding" / "model" / "model.pt")[0], 0.0)
-    result = assess_buffer_model(SNAPSHOTS / "dimer-tip3p-gfn2.h5", SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5",
-                                 HERE / args.model, XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, schemes=schemes)
+    name = "dimer-held-out-gfn2" if args.held_out else "dimer-tip3p-gfn2"
+    result = assess_buffer_model(SNAPSHOTS / f"{name}.h5", SNAPSHOTS / f"{name}-vacuum.h5", HERE / args.model,
+                                 XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, held_out=args.held_out,
+                                 schemes=schemes)
     print(json.dumps(result, indent=2))

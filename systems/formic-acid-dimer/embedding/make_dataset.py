@@ -12,8 +12,15 @@ of a solute atom, 0 beyond EMBEDDING_CUTOFF, C2 in between; mlmm.embedding.envir
 Labels: GFN2-xTB with those point charges (data/dimer-tip3p-gfn2.h5) and without them
 (data/dimer-tip3p-gfn2-vacuum.h5). Run from the repository root (resumes an interrupted labelling):
     .venv/bin/python systems/formic-acid-dimer/embedding/make_dataset.py
+
+With --held-out: N_HELD_OUT snapshots of a further MM MD run of the same recipe (seed HELD_OUT_SEED; the
+training snapshots came from seed 5), each with a gas-phase frame that none of the training snapshots
+holds, labelled the same way, for test errors on frames no training run has seen
+(data/dimer-held-out-gfn2.h5 and data/dimer-held-out-gfn2-vacuum.h5; the unlabelled snapshots are kept in
+data/dimer-held-out-snapshots.h5 so that labelling resumes).
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +40,27 @@ SEED = 5
 CUTOFF = 1.3  # nm: whole waters with an atom this close to the MD dimer are collected
 SWITCH_DISTANCE, EMBEDDING_CUTOFF = 0.9, 1.1  # nm: the switching range of the embedding environment
 N_SNAPSHOTS = 600
+HELD_OUT_SEED = 6
+N_HELD_OUT = 300
 TIMESTEP = 0.002  # ps
 INTERVAL = 50  # steps between snapshots
 EQUILIBRATION = 5000  # steps
 HEAVY = [0, 1, 2, 5, 6, 7]  # C, O1, O2 of both molecules
 
 
-def mm_simulation() -> app.Simulation:
+def mm_simulation(seed: int = SEED) -> app.Simulation:
     """The solvent around the dimer held fixed at its PDB geometry (rigid water)."""
     pdb = app.PDBFile(str(SYSTEM / "formic-acid-dimer-tip3p.pdb"))
     system = app.ForceField(str(SYSTEM / "formic-acid.xml"), "amber14/tip3p.xml").createSystem(
         pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer, constraints=app.HBonds)
     system = frozen_copy(system, range(10))  # formic-acid.xml has no bonded terms: the dimer stays fixed
     integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP * u.picosecond)
-    integrator.setRandomNumberSeed(SEED)
+    integrator.setRandomNumberSeed(seed)
     simulation = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"),
                                 {"Threads": "2"})
     simulation.context.setPositions(pdb.positions)
     simulation.minimizeEnergy(maxIterations=500)
-    simulation.context.setVelocitiesToTemperature(300 * u.kelvin, SEED)
+    simulation.context.setVelocitiesToTemperature(300 * u.kelvin, seed)
     simulation.step(EQUILIBRATION)
     return simulation
 
@@ -66,10 +75,21 @@ def superimposed(frame: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (frame - a_centre) @ rotation + b_centre
 
 
-def main():
-    snapshots = solvent_snapshots(mm_simulation(), "resname FMA", CUTOFF, N_SNAPSHOTS, INTERVAL)
+def training_solutes(n_gas_phase: int) -> np.ndarray:
+    """Indices of the gas-phase frames that the training snapshots hold, in snapshot order."""
+    return np.random.default_rng(SEED).choice(n_gas_phase, N_SNAPSHOTS, replace=False)
+
+
+def snapshot_frames(seed: int = SEED, n_snapshots: int = N_SNAPSHOTS) -> Dataset:
+    """Unlabelled frames: ``n_snapshots`` solvent snapshots of the MM MD started with ``seed``, each with a
+    gas-phase dimer (for another seed than the training one, from the frames no training snapshot holds)."""
+    snapshots = solvent_snapshots(mm_simulation(seed), "resname FMA", CUTOFF, n_snapshots, INTERVAL)
     gas_phase = load_dataset(SYSTEM / "data" / "dimer-gfn2.h5")
-    chosen = np.random.default_rng(SEED).choice(gas_phase.n_frames, N_SNAPSHOTS, replace=False)
+    if seed == SEED:
+        chosen = training_solutes(gas_phase.n_frames)
+    else:
+        unused = np.setdiff1d(np.arange(gas_phase.n_frames), training_solutes(gas_phase.n_frames))
+        chosen = np.random.default_rng(seed).choice(unused, n_snapshots, replace=False)
     snapshots["positions"] = np.array([superimposed(gas_phase.positions[f], x)
                                        for f, x in zip(chosen, snapshots["positions"])])
     mm_positions, mm_charges, mm_mask = weighted_environment(snapshots, SWITCH_DISTANCE, EMBEDDING_CUTOFF)
@@ -85,16 +105,34 @@ def main():
                               f"{EQUILIBRATION * TIMESTEP:g} ps equilibration, a snapshot every "
                               f"{INTERVAL * TIMESTEP:g} ps; solute frames from dimer-gfn2.h5 "
                               f"(indices {chosen.tolist()})",
-                  "temperature_K": 300.0, "seed": SEED, "embedding_switch_distance_nm": SWITCH_DISTANCE,
+                  "temperature_K": 300.0, "seed": seed, "embedding_switch_distance_nm": SWITCH_DISTANCE,
                   "embedding_cutoff_nm": EMBEDDING_CUTOFF,
                   "limits": "solvent equilibrated around the fixed PDB dimer, not around each "
                             "substituted geometry; no MM forces (xtb-python does not return them)"}
     sources = [f"snapshots-{s}" for s in gas_phase.frame_source[chosen]]
-    frames = Dataset(species=snapshots["species"], positions=snapshots["positions"], mm_positions=mm_positions,
-                     mm_charges=mm_charges, mm_mask=mm_mask, frame_source=sources, provenance=provenance)
-    label_in_and_out_of_environment(frames, XTBCalculator(), HERE / "data" / "dimer-tip3p-gfn2.h5",
+    return Dataset(species=snapshots["species"], positions=snapshots["positions"], mm_positions=mm_positions,
+                   mm_charges=mm_charges, mm_mask=mm_mask, frame_source=sources, provenance=provenance)
+
+
+def main():
+    label_in_and_out_of_environment(snapshot_frames(), XTBCalculator(), HERE / "data" / "dimer-tip3p-gfn2.h5",
                                     HERE / "data" / "dimer-tip3p-gfn2-vacuum.h5")
 
 
+def held_out():
+    """The held-out snapshots (module docstring), labelled in and out of the TIP3P charges."""
+    path = HERE / "data" / "dimer-held-out-snapshots.h5"
+    if not path.exists():
+        snapshot_frames(HELD_OUT_SEED, N_HELD_OUT).save(path)
+    label_in_and_out_of_environment(load_dataset(path), XTBCalculator(), HERE / "data" / "dimer-held-out-gfn2.h5",
+                                    HERE / "data" / "dimer-held-out-gfn2-vacuum.h5")
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--held-out", action="store_true",
+                        help=f"{N_HELD_OUT} snapshots of a further MM MD run (seed {HELD_OUT_SEED}), for test errors")
+    if parser.parse_args().held_out:
+        held_out()
+    else:
+        main()
