@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from mlmm.data.dataset import Dataset, concatenate
+from mlmm.data.dataset import Dataset, concatenate, load_dataset
 from mlmm.data.sampling import (ForceFn, hessian, langevin_md, normal_mode_sampling, normal_modes, optimize,
                                 remove_near_duplicates)
 
@@ -88,3 +88,16 @@ def label_in_and_out_of_environment(frames: Dataset, calculator, embedded_path, 
           f"{frames.mm_mask.sum(1).max()}; E_int = {np.nanmean(interaction):.1f} +- {np.nanstd(interaction):.1f} "
           f"kJ/mol (range {np.nanmin(interaction):.1f} to {np.nanmax(interaction):.1f})")
     return embedded, vacuum
+
+
+def label_held_out(make_frames: Callable[[], Dataset], calculator, folder, name: str) -> tuple[Dataset, Dataset]:
+    """Label held-out QM/MM frames in and out of their environment (:func:`label_in_and_out_of_environment`)
+    into ``folder/NAME-held-out-gfn2.h5`` and ``NAME-held-out-gfn2-vacuum.h5``. The unlabelled frames,
+    ``make_frames()`` (e.g. the snapshots of a further MM MD run), are kept in
+    ``NAME-held-out-snapshots.h5`` and made only once, so that an interrupted labelling resumes on them."""
+    folder = Path(folder)
+    path = folder / f"{name}-held-out-snapshots.h5"
+    if not path.exists():
+        make_frames().save(path)
+    return label_in_and_out_of_environment(load_dataset(path), calculator, folder / f"{name}-held-out-gfn2.h5",
+                                           folder / f"{name}-held-out-gfn2-vacuum.h5")

@@ -30,8 +30,8 @@ import openmm.app as app
 import openmm.unit as u
 
 from mlmm.data.calculators import XTBCalculator
-from mlmm.data.dataset import Dataset, load_dataset
-from mlmm.data.recipes import label_in_and_out_of_environment
+from mlmm.data.dataset import Dataset
+from mlmm.data.recipes import label_held_out, label_in_and_out_of_environment
 from mlmm.data.snapshots import solvent_snapshots, weighted_environment
 
 HERE = Path(__file__).parent
@@ -99,18 +99,11 @@ def main():
 
 def held_out():
     """The held-out snapshots (module docstring), labelled in and out of the TIP3P charges."""
-    path = HERE / "data" / "water-held-out-snapshots.h5"
-    if not path.exists():
-        snapshot_frames(HELD_OUT_SEED, N_HELD_OUT).save(path)
-    label_in_and_out_of_environment(load_dataset(path), XTBCalculator(), HERE / "data" / "water-held-out-gfn2.h5",
-                                    HERE / "data" / "water-held-out-gfn2-vacuum.h5")
+    label_held_out(lambda: snapshot_frames(HELD_OUT_SEED, N_HELD_OUT), XTBCalculator(), HERE / "data", "water")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out", action="store_true",
                         help=f"{N_HELD_OUT} snapshots of a further MM MD run (seed {HELD_OUT_SEED}), for test errors")
-    if parser.parse_args().held_out:
-        held_out()
-    else:
-        main()
+    (held_out if parser.parse_args().held_out else main)()
