@@ -148,7 +148,8 @@ class PhysNet(NeuralPotential):
         # All pairs (within the Coulomb cutoff, if any) for the Coulomb and dispersion terms;
         # each pair is listed twice. When that list fits the neighbour capacity it also serves
         # message passing (the basis vanishes beyond the cutoff), saving a second list, unless
-        # (on CPU) most of its pairs lie beyond the cutoff, as in clusters of solvent.
+        # (on CPU) most of its pairs lie beyond the cutoff, as in clusters of solvent; frames
+        # batched along the member axis then pass messages over each frame's own pairs.
         compact = self.compact_lists(positions)
         lr_neighbors, _, lr_shifts, _ = neighbor_list(positions[0].detach(), self.coulomb_cutoff, n, cell, compact)
         lr_vectors = pair_vectors(positions, lr_neighbors, lr_shifts)
