@@ -44,11 +44,14 @@ class PotentialMean(torch.nn.Module):
         if len(members) < 2:
             raise ValueError(f"a mean needs at least two members, got {len(members)}")
         element_sets = [set(int(z) for z in getattr(m, "supported_elements", [])) for m in members]
-        if any(not elements for elements in element_sets):
-            raise ValueError("every member of a mean must declare its supported_elements")
+        for i, elements in enumerate(element_sets):
+            if not elements:
+                raise ValueError(f"member {i} ({type(members[i]).__name__}) declares no supported_elements; give "
+                                 "it that attribute (a list of atomic numbers), as mlmm networks and model files have")
         shared = set.intersection(*element_sets)
         if not shared:
-            raise ValueError(f"the members share no element (their elements: {[sorted(s) for s in element_sets]})")
+            raise ValueError(f"the members share no element (their elements: {[sorted(s) for s in element_sets]}); "
+                             "average models made for the same elements")
         self.members = torch.nn.ModuleList(members)
         self.n_models = len(members)
         self.supported_elements: List[int] = sorted(shared)

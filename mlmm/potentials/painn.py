@@ -54,7 +54,8 @@ class PaiNNModule(torch.nn.Module):
     def forward(self, s: torch.Tensor, v: Optional[torch.Tensor], basis: torch.Tensor, neighbors: torch.Tensor,
                 directions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """New (s, v) from s [M, n, F], v [M, n, 3, F], the basis [M, n, K, n_basis] and unit vectors
-        [M, n, K, 3] of the pairs in ``neighbors`` [n, K]. v None stands for zero (the first module):
+        [M, n, K, 3] of the pairs in ``neighbors`` ([n, K], or [M, n, K] for frames batched along the member
+        axis). v None stands for zero (the first module):
         the messages carried by the neighbours' vectors are then zero and are skipped."""
         f = self.n_features
         m, n, k = basis.shape[0], basis.shape[1], basis.shape[2]
