@@ -405,11 +405,12 @@ def test_buffer_difference_for_the_charge_difference_coupling(tmp_path):
         BufferDifference({"program": "xtb"}, "polarization")
 
 
-def test_held_out_frames_are_made_once_and_labelled_in_and_out_of_their_charges(tmp_path):
-    """label_held_out keeps the frames it made, so a second call (a resumed labelling) makes none and
-    labels the same frames; its two files against direct xTB runs with and without the point charges."""
+def test_snapshot_sets_are_made_once_and_labelled_in_and_out_of_their_charges(tmp_path):
+    """label_snapshot_set keeps the frames it made, so a second call (a resumed labelling) makes none and
+    labels the same frames; its two files against direct xTB runs with and without the point charges; a set
+    of another kind (extra training frames) has files of its own."""
     from mlmm.data.dataset import Dataset
-    from mlmm.data.recipes import label_held_out
+    from mlmm.data.recipes import label_snapshot_set
 
     water = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
     charges = np.array([[0.0, 0.0, 0.29], [0.0, 0.0, 0.1943], [0.0927, 0.0, 0.314]])
@@ -420,10 +421,13 @@ def test_held_out_frames_are_made_once_and_labelled_in_and_out_of_their_charges(
         return Dataset(species=[8, 1, 1], positions=[water, water * 1.02], mm_positions=[charges, charges + 0.01],
                        mm_charges=[[-0.834, 0.417, 0.417]] * 2)
 
-    embedded, vacuum = label_held_out(make_frames, XTBCalculator(), tmp_path, "water")
-    again, _ = label_held_out(make_frames, XTBCalculator(), tmp_path, "water")
+    embedded, vacuum = label_snapshot_set(make_frames, XTBCalculator(), tmp_path, "water")
+    again, _ = label_snapshot_set(make_frames, XTBCalculator(), tmp_path, "water")
     assert made == [0] and (tmp_path / "water-held-out-snapshots.h5").exists()
     np.testing.assert_array_equal(again.energies, embedded.energies)
+    extra, _ = label_snapshot_set(make_frames, XTBCalculator(), tmp_path, "water", "extra")
+    assert made == [0, 1] and (tmp_path / "water-extra-gfn2-vacuum.h5").exists()
+    np.testing.assert_array_equal(extra.energies, embedded.energies)
     xtb = XTBCalculator()
     for k, scale in enumerate((1.0, 1.02)):
         in_field = xtb.compute([8, 1, 1], water * scale, mm_positions=charges + 0.01 * k,

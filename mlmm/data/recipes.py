@@ -90,14 +90,16 @@ def label_in_and_out_of_environment(frames: Dataset, calculator, embedded_path, 
     return embedded, vacuum
 
 
-def label_held_out(make_frames: Callable[[], Dataset], calculator, folder, name: str) -> tuple[Dataset, Dataset]:
-    """Label held-out QM/MM frames in and out of their environment (:func:`label_in_and_out_of_environment`)
-    into ``folder/NAME-held-out-gfn2.h5`` and ``NAME-held-out-gfn2-vacuum.h5``. The unlabelled frames,
-    ``make_frames()`` (e.g. the snapshots of a further MM MD run), are kept in
-    ``NAME-held-out-snapshots.h5`` and made only once, so that an interrupted labelling resumes on them."""
+def label_snapshot_set(make_frames: Callable[[], Dataset], calculator, folder, name: str,
+                       kind: str = "held-out") -> tuple[Dataset, Dataset]:
+    """Label a further set of QM/MM frames in and out of their environment (:func:`label_in_and_out_of_environment`)
+    into ``folder/NAME-KIND-gfn2.h5`` and ``NAME-KIND-gfn2-vacuum.h5``: ``kind`` "held-out" for test errors on
+    frames no training run has seen, or e.g. "extra" for more training frames. The unlabelled frames,
+    ``make_frames()`` (e.g. the snapshots of a further MM MD run), are kept in ``NAME-KIND-snapshots.h5`` and
+    made only once, so that an interrupted labelling resumes on them."""
     folder = Path(folder)
-    path = folder / f"{name}-held-out-snapshots.h5"
+    path = folder / f"{name}-{kind}-snapshots.h5"
     if not path.exists():
         make_frames().save(path)
-    return label_in_and_out_of_environment(load_dataset(path), calculator, folder / f"{name}-held-out-gfn2.h5",
-                                           folder / f"{name}-held-out-gfn2-vacuum.h5")
+    return label_in_and_out_of_environment(load_dataset(path), calculator, folder / f"{name}-{kind}-gfn2.h5",
+                                           folder / f"{name}-{kind}-gfn2-vacuum.h5")

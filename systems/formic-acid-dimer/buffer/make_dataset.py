@@ -18,7 +18,9 @@ charges with them, which the scheme adds itself (BufferDifference with outer poi
 writes data/dimer-buffer-field-gfn2.h5. With --in-field --charge-difference the labels leave the
 scheme the Coulomb energy of the charge the dimer moves within the cluster, q(I u B) - q(B) on every
 atom, with the outer charges (BufferDifference's "charge-difference" coupling), and carry the buffer
-atoms' charge changes; writes data/dimer-buffer-field-dq-gfn2.h5.
+atoms' charge changes; writes data/dimer-buffer-field-dq-gfn2.h5. With --extra the same is done for the
+extra training snapshots (../embedding/make_dataset.py --extra) instead of the 600, "-extra" added to the
+file names (e.g. data/dimer-buffer-field-extra-gfn2.h5).
 """
 
 import argparse
@@ -37,9 +39,11 @@ BUFFER_SWITCH_DISTANCE, BUFFER_CUTOFF = 0.35, 0.45  # nm, oxygen to the nearest 
 TIP3P_SPECIES, TIP3P_CHARGES = [8, 1, 1], [-0.834, 0.417, 0.417]
 
 
-def main(in_field: bool, coupling: str):
-    snapshots = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2.h5")
-    name = ("dimer-buffer-field" if in_field else "dimer-buffer") + ("-dq" if coupling == "charge-difference" else "")
+def main(in_field: bool, coupling: str, extra: bool):
+    snapshot_set = "extra" if extra else "tip3p"
+    snapshots = load_dataset(SNAPSHOTS / f"dimer-{snapshot_set}-gfn2.h5")
+    name = (("dimer-buffer-field" if in_field else "dimer-buffer") + ("-dq" if coupling == "charge-difference" else "")
+            + ("-extra" if extra else ""))
     clusters = buffer_clusters(snapshots, BUFFER_CUTOFF, TIP3P_SPECIES, TIP3P_CHARGES, "buffer-300K", {},
                                outer_charges=in_field)
     waters = (clusters.mm_species > 0).sum(1) // 3
@@ -55,7 +59,7 @@ def main(in_field: bool, coupling: str):
                   + ("point charges beyond the buffer" if in_field else "vacuum")}
     labelled = without_outer_charges(label(clusters, HERE / "data" / f"{name}-only.h5",
                                            BufferDifference({"program": "xtb"}, coupling), n_workers=1))
-    vacuum = load_dataset(SNAPSHOTS / "dimer-tip3p-gfn2-vacuum.h5")
+    vacuum = load_dataset(SNAPSHOTS / f"dimer-{snapshot_set}-gfn2-vacuum.h5")
     lone = empty_buffer_frames(vacuum.subset(np.arange(0, snapshots.n_frames, 4)), labelled.mm_positions.shape[1],
                                "no-buffer-300K", charge_changes=coupling == "charge-difference",
                                outer_potentials=in_field)
@@ -70,7 +74,9 @@ if __name__ == "__main__":
     parser.add_argument("--in-field", action="store_true", help="clusters in the field of the outer waters")
     parser.add_argument("--charge-difference", action="store_true",
                         help="labels for the charge-difference outer coupling (with --in-field)")
+    parser.add_argument("--extra", action="store_true",
+                        help="the extra training snapshots of ../embedding/make_dataset.py --extra")
     arguments = parser.parse_args()
     if arguments.charge_difference and not arguments.in_field:
         parser.error("--charge-difference needs --in-field: in vacuum there is no outer coupling")
-    main(arguments.in_field, "charge-difference" if arguments.charge_difference else "ml-charges")
+    main(arguments.in_field, "charge-difference" if arguments.charge_difference else "ml-charges", arguments.extra)

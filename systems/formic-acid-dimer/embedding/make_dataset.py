@@ -18,6 +18,11 @@ training snapshots came from seed 5), each with a gas-phase frame that none of t
 holds, labelled the same way, for test errors on frames no training run has seen
 (data/dimer-held-out-gfn2.h5 and data/dimer-held-out-gfn2-vacuum.h5; the unlabelled snapshots are kept in
 data/dimer-held-out-snapshots.h5 so that labelling resumes).
+
+With --extra: N_EXTRA more training snapshots of a third MM MD run (seed EXTRA_SEED), each with a gas-phase
+frame that neither the training nor the held-out snapshots hold, labelled the same way
+(data/dimer-extra-gfn2.h5, data/dimer-extra-gfn2-vacuum.h5, data/dimer-extra-snapshots.h5), for the buffer
+networks (../buffer/make_dataset.py --extra).
 """
 
 import argparse
@@ -30,7 +35,7 @@ import openmm.unit as u
 
 from mlmm.data.calculators import XTBCalculator
 from mlmm.data.dataset import Dataset, load_dataset
-from mlmm.data.recipes import label_held_out, label_in_and_out_of_environment
+from mlmm.data.recipes import label_in_and_out_of_environment, label_snapshot_set
 from mlmm.data.snapshots import solvent_snapshots, weighted_environment
 from mlmm.embedding.surgery import frozen_copy
 
@@ -42,6 +47,8 @@ SWITCH_DISTANCE, EMBEDDING_CUTOFF = 0.9, 1.1  # nm: the switching range of the e
 N_SNAPSHOTS = 600
 HELD_OUT_SEED = 6
 N_HELD_OUT = 300
+EXTRA_SEED = 8
+N_EXTRA = 1200
 TIMESTEP = 0.002  # ps
 INTERVAL = 50  # steps between snapshots
 EQUILIBRATION = 5000  # steps
@@ -80,16 +87,24 @@ def training_solutes(n_gas_phase: int) -> np.ndarray:
     return np.random.default_rng(SEED).choice(n_gas_phase, N_SNAPSHOTS, replace=False)
 
 
+def solutes(seed: int, n_snapshots: int, n_gas_phase: int) -> np.ndarray:
+    """Indices of the gas-phase frames for the snapshots of the MM MD run started with ``seed``: the training
+    ones (SEED), then for the held-out run frames the training snapshots do not hold, and for the extra run
+    frames that neither holds."""
+    if seed == SEED:
+        return training_solutes(n_gas_phase)
+    unused = np.setdiff1d(np.arange(n_gas_phase), training_solutes(n_gas_phase))
+    if seed != HELD_OUT_SEED:
+        unused = np.setdiff1d(unused, solutes(HELD_OUT_SEED, N_HELD_OUT, n_gas_phase))
+    return np.random.default_rng(seed).choice(unused, n_snapshots, replace=False)
+
+
 def snapshot_frames(seed: int = SEED, n_snapshots: int = N_SNAPSHOTS) -> Dataset:
     """Unlabelled frames: ``n_snapshots`` solvent snapshots of the MM MD started with ``seed``, each with a
-    gas-phase dimer (for another seed than the training one, from the frames no training snapshot holds)."""
+    gas-phase dimer (:func:`solutes`)."""
     snapshots = solvent_snapshots(mm_simulation(seed), "resname FMA", CUTOFF, n_snapshots, INTERVAL)
     gas_phase = load_dataset(SYSTEM / "data" / "dimer-gfn2.h5")
-    if seed == SEED:
-        chosen = training_solutes(gas_phase.n_frames)
-    else:
-        unused = np.setdiff1d(np.arange(gas_phase.n_frames), training_solutes(gas_phase.n_frames))
-        chosen = np.random.default_rng(seed).choice(unused, n_snapshots, replace=False)
+    chosen = solutes(seed, n_snapshots, gas_phase.n_frames)
     snapshots["positions"] = np.array([superimposed(gas_phase.positions[f], x)
                                        for f, x in zip(chosen, snapshots["positions"])])
     mm_positions, mm_charges, mm_mask = weighted_environment(snapshots, SWITCH_DISTANCE, EMBEDDING_CUTOFF)
@@ -121,11 +136,20 @@ def main():
 
 def held_out():
     """The held-out snapshots (module docstring), labelled in and out of the TIP3P charges."""
-    label_held_out(lambda: snapshot_frames(HELD_OUT_SEED, N_HELD_OUT), XTBCalculator(), HERE / "data", "dimer")
+    label_snapshot_set(lambda: snapshot_frames(HELD_OUT_SEED, N_HELD_OUT), XTBCalculator(), HERE / "data", "dimer")
+
+
+def extra():
+    """More training snapshots (module docstring), labelled in and out of the TIP3P charges."""
+    label_snapshot_set(lambda: snapshot_frames(EXTRA_SEED, N_EXTRA), XTBCalculator(), HERE / "data", "dimer", "extra")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--held-out", action="store_true",
-                        help=f"{N_HELD_OUT} snapshots of a further MM MD run (seed {HELD_OUT_SEED}), for test errors")
-    (held_out if parser.parse_args().held_out else main)()
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--held-out", action="store_true",
+                       help=f"{N_HELD_OUT} snapshots of a further MM MD run (seed {HELD_OUT_SEED}), for test errors")
+    which.add_argument("--extra", action="store_true",
+                       help=f"{N_EXTRA} more training snapshots of a third MM MD run (seed {EXTRA_SEED})")
+    arguments = parser.parse_args()
+    (held_out if arguments.held_out else extra if arguments.extra else main)()

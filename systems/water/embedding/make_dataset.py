@@ -31,7 +31,7 @@ import openmm.unit as u
 
 from mlmm.data.calculators import XTBCalculator
 from mlmm.data.dataset import Dataset
-from mlmm.data.recipes import label_held_out, label_in_and_out_of_environment
+from mlmm.data.recipes import label_in_and_out_of_environment, label_snapshot_set
 from mlmm.data.snapshots import solvent_snapshots, weighted_environment
 
 HERE = Path(__file__).parent
@@ -99,7 +99,7 @@ def main():
 
 def held_out():
     """The held-out snapshots (module docstring), labelled in and out of the TIP3P charges."""
-    label_held_out(lambda: snapshot_frames(HELD_OUT_SEED, N_HELD_OUT), XTBCalculator(), HERE / "data", "water")
+    label_snapshot_set(lambda: snapshot_frames(HELD_OUT_SEED, N_HELD_OUT), XTBCalculator(), HERE / "data", "water")
 
 
 if __name__ == "__main__":
