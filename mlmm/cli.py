@@ -169,6 +169,14 @@ def _parser() -> argparse.ArgumentParser:
                                               "and a PaiNN whose errors are weakly correlated.")
     average.add_argument("members", type=Path, nargs="+", help="two or more mlmm model files")
     average.add_argument("--output", type=Path, required=True, help="model file to write (.pt)")
+    weighting = average.add_mutually_exclusive_group()
+    weighting.add_argument("--weights", type=float, nargs="+", metavar="W",
+                           help="one positive weight per member (normalized to sum to 1; default: equal)")
+    weighting.add_argument("--fit-weights", type=Path, nargs="+", metavar="JSON",
+                           help="one JSON file per member with its errors on the same frames (a list "
+                                "\"energy_errors\", e.g. interaction-validation.json of a buffer evaluate.py "
+                                "--validation): the weights of least mean squared error on them "
+                                "(mlmm.potentials.mean.error_weights); never fit them on test frames")
 
     info = commands.add_parser("info", help="show a model file's metadata and verify it",
                                description="Print an mlmm model's metadata and verify its content hash.")
@@ -342,9 +350,26 @@ def _rescript(args: argparse.Namespace) -> int:
 
 
 def _average(args: argparse.Namespace) -> int:
-    from mlmm.potentials.mean import save_mean
+    import json
 
-    save_mean(args.members, args.output)
+    import numpy as np
+
+    from mlmm.potentials.mean import error_weights, save_mean
+
+    weights = args.weights
+    if args.fit_weights:
+        if len(args.fit_weights) != len(args.members):
+            raise ValueError(f"--fit-weights needs one file per member ({len(args.members)}), got "
+                             f"{len(args.fit_weights)}")
+        errors = [json.loads(path.read_text()).get("energy_errors") for path in args.fit_weights]
+        if any(e is None for e in errors) or len({len(e) for e in errors}) > 1:
+            raise ValueError("every --fit-weights file needs an \"energy_errors\" list, all of the same frames")
+        weights = error_weights(errors).tolist()
+        rmse = [float(np.sqrt(np.mean(np.square(e)))) for e in errors]
+        mean_rmse = float(np.sqrt(np.mean(np.square(np.asarray(weights) @ np.asarray(errors)))))
+        print(f"weights {[round(w, 4) for w in weights]} fitted on {len(errors[0])} frames: RMSE of the members "
+              f"{[round(r, 4) for r in rmse]}, of the mean {mean_rmse:.4f}")
+    save_mean(args.members, args.output, weights)
     print(f"{args.output}: the mean of {len(args.members)} models ({', '.join(str(m) for m in args.members)})")
     return 0
 
@@ -383,7 +408,8 @@ def _info(args: argparse.Namespace) -> int:
                                       for d in extra.get("datasets", []))
     if "members" in extra:  # a mean of models (mlmm average)
         extra = dict(extra, members="; ".join(
-            f"{m['file']} ({(m.get('architecture') or {}).get('family', m.get('name'))}, hash {m['content_hash'][:12]})"
+            f"{m['file']} ({(m.get('architecture') or {}).get('family', m.get('name'))}, hash {m['content_hash'][:12]}"
+            f"{', weight %.4g' % m['weight'] if 'weight' in m else ''})"
             for m in extra["members"]))
     lines += [(key, value) for key, value in extra.items()]
     width = max(len(key) for key, _ in lines)

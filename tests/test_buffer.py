@@ -578,6 +578,7 @@ def test_buffer_interaction_errors_against_direct_gfn2_xtb_evaluations(network):
                                              "charge-difference")
     field_charges = coupled_charges("charge-difference", whole["charges"], buffer["charges"], 0.0)
     assert result["energy_mean_error"] == pytest.approx(energy - reference, abs=1e-8)
+    assert result["frames"] == [0] and result["energy_errors"] == pytest.approx([energy - reference], abs=1e-8)
     assert result["scheme_limit_energy_mean_error"] == pytest.approx(limit - reference, abs=1e-8)
     assert result["coupling_charge_energy_mean_error"] == pytest.approx(coulomb(charges - field_charges), abs=1e-8)
     assert result["network_energy_error_mae"] == pytest.approx(

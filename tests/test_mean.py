@@ -1,5 +1,7 @@
 """The mean of potentials of different architectures (mlmm.potentials.mean) against its members."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import mlmm
 from mlmm.cli import main
 from mlmm.potentials import (ElectrostaticPotential, PhysNet, VacuumAnchoredBuffer, average_potentials, load_potential,
                              save_potential)
-from mlmm.potentials.mean import BufferPotentialMean, PotentialMean, save_mean
+from mlmm.potentials.mean import BufferPotentialMean, PotentialMean, error_weights, save_mean
 from conftest import evaluate
 from test_buffer import ML_GROUP, WATER, waters
 from test_electrostatic import random_head
@@ -53,6 +55,63 @@ def test_the_mean_is_the_mean_of_its_members_energies_forces_and_charges(members
         assert torch.allclose(q_w, (member_weighted[0][1] + member_weighted[1][1]) / 2, atol=1e-12)
 
 
+def test_a_weighted_mean_weighs_its_members_energies_forces_and_charges(members, tmp_path):
+    """Weights 3 : 1 (normalized to 0.75 / 0.25): energy, forces, charges and weighted buffer energies of the
+    mean, eager and saved through `mlmm average --weights`, are the weighted sums of the members' own."""
+    paths = [save_potential(m, tmp_path / f"member{k}.pt") for k, m in enumerate(members)]
+    assert main(["average", *map(str, paths), "--output", str(tmp_path / "mean.pt"), "--weights", "3", "1"]) == 0
+    saved, metadata = load_potential(tmp_path / "mean.pt")
+    assert [m["weight"] for m in metadata["extra"]["members"]] == [0.75, 0.25]
+    weights = torch.linspace(1.0, 0.2, len(SPECIES), dtype=torch.float64)
+    for model in (average_potentials(members, [3.0, 1.0]), saved):
+        energy, forces = _energy_and_forces(lambda x: model(SPECIES, x), POSITIONS)
+        (e_a, f_a), (e_b, f_b) = [_energy_and_forces(lambda x: m(SPECIES, x), POSITIONS) for m in members]
+        assert energy.item() == pytest.approx(0.75 * e_a.item() + 0.25 * e_b.item(), abs=1e-10)
+        assert torch.allclose(forces, 0.75 * f_a + 0.25 * f_b, atol=1e-9)
+        e, q = model.energy_and_charges(SPECIES, POSITIONS, 1.0)
+        (e_a, q_a), (e_b, q_b) = [m.energy_and_charges(SPECIES, POSITIONS, 1.0) for m in members]
+        assert e.item() == pytest.approx(0.75 * e_a.item() + 0.25 * e_b.item(), abs=1e-10)
+        assert torch.allclose(q, 0.75 * q_a + 0.25 * q_b, atol=1e-12) and q.sum().item() == pytest.approx(1.0)
+        e_w, q_w = model.weighted_energy_and_charges(SPECIES, POSITIONS, weights, 0.0)
+        (e_a, q_a), (e_b, q_b) = [m.weighted_energy_and_charges(SPECIES, POSITIONS, weights, 0.0) for m in members]
+        assert e_w.item() == pytest.approx(0.75 * e_a.item() + 0.25 * e_b.item(), abs=1e-10)
+        assert torch.allclose(q_w, 0.75 * q_a + 0.25 * q_b, atol=1e-12)
+    for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="positive finite weights"):
+            average_potentials(members, bad)
+
+
+def test_fitted_weights_minimize_the_squared_error_of_the_mean(members, tmp_path, capsys):
+    """error_weights against a brute-force scan of the mean's squared error over the weight of the first
+    member; refused where the least-squares weight of a member is not positive; `mlmm average --fit-weights`
+    reads the members' errors from their evaluation files and stores the fitted weights."""
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=200)
+    errors = np.stack([common + rng.normal(0.3, 1.0, 200), 0.5 * common + rng.normal(-0.2, 2.0, 200)])
+    weights = error_weights(errors)
+    scan = np.linspace(0.0, 1.0, 100001)
+    squared = [np.mean((w * errors[0] + (1 - w) * errors[1]) ** 2) for w in scan]
+    assert weights.sum() == pytest.approx(1.0) and weights[0] == pytest.approx(scan[int(np.argmin(squared))], abs=2e-5)
+    assert 0.5 < weights[0] < 0.95  # neither member alone
+    with pytest.raises(ValueError, match="no positive weight"):
+        error_weights([errors[0], 1.5 * errors[0] + rng.normal(0.0, 0.01, 200)])
+    with pytest.raises(ValueError, match="two or more members"):
+        error_weights(errors[:1])
+    paths = [save_potential(m, tmp_path / f"member{k}.pt") for k, m in enumerate(members)]
+    files = []
+    for k, e in enumerate(errors):
+        files.append(tmp_path / f"errors{k}.json")
+        files[-1].write_text(json.dumps({"energy_errors": e.tolist()}))
+    capsys.readouterr()
+    assert main(["average", *map(str, paths), "--output", str(tmp_path / "mean.pt"),
+                 "--fit-weights", *map(str, files)]) == 0
+    assert "fitted on 200 frames" in capsys.readouterr().out
+    _, metadata = load_potential(tmp_path / "mean.pt")
+    assert [m["weight"] for m in metadata["extra"]["members"]] == pytest.approx(weights.tolist(), rel=1e-12)
+    assert main(["average", *map(str, paths), "--output", str(tmp_path / "mean.pt"), "--fit-weights",
+                 str(files[0])]) == 1
+
+
 def test_the_spread_of_the_members_is_the_uncertainty_of_the_mean(members, tmp_path):
     """energy_and_uncertainty: the sample standard deviation over the members of their energies and of
     each atom's force vector (eager and saved), what the UncertaintyReporter writes."""
@@ -83,7 +142,8 @@ def test_the_mean_buffer_embedding_is_the_mean_of_the_members_embeddings(members
     capsys.readouterr()
     assert main(["info", str(tmp_path / "mean" / "model.pt")]) == 0
     members_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("members"))
-    assert f"member0.pt (physnet, hash {metadata['extra']['members'][0]['content_hash'][:12]})" in members_line
+    first = metadata["extra"]["members"][0]
+    assert f"member0.pt (physnet, hash {first['content_hash'][:12]}, weight 0.5)" in members_line
 
     topology, mm_system = waters(4)
     tilt = np.array([[0.0, 0.0, 0.0], [0.0, 0.0957, 0.0], [0.0927, 0.0, 0.024]])

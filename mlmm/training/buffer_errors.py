@@ -207,7 +207,8 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
     reference, predicted, limit = np.array(reference), np.array(predicted), np.array(limit)
     coupling = np.array(coupling_errors)
     polarization = reference - limit
-    result = {"n_frames": len(reference), "interaction_mean": float(reference.mean()),
+    result = {"n_frames": len(reference), "frames": [int(k) for k in frames],
+              "interaction_mean": float(reference.mean()),
               "interaction_std": float(reference.std()),
               **interaction_errors(predicted, reference, predicted_forces, reference_forces),
               "scheme_limit_energy_mae": float(np.abs(limit - reference).mean()),
@@ -221,7 +222,8 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
               "coupling_charge_energy_mean_error": float(coupling.mean()),
               "network_energy_error_mae": float(np.abs(predicted - reference - coupling).mean()),
               "charges_mae": float(np.abs(np.array(charge_errors)).mean()),
-              "buffer_charge_changes_mae": float(np.abs(np.array(change_errors)).mean())}
+              "buffer_charge_changes_mae": float(np.abs(np.array(change_errors)).mean()),
+              "energy_errors": (predicted - reference).tolist()}
     if others:
         result["other_schemes"] = {name: interaction_errors(energies, reference, forces, reference_forces)
                                    for name, (energies, forces) in others.items()}
@@ -230,12 +232,15 @@ def buffer_interaction_errors(model, snapshots: Dataset, vacuum: Dataset, frames
 
 def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator, buffer_cutoff: float,
                         molecule_species: Sequence[int], held_out: bool = False,
-                        schemes: Optional[tuple[Dict[str, InteractionFn], LennardJonesFn]] = None) -> Dict[str, float]:
+                        schemes: Optional[tuple[Dict[str, InteractionFn], LennardJonesFn]] = None,
+                        part: str = "test") -> Dict[str, float]:
     """:func:`buffer_interaction_errors` on the test snapshots of a buffer network's training run.
 
     The network was trained on buffer clusters made from the snapshots in ``snapshots_path`` in
     their order (followed by other frames, e.g. lone-molecule frames); its ``split.json`` selects
     the test snapshots. Writes ``model_directory/interaction.json`` and returns its content. With
+    ``part="validation"`` the split's validation snapshots instead (``interaction-validation.json``:
+    frames for choosing between or weighting models, :func:`mlmm.potentials.mean.error_weights`). With
     ``held_out``, ``snapshots_path`` holds snapshots of which none was used in training: all of them
     are assessed, written to ``model_directory/interaction-held-out.json``. ``schemes``: see
     :func:`buffer_interaction_errors`.
@@ -248,15 +253,18 @@ def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator
 
     directory = Path(model_directory)
     snapshots, vacuum = load_dataset(snapshots_path), load_dataset(vacuum_path)
+    if part not in ("test", "validation"):
+        raise ValueError(f"part must be 'test' or 'validation', got {part!r}")
     if held_out:
-        test = list(range(snapshots.n_frames))
+        frames, name = list(range(snapshots.n_frames)), "interaction-held-out.json"
     else:
-        test = [k for k in json.loads((directory / "split.json").read_text())["test"] if k < snapshots.n_frames]
+        split = json.loads((directory / "split.json").read_text())
+        frames = [k for k in split[part] if k < snapshots.n_frames]
+        name = "interaction.json" if part == "test" else f"interaction-{part}.json"
     model, metadata = load_potential(directory / "model.pt")
     coupling = metadata.get("extra", {}).get("buffer_outer_coupling", "ml-charges")
-    result = buffer_interaction_errors(model, snapshots, vacuum, test, calculator, buffer_cutoff, molecule_species,
+    result = buffer_interaction_errors(model, snapshots, vacuum, frames, calculator, buffer_cutoff, molecule_species,
                                        coupling, schemes)
     result["outer_coupling"] = coupling
-    (directory / ("interaction-held-out.json" if held_out else "interaction.json")).write_text(
-        json.dumps(result, indent=2))
+    (directory / name).write_text(json.dumps(result, indent=2))
     return result

@@ -15,7 +15,9 @@ with --model). Run from the repository root:
 With --held-out the snapshots are instead the 300 of a further MM MD run that no training run has
 seen, each with a gas-phase dimer geometry that no training snapshot holds
 (../embedding/data/dimer-held-out-gfn2.h5, written by `../embedding/make_dataset.py --held-out`), all of
-them assessed, and the result goes to MODEL/interaction-held-out.json.
+them assessed, and the result goes to MODEL/interaction-held-out.json. With --validation the
+snapshots are the split's validation ones (MODEL/interaction-validation.json), on which the weights of
+a mean of models may be fitted (`mlmm average --fit-weights`).
 """
 
 import argparse
@@ -35,8 +37,11 @@ from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="model", help="model directory in this folder (default: model)")
-    parser.add_argument("--held-out", action="store_true",
-                        help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--held-out", action="store_true",
+                       help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
+    which.add_argument("--validation", action="store_true",
+                       help="assess on the split's validation snapshots instead (MODEL/interaction-validation.json)")
     args = parser.parse_args()
     system, ml_atoms, molecule_atoms = solvated_force_field(
         SYSTEM / "formic-acid-dimer-tip3p.pdb", [str(SYSTEM / "formic-acid.xml"), "amber14/tip3p.xml"])
@@ -45,5 +50,5 @@ if __name__ == "__main__":
     name = "dimer-held-out-gfn2" if args.held_out else "dimer-tip3p-gfn2"
     result = assess_buffer_model(SNAPSHOTS / f"{name}.h5", SNAPSHOTS / f"{name}-vacuum.h5", HERE / args.model,
                                  XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, held_out=args.held_out,
-                                 schemes=schemes)
+                                 schemes=schemes, part="validation" if args.validation else "test")
     print(json.dumps(result, indent=2))

@@ -14,7 +14,9 @@ with --model). Run from the repository root:
 
 With --held-out the snapshots are instead the 300 of a further MM MD run that no training run has
 seen (../embedding/data/water-held-out-gfn2.h5, written by `../embedding/make_dataset.py
---held-out`), all of them assessed, and the result goes to MODEL/interaction-held-out.json.
+--held-out`), all of them assessed, and the result goes to MODEL/interaction-held-out.json. With --validation the
+snapshots are the split's validation ones (MODEL/interaction-validation.json), on which the weights of
+a mean of models may be fitted (`mlmm average --fit-weights`).
 """
 
 import argparse
@@ -34,8 +36,11 @@ from make_dataset import BUFFER_CUTOFF, SNAPSHOTS, TIP3P_SPECIES  # noqa: E402  
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="model", help="model directory in this folder (default: model)")
-    parser.add_argument("--held-out", action="store_true",
-                        help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--held-out", action="store_true",
+                       help="assess on the snapshots of ../embedding/make_dataset.py --held-out instead")
+    which.add_argument("--validation", action="store_true",
+                       help="assess on the split's validation snapshots instead (MODEL/interaction-validation.json)")
     args = parser.parse_args()
     system, ml_atoms, molecule_atoms = solvated_force_field(SYSTEM / "water-tip3p.pdb", ["amber14/tip3p.xml"])
     schemes = other_schemes(system, ml_atoms, molecule_atoms, load_potential(SYSTEM / "model" / "model.pt")[0],
@@ -43,5 +48,5 @@ if __name__ == "__main__":
     name = "water-held-out-gfn2" if args.held_out else "water-tip3p-gfn2"
     result = assess_buffer_model(SNAPSHOTS / f"{name}.h5", SNAPSHOTS / f"{name}-vacuum.h5", HERE / args.model,
                                  XTBCalculator(), BUFFER_CUTOFF, TIP3P_SPECIES, held_out=args.held_out,
-                                 schemes=schemes)
+                                 schemes=schemes, part="validation" if args.validation else "test")
     print(json.dumps(result, indent=2))
