@@ -60,7 +60,6 @@ class PotentialMean(torch.nn.Module):
             raise ValueError(f"the members share no element (their elements: {[sorted(s) for s in element_sets]}); "
                              "average models made for the same elements")
         self.members = torch.nn.ModuleList(members)
-        self.n_models = len(members)
         self.supported_elements: List[int] = sorted(shared)
         self.cutoff = max(float(getattr(m, "cutoff", 0.0)) for m in members)
 
