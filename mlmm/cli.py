@@ -362,8 +362,13 @@ def _average(args: argparse.Namespace) -> int:
             raise ValueError(f"--fit-weights needs one file per member ({len(args.members)}), got "
                              f"{len(args.fit_weights)}")
         errors = [json.loads(path.read_text()).get("energy_errors") for path in args.fit_weights]
-        if any(e is None for e in errors) or len({len(e) for e in errors}) > 1:
-            raise ValueError("every --fit-weights file needs an \"energy_errors\" list, all of the same frames")
+        missing = [str(path) for path, e in zip(args.fit_weights, errors) if e is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} hold no \"energy_errors\" list; write them with a buffer "
+                             "evaluate.py --validation")
+        if len({len(e) for e in errors}) > 1:
+            raise ValueError(f"the --fit-weights files hold errors on different numbers of frames "
+                             f"({[len(e) for e in errors]}); assess every member on the same frames")
         weights = error_weights(errors).tolist()
         rmse = [float(np.sqrt(np.mean(np.square(e)))) for e in errors]
         mean_rmse = float(np.sqrt(np.mean(np.square(np.asarray(weights) @ np.asarray(errors)))))

@@ -97,6 +97,8 @@ def test_fitted_weights_minimize_the_squared_error_of_the_mean(members, tmp_path
         error_weights([errors[0], 1.5 * errors[0] + rng.normal(0.0, 0.01, 200)])
     with pytest.raises(ValueError, match="two or more members"):
         error_weights(errors[:1])
+    with pytest.raises(ValueError, match="linearly dependent"):
+        error_weights([errors[0], errors[0]])
     paths = [save_potential(m, tmp_path / f"member{k}.pt") for k, m in enumerate(members)]
     files = []
     for k, e in enumerate(errors):

@@ -148,6 +148,9 @@ def error_weights(member_errors) -> np.ndarray:
     if errors.ndim != 2 or errors.shape[0] < 2 or errors.shape[1] < errors.shape[0]:
         raise ValueError(f"error_weights needs the errors of two or more members on at least as many frames "
                          f"([members, frames]), got shape {errors.shape}")
+    if np.linalg.matrix_rank(errors) < len(errors):
+        raise ValueError("the members' errors are linearly dependent (the same model twice?); leave the "
+                         "duplicate out")
     moments = errors @ errors.T / errors.shape[1]
     solved = np.linalg.solve(moments, np.ones(len(errors)))
     weights = solved / solved.sum()

@@ -251,10 +251,10 @@ def assess_buffer_model(snapshots_path, vacuum_path, model_directory, calculator
     from mlmm.data.dataset import load_dataset
     from mlmm.potentials import load_potential
 
-    directory = Path(model_directory)
-    snapshots, vacuum = load_dataset(snapshots_path), load_dataset(vacuum_path)
     if part not in ("test", "validation"):
         raise ValueError(f"part must be 'test' or 'validation', got {part!r}")
+    directory = Path(model_directory)
+    snapshots, vacuum = load_dataset(snapshots_path), load_dataset(vacuum_path)
     if held_out:
         frames, name = list(range(snapshots.n_frames)), "interaction-held-out.json"
     else:
