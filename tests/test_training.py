@@ -278,7 +278,24 @@ def test_the_model_is_compiled_before_the_first_epoch(tmp_path, monkeypatch):
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     train(config_for(tmp_path, epochs=2), progress=False)
     with pytest.raises(ValueError, match="different configuration"):
-        train(config_for(tmp_path, epochs=3), progress=False)
+        train(config_for(tmp_path, epochs=2, learning_rate=5e-3), progress=False)
+
+
+def test_a_run_stopped_by_its_budget_goes_on_with_a_larger_one(tmp_path):
+    """A run stopped by ``max_minutes`` (after its first epoch) or by ``epochs`` resumes when the
+    configuration raises the budget, to the result of a run given the larger budget at once; a
+    finished run given the same budget again trains no further."""
+    for name in ("five", "parts"):
+        (tmp_path / name).mkdir()
+    reference = train(config_for(tmp_path / "five", epochs=5), progress=False)
+    first = train(config_for(tmp_path / "parts", epochs=5, max_minutes=1e-9), progress=False)
+    assert first["epochs"] == 1
+    assert train(config_for(tmp_path / "parts", epochs=3), progress=False)["epochs"] == 3
+    resumed = train(config_for(tmp_path / "parts", epochs=5), progress=False)
+    assert resumed["epochs"] == 5 and resumed["test"] == reference["test"]  # bitwise
+    again = train(config_for(tmp_path / "parts", epochs=5), progress=False)
+    assert again["test"] == reference["test"]
+    assert len((tmp_path / "parts" / "run" / "log.csv").read_text().splitlines()) == 1 + 5
 
 
 def test_transfer_learning_keeps_frozen_layers_and_rescales_rates(tmp_path):

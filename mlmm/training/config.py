@@ -126,9 +126,14 @@ class TrainingConfig:
     output: Path
     source: Optional[Path] = None
 
-    def fingerprint(self) -> str:
-        """Hash of everything that determines the result (a checkpoint resumes only the same run)."""
+    def fingerprint(self, budget: bool = True) -> str:
+        """Hash of everything that determines the result. With ``budget=False`` the stopping budget
+        (``epochs``, ``max_minutes``) is left out: a checkpoint resumes a run of the same fingerprint,
+        so a run stopped by its budget goes on when given a larger one."""
         content = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("output", "source")}
+        if not budget:
+            for limit in ("epochs", "max_minutes"):
+                del content["training"][limit]
         if not content["data"]["training_only"]:  # configurations without it keep their fingerprint
             del content["data"]["training_only"]
         if content["training"]["charge_change_weight"] is None:  # likewise

@@ -11,7 +11,8 @@ What one run writes into the output directory:
 - ``learning_curve.png``.
 
 Running the same configuration again resumes from the checkpoint; a finished run is not
-repeated. Validation uses the exponential moving average (EMA) of the weights; the
+repeated, and a run stopped by its budget (``epochs``, ``max_minutes``) goes on when the
+configuration gives it a larger one. Validation uses the exponential moving average (EMA) of the weights; the
 learning rate drops on a validation plateau and training stops early when validation
 has not improved for ``early_stopping_patience`` epochs.
 """
@@ -143,8 +144,8 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.output / "checkpoint.pt"
 
-    def _save_checkpoint(self, finished: bool = False) -> None:
-        state = {"fingerprint": self.config.fingerprint(), "epoch": self.epoch, "finished": finished,
+    def _save_checkpoint(self) -> None:
+        state = {"fingerprint": self.config.fingerprint(budget=False), "epoch": self.epoch,
                  "model": self.model.state_dict(), "ema": self.ema.state_dict(), "best_state": self.best_state,
                  "best_loss": self.best_loss, "bad_epochs": self.bad_epochs, "history": self.history,
                  "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
@@ -154,12 +155,12 @@ class Trainer:
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
 
-    def _resume(self) -> bool:
-        """Load the checkpoint if there is one; return whether the run had finished."""
+    def _resume(self) -> None:
+        """Load the checkpoint if there is one."""
         if not self.checkpoint_path.exists():
-            return False
+            return
         state = torch.load(self.checkpoint_path, weights_only=False)
-        if state["fingerprint"] != self.config.fingerprint():
+        if state["fingerprint"] != self.config.fingerprint(budget=False):
             raise ValueError(f"{self.checkpoint_path} belongs to a different configuration; use another output "
                              "directory or delete the checkpoint to start over")
         if state["split"] != self.split:
@@ -172,7 +173,6 @@ class Trainer:
         self.generator.set_state(state["generator"])
         for key in ("epoch", "best_state", "best_loss", "bad_epochs", "history", "elapsed"):
             setattr(self, key, state[key])
-        return bool(state["finished"])
 
     # -- training ------------------------------------------------------------------------------
     def _train_epoch(self) -> float:
@@ -222,10 +222,8 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         self._build()
         (self.output / "split.json").write_text(json.dumps(self.split))
-        finished = self._resume()
-        if not finished:
-            self._loop()
-            self._save_checkpoint(finished=True)
+        self._resume()
+        self._loop()
         return self._finish()
 
     def snapshot(self, directory) -> Dict:
@@ -259,7 +257,7 @@ class Trainer:
         start = time.perf_counter() - self.elapsed
         with Progress(disable=not self.progress) as bar:
             task = bar.add_task("training", total=self.settings.epochs, completed=self.epoch)
-            while self.epoch < self.settings.epochs:
+            while not self._stopped():
                 train_loss = self._train_epoch()
                 row = {"epoch": self.epoch + 1, "train_loss": train_loss, **self._validate(),
                        "learning_rate": self.optimizer.param_groups[0]["lr"]}
@@ -278,10 +276,13 @@ class Trainer:
                 bar.update(task, completed=self.epoch, description=(
                     f"training: val E MAE {row['validation_energy_mae']:.3g} kJ/mol, "
                     f"F MAE {row['validation_forces_mae']:.3g} kJ/mol/nm"))
-                if self.bad_epochs >= self.settings.early_stopping_patience:
-                    break
-                if self.settings.max_minutes is not None and self.elapsed > 60 * self.settings.max_minutes:
-                    break
+
+    def _stopped(self) -> bool:
+        """Whether the run is over: all epochs done, validation stalled (early stopping) or the
+        wall-time budget spent."""
+        over_time = self.settings.max_minutes is not None and self.elapsed > 60 * self.settings.max_minutes
+        return (self.epoch >= self.settings.epochs or self.bad_epochs >= self.settings.early_stopping_patience
+                or over_time)
 
     def _deployable(self, network: torch.nn.Module) -> torch.nn.Module:
         """What model.pt holds: the network, or with a ``vacuum_model`` the pair
