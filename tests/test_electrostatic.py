@@ -330,22 +330,24 @@ def test_scheme_errors_against_an_analytic_coulomb_reference():
     assert selected["scaled"]["energy_mean_error"] == pytest.approx(0.1 * interaction[[1, 3]].mean(), rel=1e-9)
 
 
-def test_the_water_models_errors_on_the_held_out_run_are_those_of_its_card(tmp_path):
-    """assess_schemes(held_out=True) scores every frame of systems/water/embedding/data/water-held-out-gfn2.h5
-    (an MM MD run no training run has seen) and reproduces model/schemes-held-out.json, the numbers of the
-    model card; the model folder is copied, as the function writes its result next to the model."""
+def test_the_water_models_errors_on_the_held_out_run_are_those_of_its_card(tmp_path, capsys):
+    """assess_system_schemes(held_out=True), as systems/water/embedding/evaluate.py --held-out calls it, scores
+    every frame of data/water-held-out-gfn2.h5 (an MM MD run no training run has seen) and reproduces
+    model/schemes-held-out.json, the numbers of the model card; the system's layout is rebuilt with a copy
+    of the model folder, as the function writes its result next to the model."""
     import json
     import shutil
 
-    from mlmm.training.embedding_errors import assess_schemes
+    from mlmm.training.embedding_errors import assess_system_schemes
 
-    folder = tmp_path / "model"
-    folder.mkdir()
+    folder = tmp_path / "embedding" / "model"
+    folder.mkdir(parents=True)
     for name in ("model.pt", "split.json"):
         shutil.copy(WATER / "embedding" / "model" / name, folder / name)
-    data = WATER / "embedding" / "data"
-    result = assess_schemes(data / "water-held-out-gfn2.h5", data / "water-held-out-gfn2-vacuum.h5", folder,
-                            WATER / "model" / "model.pt", [-0.834, 0.417, 0.417], held_out=True)
+    (tmp_path / "embedding" / "data").symlink_to(WATER / "embedding" / "data")
+    (tmp_path / "model").symlink_to(WATER / "model")
+    result = assess_system_schemes(tmp_path / "embedding", "water", [-0.834, 0.417, 0.417], held_out=True)
+    assert capsys.readouterr().out.startswith("300 held-out frames, reference E_int")
     shipped = json.loads((WATER / "embedding" / "model" / "schemes-held-out.json").read_text())
     assert result["reference"]["n_frames"] == 300
     assert json.loads((folder / "schemes-held-out.json").read_text()) == result

@@ -142,6 +142,25 @@ def assess_schemes(embedded_path, vacuum_path, model_directory, vacuum_model_pat
     return result
 
 
+def assess_system_schemes(folder, molecule: str, force_field_charges: Sequence[float],
+                          held_out: bool = False) -> Dict[str, Dict[str, float]]:
+    """:func:`assess_schemes` for a system's embedding folder laid out as in ``systems/``: the
+    electrostatic model in ``folder/model``, the vacuum model in ``folder/../model``, the test frames of
+    ``folder/data/MOLECULE-tip3p-gfn2.h5`` or, with ``held_out``, all frames of
+    ``MOLECULE-held-out-gfn2.h5`` (each with its ``-vacuum.h5`` twin). Prints the frame count, the
+    reference E_int (kJ/mol) and the Markdown table; returns the errors."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    name = f"{molecule}-{'held-out' if held_out else 'tip3p'}-gfn2"
+    result = assess_schemes(folder / "data" / f"{name}.h5", folder / "data" / f"{name}-vacuum.h5", folder / "model",
+                            folder.parent / "model" / "model.pt", force_field_charges, held_out=held_out)
+    print(f"{result['reference']['n_frames']} {'held-out' if held_out else 'test'} frames, reference E_int "
+          f"{result['reference']['interaction_mean']:.1f} +- {result['reference']['interaction_std']:.1f} kJ/mol")
+    print(markdown_table(result))
+    return result
+
+
 def markdown_table(result: Dict[str, Dict[str, float]]) -> str:
     """The errors of :func:`scheme_errors` as a Markdown table (one row per scheme)."""
     mechanical = result["mechanical"]["energy_mae"]

@@ -4,15 +4,18 @@ Reference: GFN2-xTB E(QM/MM) - E(QM) and the force difference on the dimer's ato
 frames of the electrostatic model's training split. Writes model/schemes.json and prints a
 Markdown table. Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/embedding/evaluate.py
+With --held-out on all 300 frames of a further MM MD run that no training run has seen
+(data/dimer-held-out-gfn2.h5, written by `make_dataset.py --held-out`), into model/schemes-held-out.json.
 """
 
+import argparse
 from pathlib import Path
 
 import openmm
 import openmm.app as app
 import openmm.unit as u
 
-from mlmm.training.embedding_errors import assess_schemes, markdown_table
+from mlmm.training.embedding_errors import assess_system_schemes
 
 HERE = Path(__file__).parent
 
@@ -27,8 +30,6 @@ def force_field_charges() -> list:
 
 
 if __name__ == "__main__":
-    result = assess_schemes(HERE / "data" / "dimer-tip3p-gfn2.h5", HERE / "data" / "dimer-tip3p-gfn2-vacuum.h5",
-                            HERE / "model", HERE.parent / "model" / "model.pt", force_field_charges())
-    print(f"{result['reference']['n_frames']} test frames, reference E_int "
-          f"{result['reference']['interaction_mean']:.1f} +- {result['reference']['interaction_std']:.1f} kJ/mol")
-    print(markdown_table(result))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--held-out", action="store_true", help="assess on the frames of make_dataset.py --held-out")
+    assess_system_schemes(HERE, "dimer", force_field_charges(), held_out=parser.parse_args().held_out)

@@ -11,7 +11,7 @@ With --held-out on all 300 frames of a further MM MD run that no training run ha
 import argparse
 from pathlib import Path
 
-from mlmm.training.embedding_errors import assess_schemes, markdown_table
+from mlmm.training.embedding_errors import assess_system_schemes
 
 HERE = Path(__file__).parent
 TIP3P_CHARGES = [-0.834, 0.417, 0.417]  # e: O, H, H
@@ -19,10 +19,4 @@ TIP3P_CHARGES = [-0.834, 0.417, 0.417]  # e: O, H, H
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out", action="store_true", help="assess on the frames of make_dataset.py --held-out")
-    held_out = parser.parse_args().held_out
-    name = "water-held-out-gfn2" if held_out else "water-tip3p-gfn2"
-    result = assess_schemes(HERE / "data" / f"{name}.h5", HERE / "data" / f"{name}-vacuum.h5", HERE / "model",
-                            HERE.parent / "model" / "model.pt", TIP3P_CHARGES, held_out=held_out)
-    print(f"{result['reference']['n_frames']} {'held-out' if held_out else 'test'} frames, reference E_int "
-          f"{result['reference']['interaction_mean']:.1f} +- {result['reference']['interaction_std']:.1f} kJ/mol")
-    print(markdown_table(result))
+    assess_system_schemes(HERE, "water", TIP3P_CHARGES, held_out=parser.parse_args().held_out)
