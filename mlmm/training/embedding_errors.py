@@ -15,6 +15,8 @@ Lennard-Jones terms are the same force field in every scheme and are not part of
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
@@ -120,9 +122,6 @@ def assess_schemes(embedded_path, vacuum_path, model_directory, vacuum_model_pat
     the datasets hold frames of which none was used in training: all of them are assessed, written to
     ``model_directory/schemes-held-out.json``.
     """
-    import json
-    from pathlib import Path
-
     from mlmm.data.dataset import load_dataset
     from mlmm.potentials import load_potential
 
@@ -149,13 +148,12 @@ def assess_system_schemes(folder, molecule: str, force_field_charges: Sequence[f
     ``folder/data/MOLECULE-tip3p-gfn2.h5`` or, with ``held_out``, all frames of
     ``MOLECULE-held-out-gfn2.h5`` (each with its ``-vacuum.h5`` twin). Prints the frame count, the
     reference E_int (kJ/mol) and the Markdown table; returns the errors."""
-    from pathlib import Path
-
     folder = Path(folder)
     name = f"{molecule}-{'held-out' if held_out else 'tip3p'}-gfn2"
     result = assess_schemes(folder / "data" / f"{name}.h5", folder / "data" / f"{name}-vacuum.h5", folder / "model",
                             folder.parent / "model" / "model.pt", force_field_charges, held_out=held_out)
-    print(f"{result['reference']['n_frames']} {'held-out' if held_out else 'test'} frames, reference E_int "
+    frames = "held-out" if held_out else "test"
+    print(f"{result['reference']['n_frames']} {frames} frames, reference E_int "
           f"{result['reference']['interaction_mean']:.1f} +- {result['reference']['interaction_std']:.1f} kJ/mol")
     print(markdown_table(result))
     return result

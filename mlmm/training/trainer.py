@@ -12,9 +12,9 @@ What one run writes into the output directory:
 
 Running the same configuration again resumes from the checkpoint; a finished run is not
 repeated, and a run stopped by its budget (``epochs``, ``max_minutes``) goes on when the
-configuration gives it a larger one. Validation uses the exponential moving average (EMA) of the weights; the
-learning rate drops on a validation plateau and training stops early when validation
-has not improved for ``early_stopping_patience`` epochs.
+configuration gives it a larger one. Validation uses the exponential moving average (EMA) of
+the weights; the learning rate drops on a validation plateau and training stops early when
+validation has not improved for ``early_stopping_patience`` epochs.
 """
 
 from __future__ import annotations
