@@ -11,8 +11,11 @@ force field alone cannot move it; the cost is that of the MM forces on all atoms
 mixed systems of ``mlmm.create_mixed_system`` with the trained dimer models: mechanical and
 mechanical-ml-charges (systems/formic-acid-dimer/model/model.pt), electrostatic
 (systems/formic-acid-dimer/embedding/model/model.pt) and buffer (buffer 0.35-0.45 nm) with the
-"ml-charges" outer coupling (systems/formic-acid-dimer/buffer/model-stage2/model.pt) and with the
-"charge-difference" coupling (model-field-dq/model.pt, the same architecture), TorchForce transport;
+"ml-charges" outer coupling: the network run in dynamics (systems/formic-acid-dimer/buffer/
+model-anchored-contacts/model.pt, a 32-feature PhysNet on a vacuum network of the dimer) and the
+weighted mean of a 64-feature PhysNet and a PaiNN (mean-anchored-extra/model.pt, the most accurate
+model), and with the "charge-difference" coupling (model-field-dq/model.pt, a 32-feature PhysNet
+without the vacuum network), TorchForce transport;
 and mechanical, mechanical-ml-charges and electrostatic through PythonForce with the energy and
 gradient compiled ahead of time by AOTInductor (``compiled=True``; the compilation falls in the
 warm-up; the electrostatic model's vacuum and embedding terms are two libraries).
@@ -56,7 +59,8 @@ SYSTEM_DIR = ROOT / "systems" / "formic-acid-dimer"
 MODELS = {"mechanical": ("mechanical", SYSTEM_DIR / "model" / "model.pt"),
           "mechanical-ml-charges": ("mechanical-ml-charges", SYSTEM_DIR / "model" / "model.pt"),
           "electrostatic": ("electrostatic", SYSTEM_DIR / "embedding" / "model" / "model.pt"),
-          "buffer": ("buffer", SYSTEM_DIR / "buffer" / "model-stage2" / "model.pt"),
+          "buffer": ("buffer", SYSTEM_DIR / "buffer" / "model-anchored-contacts" / "model.pt"),
+          "buffer, mean of two networks": ("buffer", SYSTEM_DIR / "buffer" / "mean-anchored-extra" / "model.pt"),
           "buffer, charge-difference": ("buffer", SYSTEM_DIR / "buffer" / "model-field-dq" / "model.pt")}
 OPTIONS = {"buffer": {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35}}  # as the buffer network was trained
 #: The same schemes through PythonForce compiled by AOTInductor (at the first call, during the warm-up).
