@@ -27,6 +27,11 @@ and with the most accurate buffer model, the weighted mean of a PhysNet and a Pa
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
         --buffer-model mean-anchored-extra --threads 1 \\
         --output systems/formic-acid-dimer/embedding/nve-300K-buffer-mean-anchored-extra.json
+and with the MD network's size trained on the extra snapshots
+(nve-300K-buffer-anchored-contacts-extra.json):
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
+        --buffer-model model-anchored-contacts-extra --threads 1 \\
+        --output systems/formic-acid-dimer/embedding/nve-300K-buffer-anchored-contacts-extra.json
 The files below were written with 1 ps of equilibration (add --equilibration 1 to repeat them).
 The buffer scheme with the second-stage buffer network (nve-buffer-stage2.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer --buffer-model model-stage2 \\
