@@ -92,15 +92,15 @@ def forcefield() -> app.ForceField:
     return app.ForceField(str(SYSTEM_DIR / "formic-acid.xml"), "amber14/tip3p.xml")
 
 
-def contexts(box_nm, threads: int) -> dict:
-    """One Context per scheme for one box, at the same minimised positions."""
+def prepared(box_nm) -> dict:
+    """Every configuration's System for one box, and the solvent minimised once around the fixed dimer."""
     topology, positions = solvated(box_nm)
     mm_system = forcefield().createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * u.nanometer,
                                           constraints=app.HBonds)
     dimer = [a.index for a in topology.atoms() if a.residue.name == "FMA"]
     pure_mm = frozen_copy(mm_system, dimer)
     platform = openmm.Platform.getPlatformByName("CPU")
-    minimiser = openmm.Context(pure_mm, openmm.VerletIntegrator(0.001), platform, {"Threads": str(threads)})
+    minimiser = openmm.Context(pure_mm, openmm.VerletIntegrator(0.001), platform)
     minimiser.setPositions(positions)
     openmm.LocalEnergyMinimizer.minimize(minimiser, 10.0, 200)
     start = minimiser.getState(getPositions=True).getPositions()
@@ -111,18 +111,25 @@ def contexts(box_nm, threads: int) -> dict:
     for name, scheme in COMPILED.items():
         systems[name] = mlmm.create_mixed_system(topology, mm_system, dimer, str(MODELS[scheme][1]), embedding=scheme,
                                                    transport="python", compiled=True)
+    box = [[v.x, v.y, v.z] for v in topology.getPeriodicBoxVectors().value_in_unit(u.nanometer)]
+    return {"atoms": topology.getNumAtoms(), "systems": systems, "start": start,
+            "inputs": (topology, mm_system, dimer, start.value_in_unit(u.nanometer), box)}
+
+
+def contexts(box: dict, threads: int) -> dict:
+    """One Context per configuration of a :func:`prepared` box with ``threads`` OpenMM threads, warmed up
+    from the minimised positions."""
+    platform = openmm.Platform.getPlatformByName("CPU")
     result = {}
-    for scheme, system in systems.items():
+    for scheme, system in box["systems"].items():
         integrator = openmm.LangevinMiddleIntegrator(300 * u.kelvin, 1 / u.picosecond, TIMESTEP_FS * u.femtosecond)
         integrator.setRandomNumberSeed(1)
         context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
-        context.setPositions(start)
+        context.setPositions(box["start"])
         context.setVelocitiesToTemperature(300 * u.kelvin, 1)
         integrator.step(WARMUP_STEPS)
         result[scheme] = (context, integrator)
-    box = [[v.x, v.y, v.z] for v in topology.getPeriodicBoxVectors().value_in_unit(u.nanometer)]
-    return {"atoms": topology.getNumAtoms(), "contexts": result,
-            "inputs": (topology, mm_system, dimer, start.value_in_unit(u.nanometer), box)}
+    return result
 
 
 def module_costs(topology: app.Topology, mm_system: openmm.System, dimer: list, positions, box, calls: int) -> dict:
@@ -164,26 +171,25 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    setups = {(box, threads): contexts(size, threads) for box, size in BOXES.items() for threads in args.threads}
+    boxes = {box: prepared(size) for box, size in BOXES.items()}
+    setups = {(box, threads): contexts(boxes[box], threads) for box in BOXES for threads in args.threads}
     times = {(box, threads, scheme): [] for box, threads in setups for scheme in SCHEMES}
     for repeat in range(args.repeats):
         order = list(times) if repeat % 2 == 0 else list(reversed(times))
         for box, threads, scheme in order:
-            context, integrator = setups[(box, threads)]["contexts"][scheme]
+            context, integrator = setups[(box, threads)][scheme]
             start = time.perf_counter()
             integrator.step(args.steps)
             context.getState(getEnergy=True)  # wait for the last step
             times[(box, threads, scheme)].append(1e3 * (time.perf_counter() - start) / args.steps)
-    first = args.threads[0]
     results = {"machine": machine(), "versions": versions(), "steps": args.steps, "repeats": args.repeats,
                "threads": args.threads, "boxes": {},
-               "module_ms_per_call": {box: module_costs(*setups[(box, first)]["inputs"], args.calls)
-                                      for box in BOXES}}
+               "module_ms_per_call": {box: module_costs(*boxes[box]["inputs"], args.calls) for box in BOXES}}
     for box in BOXES:
         by_threads = {str(t): {s: statistics.median(times[(box, t, s)]) for s in SCHEMES} for t in args.threads}
         fastest = {s: min(args.threads, key=lambda t: by_threads[str(t)][s]) for s in SCHEMES}
         medians = {s: by_threads[str(fastest[s])][s] for s in SCHEMES}
-        results["boxes"][box] = {"atoms": setups[(box, first)]["atoms"], "ms_per_step_by_threads": by_threads,
+        results["boxes"][box] = {"atoms": boxes[box]["atoms"], "ms_per_step_by_threads": by_threads,
                                  "fastest_threads": fastest, "ms_per_step": medians,
                                  "ratio_to_mechanical": {s: medians[s] / medians["mechanical"] for s in SCHEMES},
                                  "ratio_to_pure_mm": {s: medians[s] / medians["pure MM"] for s in SCHEMES},
