@@ -1,5 +1,6 @@
 """TorchForce, PythonForce (also compiled ahead of time) and the exported .pt give the same energies and forces."""
 
+import copy
 import json
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import torch
 
 import mlmm
 from mlmm.potentials import PhysNet, QEqCharges, load_potential
-from conftest import DIMER_DIR, SOLUTE, evaluate
+from conftest import DIMER_DIR, SOLUTE, evaluate, ml_force_energy
 
 EMBEDDINGS = ["mechanical", "mechanical-ml-charges"]
 WATER_ELECTROSTATIC = DIMER_DIR.parent / "water" / "embedding" / "model" / "model.pt"
@@ -39,6 +40,28 @@ def test_transports_agree(embedding, platform, solvated, pme_system, ff_potentia
     scale = np.abs(f_torch).max()
     assert scale > 1.0
     assert np.abs(f_torch - f_python).max() <= 1e-6 * scale
+
+
+@pytest.mark.parametrize("embedding, model, options", [
+    ("mechanical", DIMER_DIR / "model" / "model.pt", {}),
+    ("electrostatic", DIMER_DIR / "embedding" / "model" / "model.pt", {}),
+    ("buffer", DIMER_DIR / "buffer" / "model-anchored-contacts" / "model.pt",
+     {"buffer_cutoff": 0.45, "buffer_switch_distance": 0.35})])
+def test_a_python_force_system_survives_copy_and_xml(dimer_in_water, embedding, model, options):
+    """A System whose PythonForce runs a model loaded from a file (TorchScript, which pickle cannot
+    write by itself) can be copied and written to and read back from XML, as scripts and tools
+    that save or copy Systems do; the copies give the original's ML energy and forces (the eager
+    module against the TorchScript it was pickled as: the same operations)."""
+    pdb, mm_system, dimer = dimer_in_water
+    system = mlmm.create_mixed_system(pdb.topology, mm_system, dimer, str(model), embedding, transport="python",
+                                      **options)
+    copies = [copy.deepcopy(system), openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))]
+    energy, forces = ml_force_energy(system, pdb.positions)
+    assert energy != 0.0
+    for copied in copies:
+        copied_energy, copied_forces = ml_force_energy(copied, pdb.positions)
+        assert copied_energy == pytest.approx(energy, rel=1e-12)
+        assert np.abs(copied_forces - forces).max() <= 1e-9 * np.abs(forces).max()
 
 
 PLAIN_SCRIPT = textwrap.dedent("""

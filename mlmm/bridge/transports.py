@@ -8,6 +8,7 @@ global parameters (0-d tensors) in order.
 from __future__ import annotations
 
 import copy
+import io
 import logging
 from typing import Optional, Sequence, Tuple
 
@@ -77,8 +78,12 @@ class EagerComputation:
     (:func:`mlmm.potentials.neighbors.static_shapes`). Where the compiled energy is not finite
     (the fixed shapes could not hold the geometry: more MM molecules inside the cutoff than the
     capacity gathered, or more neighbours than the network's lists hold), that call runs the eager
-    module instead, whose CPU paths follow the geometry. Picklable, so systems holding it can be
-    copied and serialized (the compiled library is not pickled; a copy compiles again).
+    module instead, whose CPU paths follow the geometry.
+
+    Picklable, so systems holding it can be copied (``copy.deepcopy``) and serialized
+    (``openmm.XmlSerializer``): a module that holds TorchScript (a model loaded from a file) is
+    pickled as the TorchScript of the whole module, which pickle cannot otherwise write; an
+    eager module as itself. The compiled library is not pickled; a copy compiles again.
     """
 
     def __init__(self, module: torch.nn.Module, periodic: bool, parameters: Sequence[str] = (),
@@ -90,7 +95,17 @@ class EagerComputation:
         self._compiled_function: Optional[EnergyAndGradient] = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_compiled_function": None}
+        state = {**self.__dict__, "_compiled_function": None}
+        if any(isinstance(part, torch.jit.ScriptModule) for part in self.module.modules()):
+            saved = io.BytesIO()
+            torch.jit.save(torch.jit.script(self.module), saved)
+            state["module"] = saved.getvalue()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["module"], bytes):
+            state = {**state, "module": torch.jit.load(io.BytesIO(state["module"]))}
+        self.__dict__.update(state)
 
     def energy_and_gradient(self, positions: torch.Tensor, *rest: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(energy, gradient with respect to ``positions``) of ``module(positions, *rest)``."""
