@@ -26,6 +26,7 @@ import openmm.app as app
 import openmm.unit as u
 import torch
 
+from mlmm.bridge.minimize import minimize_environment
 from mlmm.bridge.mixed import create_mixed_system
 from mlmm.bridge.run_reports import embedding_module, open_reports, truncate_csv
 from mlmm.bridge.trajectory import open_trajectory
@@ -272,22 +273,12 @@ def _start(simulation: app.Simulation, config: RunConfig, overwrite: bool):
 
 def _minimize(simulation: app.Simulation, config: RunConfig) -> None:
     """Local energy minimisation; unless ``minimize_ml_region``, the ML atoms are held at their
-    input positions (OpenMM's minimiser does not move massless particles, so their masses are
-    zeroed for the minimisation and restored after it)."""
-    system = simulation.system
-    held = [] if config.md.minimize_ml_region else resolve_ml_atoms(simulation.topology, config.ml.atoms)
-    masses = {index: system.getParticleMass(index) for index in held}
-    for index in held:
-        system.setParticleMass(index, 0.0)
-    if held:
-        simulation.context.reinitialize(preserveState=True)
-    try:
+    input positions (:func:`~mlmm.bridge.minimize.minimize_environment`)."""
+    if config.md.minimize_ml_region:
         simulation.minimizeEnergy(maxIterations=config.md.minimize_max_iterations)
-    finally:
-        for index, mass in masses.items():
-            system.setParticleMass(index, mass)
-        if held:
-            simulation.context.reinitialize(preserveState=True)
+    else:
+        minimize_environment(simulation.context, config.ml.atoms, simulation.topology,
+                             max_iterations=config.md.minimize_max_iterations)
 
 
 def _progress(console: Any, enabled: bool):
