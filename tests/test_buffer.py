@@ -233,7 +233,18 @@ def test_buffer_input_errors(network):
         topology.addAtom(element, app.Element.getBySymbol(element), residue)
         mm_system.addParticle(app.Element.getBySymbol(element).mass)
         nonbonded.addParticle(charge, 0.3, 0.1)
-    with pytest.raises(ValueError, match="may join the buffer"):
+    with pytest.raises(ValueError, match="may join the buffer but has atoms the potential does not support"):
+        mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer")
+    topology, mm_system = waters(2)
+    residue = topology.addResidue("HOH", topology.addChain())  # a TIP4P-type water: its M site has no element
+    nonbonded = next(f for f in mm_system.getForces() if isinstance(f, openmm.NonbondedForce))
+    first = mm_system.getNumParticles()
+    for name, element, charge in (("O", "O", 0.0), ("H1", "H", 0.52), ("H2", "H", 0.52), ("M", None, -1.04)):
+        topology.addAtom(name, element and app.Element.getBySymbol(element), residue)
+        mm_system.addParticle(0.0 if element is None else app.Element.getBySymbol(element).mass)
+        nonbonded.addParticle(charge, 0.3, 0.1)
+    mm_system.setVirtualSite(first + 3, openmm.ThreeParticleAverageSite(first, first + 1, first + 2, 0.8, 0.1, 0.1))
+    with pytest.raises(ValueError, match="particles without an element .virtual sites"):
         mlmm.create_mixed_system(topology, mm_system, [0, 1, 2], network, embedding="buffer")
 
 

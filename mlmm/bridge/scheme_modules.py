@@ -102,7 +102,12 @@ def buffer_module(topology: app.Topology, mm_system: openmm.System, ml: list[int
             continue
         neutral = abs(sum(charges[a.index] for a in members)) < 1e-6
         numbers = [0 if a.element is None else a.element.atomic_number for a in members]
-        if neutral and (0 in numbers or (supported is not None and not set(numbers) <= supported)):
+        if neutral and 0 in numbers:
+            raise ValueError(f"MM residue {residue.name}{residue.id} may join the buffer but has particles without an "
+                             f"element (virtual sites, as the M site of TIP4P-type water); the buffer network runs on "
+                             f"the atoms of the solvent molecules it takes in. Use a water model without virtual sites "
+                             f"(TIP3P, SPC/E) or another embedding.")
+        if neutral and supported is not None and not set(numbers) <= supported:
             raise ValueError(f"MM residue {residue.name}{residue.id} may join the buffer but has atoms the potential "
                              f"does not support (atomic numbers {sorted(set(numbers))}, supported "
                              f"{sorted(supported or [])}); the buffer network must know every solvent element.")
