@@ -20,9 +20,8 @@ def minimize_environment(context: openmm.Context, ml_atoms: MLAtoms, topology: O
     network never saw, where its energy can lie far below its minimum. The formic acid dimer in
     a fresh 3 nm TIP3P box, minimised free to OpenMM's default tolerance: its atoms moved by up to
     0.24 nm, the electrostatic model's energy reached -87 355 kJ/mol against -59 323 with the
-    dimer held (the mechanical model's -76 523), and MD failed within 100 steps. With the dimer
-    held, 1000 steps ran with the network energy within 25 kJ/mol of its start. With the ML
-    region held the solvent relaxes around it and MD starts from the ML geometry given.
+    dimer held (the mechanical model's -76 523), and MD failed within 100 steps; minimised with
+    the dimer held, the box ran 1000 steps with the network energy within 25 kJ/mol of its start.
     ``mlmm run`` minimises this way unless ``[md] minimize_ml_region = true``.
 
     The ML atoms are held by giving them zero mass for the minimisation (OpenMM's minimiser does
