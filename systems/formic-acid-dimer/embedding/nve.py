@@ -34,6 +34,9 @@ and with the most accurate buffer model, the weighted mean of a PhysNet and a Pa
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
         --buffer-model mean-anchored-extra --seed 8 \\
         --output systems/formic-acid-dimer/embedding/nve-300K-buffer-mean-anchored-extra-seed8.json
+    .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
+        --buffer-model mean-anchored-extra --seed 9 \\
+        --output systems/formic-acid-dimer/embedding/nve-300K-buffer-mean-anchored-extra-seed9.json
 and with the MD network's size trained on the extra snapshots
 (nve-300K-buffer-anchored-contacts-extra.json):
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py --schemes buffer \\
