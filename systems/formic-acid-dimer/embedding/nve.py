@@ -15,9 +15,10 @@ within 1.1 nm of a dimer atom; for the buffer scheme the buffer, 0.45 nm; checke
 steps). Results go to nve.json as each scheme finishes (several runs with different --schemes
 may share it); a rerun skips the schemes already there. An unfinished run saves its state and
 series every --save-every steps (default 1 ps) to OUTPUT-SCHEME.partial.json beside the output,
-and a rerun with the same settings resumes from there (from positions and velocities as XML
-stores them, so not bitwise the uninterrupted trajectory: 0.0016 kJ/mol apart 100 steps later
-in a test). Run from the repository root:
+and a rerun with the same settings resumes from there (XML keeps positions and velocities
+exactly, but OpenMM's CPU PME forces vary in the last digits between evaluations, so the
+resumed run was 0.0016 kJ/mol from the uninterrupted one 100 steps later in a test; see the
+README on seeds). Run from the repository root:
     .venv/bin/python systems/formic-acid-dimer/embedding/nve.py [--ps 20] [--schemes mm electrostatic]
 At 300 K (nve-300K.json, and the buffer scheme with the network for MD in
 nve-300K-buffer-anchored-contacts.json):
@@ -247,7 +248,7 @@ def main():
                         help=f"NVE steps between saves of an unfinished run (default {SAVE_EVERY})")
     args = parser.parse_args()
     if args.save_every <= 0 or args.save_every % CHECK_EVERY:
-        parser.error(f"--save-every must be a positive multiple of {CHECK_EVERY} steps")
+        parser.error(f"--save-every {args.save_every}: give a positive multiple of {CHECK_EVERY} steps")
     torch.set_num_threads(args.threads)
     for scheme in args.schemes:
         done = json.loads(args.output.read_text()) if args.output.exists() else {}
